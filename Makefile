@@ -1,0 +1,40 @@
+# The README's two commands: `make up` sets up and runs the product, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION := 2.13.0
+PROTOS := $(shell cd protos && find . -name '*.proto' | sed 's|^\./||' | sort)
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: up venv test protos provision clean-var
+
+## Create the virtual environment and install everything (torch first, pinned to the CPU build).
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet -r requirements.txt torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('$(TORCH_VERSION)') else 'torch ' + v + ' installed, expected $(TORCH_VERSION)')"
+	touch $@
+
+## Provision what the embedded default needs (base model, sample debates) once; then run the three services.
+up: venv provision
+	$(PY) -m services.launcher
+
+provision: venv
+	@true
+
+## Run the whole test suite.
+test: venv
+	$(PY) -m pytest -q
+
+## Regenerate generated/ from protos/ with the pinned grpcio-tools.
+protos: venv
+	cd protos && ../$(PY) -m grpc_tools.protoc -I . --python_out=../generated --grpc_python_out=../generated --pyi_out=../generated $(PROTOS)
+
+clean-var:
+	rm -rf var

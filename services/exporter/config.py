@@ -1,0 +1,25 @@
+"""Process settings of the exporter, read once at start from EXPORTER_* variables (or a .env file)."""
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ExporterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EXPORTER_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Interface the gRPC server binds (0.0.0.0 in containers)."""
+    port: int = 50051
+    """gRPC port."""
+    database_url: str = "sqlite:///var/exporter/debates.db"
+    """SQLAlchemy URL of the debate store (SQLite file by default, PostgreSQL by URL)."""
+    export_dir: Path = Path("var/exports")
+    """Where WriteExport puts JSONL files."""
+    samples_path: Path | None = None
+    """JSONL of debates to load when the store is empty at start (None: the bundled sample debates)."""
+    load_samples: bool = True
+    """Whether to load the sample debates into an empty store at start."""
+    log_level: str = "INFO"
+    grace_seconds: float = 5.0
+    """How long calls in flight may finish after SIGTERM."""

@@ -1,0 +1,19 @@
+"""Process settings of the gateway, read once at start from GATEWAY_* variables (or a .env file)."""
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Interface the HTTP server binds (0.0.0.0 in containers)."""
+    port: int = 8080
+    """HTTP port."""
+    exporter_address: str = "127.0.0.1:50051"
+    """The exporter's gRPC address."""
+    trainer_address: str = "127.0.0.1:50052"
+    """The trainer's gRPC address."""
+    rpc_timeout_seconds: float = 10.0
+    """Deadline of each unary gRPC call the gateway makes."""
+    log_level: str = "INFO"

@@ -1,0 +1,76 @@
+"""The gateway's one error mapping: gRPC status codes to HTTP status codes, and one exception handler.
+
+A backend's INVALID_ARGUMENT carries its bad fields (google.rpc.BadRequest); they become the JSON body's
+``errors`` list, so a client sees which field is wrong and why.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+log = logging.getLogger(__name__)
+
+GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.INVALID_ARGUMENT: 422,
+    grpc.StatusCode.OUT_OF_RANGE: 422,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    # The backend failed: the gateway reports a bad gateway, never a 500 of its own.
+    grpc.StatusCode.INTERNAL: 502,
+    grpc.StatusCode.UNKNOWN: 502,
+    grpc.StatusCode.DATA_LOSS: 502,
+}
+
+
+def field_errors(exc: grpc.aio.AioRpcError) -> list[dict]:
+    """The field violations a backend attached to its error, as ``[{"field", "reason"}]``."""
+    try:
+        status = rpc_status.from_call(exc)
+    except Exception:  # noqa: BLE001 - a malformed detail must not hide the error itself
+        return []
+    out: list[dict] = []
+    if status is None:
+        return out
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            br = error_details_pb2.BadRequest()
+            detail.Unpack(br)
+            out.extend({"field": v.field, "reason": v.description} for v in br.field_violations)
+    return out
+
+
+def error_body(exc: grpc.aio.AioRpcError) -> tuple[int, dict]:
+    code = exc.code()
+    http = GRPC_TO_HTTP.get(code, 502)
+    body = {"detail": exc.details() or code.name.lower(), "code": code.name}
+    errors = field_errors(exc)
+    if errors:
+        body["errors"] = errors
+    return http, body
+
+
+async def _grpc_error_handler(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
+    http, body = error_body(exc)
+    if http >= 500:
+        log.warning("%s %s -> %s: %s", request.method, request.url.path, exc.code().name, exc.details())
+    return JSONResponse(body, status_code=http)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(grpc.aio.AioRpcError, _grpc_error_handler)

@@ -1,0 +1,31 @@
+"""Process settings of the trainer, read once at start from TRAINER_* variables (or a .env file)."""
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TrainerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRAINER_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Interface the gRPC server binds (0.0.0.0 in containers)."""
+    port: int = 50052
+    """gRPC port."""
+    database_url: str = "sqlite:///var/trainer/jobs.db"
+    """SQLAlchemy URL of the job store."""
+    jobs_dir: Path = Path("var/jobs")
+    """One artifact folder per job lives here."""
+    models_dir: Path = Path("var/models")
+    """Local base models (one folder per model id, '/' replaced by '--')."""
+    data_root: Path = Path("var/data")
+    """A job's dataset_path must lie inside this folder."""
+    exporter_address: str = "127.0.0.1:50051"
+    """Where the exporter's gRPC server listens."""
+    max_concurrent_jobs: int = 1
+    """Jobs running at once; more wait in queued and start in order."""
+    checkpoint_every_steps: int = 50
+    """Optimizer steps between checkpoints (a job's config can override it)."""
+    log_level: str = "INFO"
+    grace_seconds: float = 5.0
+    """How long calls in flight may finish after SIGTERM."""
