@@ -26,7 +26,7 @@ up: venv provision
 	$(PY) -m services.launcher
 
 provision: venv
-	@true
+	$(PY) -m services.trainer provision
 
 ## Run the whole test suite.
 test: venv

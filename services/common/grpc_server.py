@@ -126,11 +126,19 @@ class RunningServer:
     port: int
     health: health.aio.HealthServicer
     service_names: list[str] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Clean-ups run after the server stopped taking calls (e.g. the trainer stopping its workers)."""
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     async def stop(self, grace: float = 5.0) -> None:
         for name in [*self.service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace)
+        for hook in self.on_stop:
+            await hook()
 
 
 async def start_server(
@@ -164,6 +172,8 @@ async def serve_forever(
 ) -> None:
     """Runs a server until SIGTERM or SIGINT, then stops it with ``grace`` seconds for calls in flight."""
     running = await start_server(bindings, host, port)
+    if on_stop is not None:
+        running.on_stop.append(on_stop)
     log.info("%s listening on %s:%d", name, host, running.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -171,7 +181,5 @@ async def serve_forever(
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("%s stopping", name)
-    if on_stop is not None:
-        await on_stop()
     await running.stop(grace)
     log.info("%s stopped", name)

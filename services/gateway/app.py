@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from services.gateway import errors
 from services.gateway.config import GatewaySettings
 from services.gateway.deps import Backends
-from services.gateway.routers import exports, health, jobs
+from services.gateway.routers import dashboard, debates, events, exports, health, jobs, models
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -33,5 +33,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(exports.router)
+    app.include_router(debates.router)
     app.include_router(jobs.router)
+    app.include_router(events.router)
+    app.include_router(models.router)
+    app.include_router(dashboard.router)
     return app

@@ -10,6 +10,7 @@ import logging
 
 import grpc
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -72,5 +73,25 @@ async def _grpc_error_handler(request: Request, exc: grpc.aio.AioRpcError) -> JS
     return JSONResponse(body, status_code=http)
 
 
+def _field_path(loc: tuple | list) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+async def _validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """The gateway's own validation errors, in the same body shape as a backend's INVALID_ARGUMENT."""
+    errors = []
+    for err in exc.errors():
+        msg = str(err.get("msg", "invalid value"))
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        errors.append({"field": _field_path(err.get("loc", ())), "reason": msg})
+    detail = "; ".join(f"{e['field']}: {e['reason']}" if e["field"] else e["reason"] for e in errors)
+    return JSONResponse({"detail": detail or "invalid request", "code": "INVALID_ARGUMENT", "errors": errors}, status_code=422)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(grpc.aio.AioRpcError, _grpc_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_error_handler)
