@@ -1,0 +1,1 @@
+"""Helpers shared by test rooms (tiny models built on the fly; nothing downloaded)."""
