@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+
 import uvicorn
 
 from services.common.logs import setup_logging
@@ -9,16 +13,33 @@ from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 
 
+class _Server(uvicorn.Server):
+    """Uvicorn re-raises SIGTERM after its graceful shutdown, so the process would report death by signal;
+    here SIGTERM/SIGINT only ask for the graceful shutdown and the process exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+
 def main() -> int:
     settings = GatewaySettings()
     setup_logging("gateway", settings.log_level)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=5,
     )
+    asyncio.run(_Server(config).serve())
     return 0
 
 

@@ -1,0 +1,28 @@
+# One image for the three services; docker-compose.yml picks the command of each.
+FROM python:3.11-slim
+
+# CPU wheels by default; build the trainer with
+#   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+# to train on an NVIDIA GPU.
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    HF_HUB_OFFLINE=1 \
+    TOKENIZERS_PARALLELISM=false
+
+WORKDIR /app
+# torch first, pinned, so nothing below can pull another build.
+RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
+COPY requirements.txt .
+RUN pip install -r requirements.txt "torch==${TORCH_VERSION}"
+COPY pyproject.toml README.md ./
+COPY protos ./protos
+COPY generated ./generated
+COPY services ./services
+RUN pip install --no-deps -e .
+
+RUN useradd --create-home --uid 1000 app && mkdir -p /data && chown app /data
+USER app
+CMD ["python", "-m", "services.launcher"]

@@ -1,0 +1,3 @@
+-- Each service owns its data: one database per store.
+CREATE DATABASE exporter OWNER aragora;
+CREATE DATABASE trainer OWNER aragora;
