@@ -1,0 +1,177 @@
+"""The base-model catalogue: data in ``catalogue.json`` plus whatever model folders the models folder holds.
+
+A local model folder is ``<models_dir>/<id with "/" replaced by "--">/`` holding ``config.json``, the weights
+and the tokenizer. A catalogue model is available when its folder is there; a folder that is not in the
+catalogue is listed too (available), described from its ``config.json``. Nothing here imports an ML library.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from services.common.errors import InvalidArgument
+
+CATALOGUE_PATH = Path(__file__).with_name("catalogue.json")
+DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+UNAVAILABLE_REASON = "weights not on this server (no model hub reachable); place them in {folder}"
+
+
+@dataclass
+class BaseModelInfo:
+    """A base model as ListBaseModels shows it, plus its local folder when it is available."""
+
+    id: str
+    name: str
+    provider: str
+    parameters: int
+    size: str
+    verticals: list[str]
+    capabilities: list[str]
+    recommended: bool
+    available: bool
+    unavailable_reason: str
+    max_seq_length: int
+    description: str
+    path: Path | None = None
+    aliases: list[str] = field(default_factory=list)
+
+
+def folder_name(model_id: str) -> str:
+    return model_id.replace("/", "--")
+
+
+def human_size(parameters: int) -> str:
+    """135M, 1.7B, 8B: parameter counts as people write them."""
+    if parameters <= 0:
+        return "unknown"
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if parameters >= scale:
+            value = parameters / scale
+            text = f"{value:.1f}" if value < 10 else f"{value:.0f}"
+            return text.removesuffix(".0") + unit
+    return str(parameters)
+
+
+@lru_cache(maxsize=1)
+def _catalogue() -> tuple[dict, ...]:
+    with open(CATALOGUE_PATH, encoding="utf-8") as fh:
+        return tuple(json.load(fh)["models"])
+
+
+def _count_parameters(folder: Path) -> int:
+    """Parameters from the safetensors headers (8-byte length + JSON), without loading any weight."""
+    total = 0
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            with open(f, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+        except (OSError, ValueError, struct.error):
+            continue
+        for name, meta in header.items():
+            if name != "__metadata__":
+                count = 1
+                for d in meta.get("shape", []):
+                    count *= d
+                total += count
+    return total
+
+
+def _read_config(folder: Path) -> dict:
+    try:
+        with open(folder / "config.json", encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def _local_folders(models_dir: Path) -> dict[str, Path]:
+    """Model folders under ``models_dir`` by model id (hidden/temporary folders skipped)."""
+    out: dict[str, Path] = {}
+    if not models_dir.is_dir():
+        return out
+    for child in sorted(models_dir.iterdir()):
+        if child.name.startswith(".") or not (child / "config.json").is_file():
+            continue
+        out[child.name.replace("--", "/", 1) if "--" in child.name else child.name] = child
+    return out
+
+
+def _from_entry(entry: dict, models_dir: Path, local: Path | None) -> BaseModelInfo:
+    folder = models_dir.absolute() / folder_name(entry["id"])
+    trainable = entry.get("trainable", True)
+    available = local is not None and trainable
+    if not trainable:
+        reason = entry.get("untrainable_reason", "this trainer cannot fine-tune it")
+    elif available:
+        reason = ""
+    else:
+        reason = UNAVAILABLE_REASON.format(folder=folder)
+    max_len = int(entry.get("max_seq_length", 0))
+    if local is not None:
+        max_len = int(_read_config(local).get("max_position_embeddings", max_len) or max_len)
+    return BaseModelInfo(
+        id=entry["id"], name=entry.get("name", entry["id"]), provider=entry.get("provider", ""),
+        parameters=int(entry.get("parameters", 0)), size=human_size(int(entry.get("parameters", 0))),
+        verticals=list(entry.get("verticals", [])), capabilities=list(entry.get("capabilities", [])),
+        recommended=bool(entry.get("recommended", False)), available=available, unavailable_reason=reason,
+        max_seq_length=max_len, description=entry.get("description", ""),
+        path=local.absolute() if available else None, aliases=list(entry.get("aliases", [])),
+    )
+
+
+def _from_folder(model_id: str, folder: Path) -> BaseModelInfo:
+    config = _read_config(folder)
+    params = _count_parameters(folder)
+    arch = ",".join(config.get("architectures", [])) or config.get("model_type", "unknown architecture")
+    return BaseModelInfo(
+        id=model_id, name=model_id.rsplit("/", 1)[-1], provider=model_id.split("/", 1)[0] if "/" in model_id
+        else "local", parameters=params, size=human_size(params), verticals=["general"],
+        capabilities=["chat"] if (folder / "chat_template.jinja").exists() or "chat_template" in
+        _read_tokenizer_config(folder) else ["completion"],
+        recommended=False, available=True, unavailable_reason="",
+        max_seq_length=int(config.get("max_position_embeddings", 2048) or 2048),
+        description=f"Local model folder ({arch}) found in the models folder.", path=folder.absolute(),
+    )
+
+
+def _read_tokenizer_config(folder: Path) -> dict:
+    try:
+        with open(folder / "tokenizer_config.json", encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def list_models(models_dir: Path) -> list[BaseModelInfo]:
+    """The catalogue (in its order), then the other model folders found in ``models_dir`` (by id)."""
+    models_dir = Path(models_dir)
+    local = _local_folders(models_dir)
+    out = []
+    seen = set()
+    for entry in _catalogue():
+        out.append(_from_entry(entry, models_dir, local.get(entry["id"])))
+        seen.add(entry["id"])
+    for model_id, folder in local.items():
+        if model_id not in seen:
+            out.append(_from_folder(model_id, folder))
+    return out
+
+
+def resolve_model(models_dir: Path, model_id: str) -> BaseModelInfo:
+    """The available model ``model_id`` names (its id or a catalogue alias; empty: the default).
+
+    Raises ``InvalidArgument(field="base_model")`` when it is unknown or not available here, with the reason.
+    """
+    model_id = (model_id or DEFAULT_MODEL_ID).strip()
+    for info in list_models(models_dir):
+        if model_id == info.id or model_id in info.aliases:
+            if not info.available:
+                raise InvalidArgument(f"{info.id} is not available: {info.unavailable_reason}", field="base_model")
+            return info
+    known = ", ".join(m.id for m in list_models(models_dir) if m.available) or "none"
+    raise InvalidArgument(f"unknown base model {model_id!r} (available here: {known})", field="base_model")
