@@ -1,0 +1,87 @@
+"""The exporter through a real grpc.aio server on port 0 and a real stub."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+
+from aragora.training.v1 import exporter_pb2 as pb
+from aragora.training.v1 import exporter_pb2_grpc
+from services.exporter.importer import split_of
+from tests.exporter.conftest import debate, gauntlet
+
+
+@pytest.fixture
+async def stub(exporter):
+    async with grpc.aio.insecure_channel(exporter.address) as ch:
+        yield exporter_pb2_grpc.ExporterServiceStub(ch)
+
+
+async def _import(stub, records) -> pb.ImportDebatesResponse:
+    return await stub.ImportDebates(iter([pb.ImportDebatesRequest(record_json=json.dumps(r)) for r in records]),
+                                    timeout=30)
+
+
+async def _collect(call) -> list:
+    out = []
+    async for msg in call:
+        out.extend(msg.records)
+    return out
+
+
+async def test_import_then_export_sft_and_dpo_by_split_and_vertical(stub):
+    records = [debate(f"debate-{i:03d}", vertical=("legal" if i % 2 else "medical")) for i in range(40)]
+    resp = await _import(stub, records)
+    assert (resp.imported, resp.updated, resp.rejected) == (40, 0, 0)
+
+    sft = await _collect(stub.ExportSFT(pb.ExportSFTRequest(), timeout=30))
+    assert [r.metadata.debate_id for r in sft] == sorted(r["id"] for r in records)
+    train = await _collect(stub.ExportSFT(pb.ExportSFTRequest(split=pb.SPLIT_TRAIN), timeout=30))
+    held = await _collect(stub.ExportSFT(pb.ExportSFTRequest(split=pb.SPLIT_HELDOUT), timeout=30))
+    assert {r.metadata.debate_id for r in held} == {r["id"] for r in records if split_of(r["id"]) == "heldout"}
+    assert len(train) + len(held) == 40 and held
+    assert not {r.metadata.debate_id for r in train} & {r.metadata.debate_id for r in held}
+
+    legal = await _collect(stub.ExportDPO(pb.ExportDPORequest(vertical="legal", split=pb.SPLIT_TRAIN), timeout=30))
+    assert legal and all(r.metadata.vertical == "legal" for r in legal)
+    assert all(split_of(r.metadata.debate_id) == "train" for r in legal)
+    # three agents: two pairs per debate, chosen is the winner's last-round proposal
+    one = [r for r in legal if r.metadata.debate_id == legal[0].metadata.debate_id]
+    did = one[0].metadata.debate_id
+    assert [r.rejected for r in one] == [f"beta r2 on {did}", f"gamma r2 on {did}"]
+    assert all(r.chosen == f"alpha r2 on {did}" for r in one)
+    # votes: two of 0.8 for alpha, one for gamma -> shares 2/3, 0, 1/3
+    assert [round(r.metadata.confidence_diff, 4) for r in one] == [0.6667, 0.3333]
+
+
+async def test_limit_and_bad_filters(stub):
+    await _import(stub, [debate(f"d-{i}") for i in range(5)])
+    got = await _collect(stub.ExportSFT(pb.ExportSFTRequest(limit=2), timeout=30))
+    assert [r.metadata.debate_id for r in got] == ["d-0", "d-1"]
+    for req in (pb.ExportSFTRequest(min_confidence=1.5), pb.ExportSFTRequest(limit=0),
+                pb.ExportSFTRequest(split=7)):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await _collect(stub.ExportSFT(req, timeout=30))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_typed_records_and_gauntlet(stub):
+    from google.protobuf import json_format
+
+    d = debate("typed-1")
+    typed = pb.Debate()
+    json_format.ParseDict({k: v for k, v in d.items() if k != "type"}, typed)
+    g = gauntlet("g-1")
+    run = pb.GauntletRun()
+    json_format.ParseDict({k: v for k, v in g.items() if k != "type"}, run)
+    reqs = [pb.ImportDebatesRequest(debate=typed), pb.ImportDebatesRequest(gauntlet_run=run),
+            pb.ImportDebatesRequest(line=99)]
+    resp = await stub.ImportDebates(iter(reqs), timeout=30)
+    assert (resp.imported, resp.rejected) == (2, 1)
+    assert (resp.rejections[0].line, resp.rejections[0].field) == (99, "record")
+    sft = await _collect(stub.ExportSFT(pb.ExportSFTRequest(), timeout=30))
+    assert sft[0].output == "final answer of typed-1"
+    gr = await _collect(stub.ExportGauntlet(pb.ExportGauntletRequest(), timeout=30))
+    assert [(r.prompt, r.attack_type, list(r.findings)) for r in gr] == [("attack g-1", "prompt_injection", ["Resisted manipulation"])]
