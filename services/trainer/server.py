@@ -1,23 +1,64 @@
-"""Wires the trainer: settings, servicer, health, reflection and graceful shutdown."""
+"""Wires the trainer: migrations, job store, job manager, servicer, health, reflection and graceful shutdown.
+
+Start-up order: migrate the database, recover the jobs a previous process left running (before any call can
+see them), serve, then start the jobs whose start was requested. On stop: the server stops taking calls,
+then the manager ends its workers (SIGTERM, SIGKILL after 5 s) and the database closes.
+"""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from aragora.training.v1 import trainer_pb2, trainer_pb2_grpc
+from services.common.db import Database, migrate
 from services.common.grpc_server import RunningServer, ServiceBinding, serve_forever, start_server
 from services.trainer.config import TrainerSettings
+from services.trainer.jobs import JobManager
 from services.trainer.service import TrainerServicer
+from services.trainer.store import JobStore
 
 SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+log = logging.getLogger(__name__)
 
 
-def build_bindings(settings: TrainerSettings) -> list[ServiceBinding]:
-    return [ServiceBinding(TrainerServicer(), trainer_pb2_grpc.add_TrainerServiceServicer_to_server, SERVICE_NAME)]
+def open_manager(settings: TrainerSettings) -> tuple[JobManager, Database]:
+    """Migrates the job store, builds the manager and recovers interrupted jobs."""
+    db = Database(settings.database_url)  # first: it makes the folder of a SQLite file
+    migrate(settings.database_url, MIGRATIONS)
+    manager = JobManager(settings, JobStore(db))
+    recovered = manager.recover()
+    if recovered:
+        log.warning("recovered %d job(s) left running by a previous trainer: %s", len(recovered), ", ".join(recovered))
+    return manager, db
+
+
+def build_bindings(manager: JobManager) -> list[ServiceBinding]:
+    return [ServiceBinding(TrainerServicer(manager), trainer_pb2_grpc.add_TrainerServiceServicer_to_server, SERVICE_NAME)]
+
+
+def _stopper(manager: JobManager, db: Database):
+    async def stop() -> None:
+        await manager.shutdown()
+        db.dispose()
+
+    return stop
 
 
 async def start(settings: TrainerSettings, port: int | None = None) -> RunningServer:
-    """Starts the trainer in this event loop (tests use port 0)."""
-    return await start_server(build_bindings(settings), settings.host, settings.port if port is None else port)
+    """Starts the trainer in this event loop (tests use port 0). ``running.manager`` is the job manager."""
+    manager, db = open_manager(settings)
+    running = await start_server(build_bindings(manager), settings.host, settings.port if port is None else port)
+    running.on_stop.append(_stopper(manager, db))
+    running.manager = manager  # type: ignore[attr-defined]  # tests reach the manager (e.g. worker pids)
+    manager.start_background()
+    return running
 
 
 async def serve(settings: TrainerSettings) -> None:
-    await serve_forever("trainer", build_bindings(settings), settings.host, settings.port, settings.grace_seconds)
+    manager, db = open_manager(settings)
+    manager.start_background()
+    await serve_forever("trainer", build_bindings(manager), settings.host, settings.port, settings.grace_seconds,
+                        on_stop=_stopper(manager, db))

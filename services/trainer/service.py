@@ -1,51 +1,83 @@
-"""The trainer's gRPC servicer: converts messages and delegates to the job manager."""
+"""The trainer's gRPC servicer: converts messages and delegates to the job manager.
+
+Domain errors raised by the manager (``InvalidArgument``, ``NotFound``, ``FailedPrecondition``,
+``AlreadyExists``) become gRPC status codes in the shared error interceptor.
+"""
 
 from __future__ import annotations
 
-import grpc
+import asyncio
 
-from aragora.training.v1 import trainer_pb2, trainer_pb2_grpc
+from aragora.training.v1 import trainer_pb2 as pb
+from aragora.training.v1 import trainer_pb2_grpc
+from services.common.errors import InvalidArgument
+from services.trainer import convert
+from services.trainer.jobs import JobManager
+from services.trainer.orm import Job
 
-
-async def _unimplemented(context: grpc.aio.ServicerContext, rpc: str) -> None:
-    await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"TrainerService.{rpc} is not implemented yet")
+CHUNK_BYTES = 256 * 1024
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     """TrainerService over the job manager."""
 
-    async def ListJobs(self, request, context):
-        # No job store exists yet, so there is nothing to list.
-        return trainer_pb2.ListJobsResponse(jobs=[], total=0)
+    def __init__(self, manager: JobManager) -> None:
+        self.manager = manager
 
-    async def CreateJob(self, request, context):
-        await _unimplemented(context, "CreateJob")
+    async def CreateJob(self, request: pb.CreateJobRequest, context) -> pb.CreateJobResponse:
+        raw = convert.config_from_pb(request.training_config)
+        job = self.manager.create(request.name, request.vertical, request.base_model, raw)
+        return pb.CreateJobResponse(job=convert.job_to_pb(job))
 
-    async def StartJob(self, request, context):
-        await _unimplemented(context, "StartJob")
+    async def StartJob(self, request: pb.StartJobRequest, context) -> pb.StartJobResponse:
+        return pb.StartJobResponse(job=convert.job_to_pb(await self.manager.start(request.job_id)))
 
-    async def CancelJob(self, request, context):
-        await _unimplemented(context, "CancelJob")
+    async def CancelJob(self, request: pb.CancelJobRequest, context) -> pb.CancelJobResponse:
+        # Shielded: a client giving up on the call must not leave a worker half-terminated.
+        job = await asyncio.shield(self.manager.cancel(request.job_id))
+        return pb.CancelJobResponse(job=convert.job_to_pb(job))
 
-    async def GetJob(self, request, context):
-        await _unimplemented(context, "GetJob")
+    async def GetJob(self, request: pb.GetJobRequest, context) -> pb.GetJobResponse:
+        return pb.GetJobResponse(job=convert.job_to_pb(self.manager.get(request.job_id)))
 
-    async def GetJobCounts(self, request, context):
-        await _unimplemented(context, "GetJobCounts")
+    async def ListJobs(self, request: pb.ListJobsRequest, context) -> pb.ListJobsResponse:
+        if request.limit < 0:
+            raise InvalidArgument("must be >= 0", field="limit")
+        status = convert.status_from_pb(request.status)
+        jobs, total = self.manager.list(request.vertical, status, request.limit)
+        return pb.ListJobsResponse(jobs=[convert.job_to_pb(j) for j in jobs], total=total)
 
-    async def GetJobMetrics(self, request, context):
-        await _unimplemented(context, "GetJobMetrics")
+    async def GetJobCounts(self, request, context) -> pb.GetJobCountsResponse:
+        return pb.GetJobCountsResponse(**self.manager.counts())
 
-    async def GetJobArtifacts(self, request, context):
-        await _unimplemented(context, "GetJobArtifacts")
+    async def GetJobMetrics(self, request: pb.GetJobMetricsRequest, context) -> pb.GetJobMetricsResponse:
+        return convert.metrics_to_pb(self.manager.metrics(request.job_id))
 
-    async def ReadArtifact(self, request, context):
-        await _unimplemented(context, "ReadArtifact")
-        yield  # pragma: no cover - makes this an async generator
+    async def GetJobArtifacts(self, request: pb.GetJobArtifactsRequest, context) -> pb.GetJobArtifactsResponse:
+        return convert.artifacts_to_pb(self.manager.artifacts(request.job_id))
 
-    async def ListBaseModels(self, request, context):
-        await _unimplemented(context, "ListBaseModels")
+    async def ReadArtifact(self, request: pb.ReadArtifactRequest, context):
+        path = self.manager.artifact_path(request.job_id, request.name)
+        with open(path, "rb") as fh:
+            size = path.stat().st_size
+            sent = False
+            while True:
+                chunk = await asyncio.to_thread(fh.read, CHUNK_BYTES)
+                if not chunk and sent:
+                    return
+                yield pb.ReadArtifactResponse(data=chunk, size_bytes=size)
+                sent = True
+                if not chunk:
+                    return
 
-    async def WatchJob(self, request, context):
-        await _unimplemented(context, "WatchJob")
-        yield  # pragma: no cover
+    async def ListBaseModels(self, request, context) -> pb.ListBaseModelsResponse:
+        return pb.ListBaseModelsResponse(models=[convert.model_to_pb(m) for m in self.manager.list_models()])
+
+    async def WatchJob(self, request: pb.WatchJobRequest, context):
+        if request.after_sequence < 0:
+            raise InvalidArgument("must be >= 0", field="after_sequence")
+        async for item in self.manager.watch(request.job_id, request.after_sequence):
+            if isinstance(item, Job):
+                yield pb.WatchJobResponse(snapshot=convert.job_to_pb(item))
+            else:
+                yield pb.WatchJobResponse(event=convert.event_to_pb(item))
