@@ -1,4 +1,5 @@
-"""``python -m services.trainer`` runs the trainer's gRPC server."""
+"""``python -m services.trainer``: run the trainer's gRPC server (``serve``, the default), provision the default
+base model (``provision``), or watch a job live (``watch JOB_ID``)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.trainer", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the gRPC server (the default)")
+    sub.add_parser("provision", help="provision the default base model into the models folder (once)")
+    w = sub.add_parser("watch", help="draw a job's progress (epoch, step, loss, ETA) until it ends")
+    w.add_argument("job_id", metavar="JOB_ID")
+    w.add_argument("--address", help="the trainer's gRPC address (default: TRAINER_HOST:TRAINER_PORT)")
+    w.add_argument("--after", type=int, default=0, help="start after this event sequence number")
     args = parser.parse_args(argv)
     settings = TrainerSettings()
-    setup_logging("trainer", settings.log_level)
-    if args.command in (None, "serve"):
-        from services.trainer.server import serve
+    if args.command == "watch":
+        from services.trainer.cli import main as watch_main
 
-        asyncio.run(serve(settings))
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        return watch_main(args.job_id, args.address or f"{host}:{settings.port}", args.after)
+    setup_logging("trainer", settings.log_level)
+    if args.command == "provision":
+        # Written by the worker side; imported only here so `serve` never pays for it.
+        from services.trainer.provision import main as provision_main
+
+        return provision_main(settings)
+    from services.trainer.server import serve
+
+    asyncio.run(serve(settings))
     return 0
 
 
