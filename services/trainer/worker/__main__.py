@@ -1,0 +1,52 @@
+"""``python -m services.trainer.worker JOB_DIR``: train one job (see notes/WORKER_PROTOCOL.md).
+
+Exit codes: 0 after a ``result`` event; 1 after an ``error`` event; 143 when stopped by SIGTERM/SIGINT (after
+writing a checkpoint of the last finished step); 2 for a wrong command line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from services.trainer.worker.signals import StopGuard
+
+OOM_MESSAGE = "out of memory: reduce batch_size or max_seq_length, or enable gradient_checkpointing"
+
+
+def main(argv: list[str] | None = None) -> int:
+    # First of all, before any library starts a thread: block the stop signals and start their watcher.
+    guard = StopGuard()
+    guard.install()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from services.trainer.worker.events import EventSink
+    from services.trainer.worker.job import WorkerError
+
+    events = EventSink.from_stdout()
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        events.error("usage: python -m services.trainer.worker JOB_DIR")
+        return 2
+    try:
+        from services.trainer.worker.runner import run_job
+
+        return run_job(argv[0], events, guard)
+    except WorkerError as exc:
+        events.error(str(exc))
+    except MemoryError:
+        events.error(OOM_MESSAGE)
+    except Exception as exc:
+        traceback.print_exc()
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError / torch.OutOfMemoryError
+            events.error(OOM_MESSAGE.replace("out of memory", "out of GPU memory"))
+        else:
+            first = (str(exc).strip().splitlines() or [""])[0][:500]
+            events.error(f"training failed: {type(exc).__name__}: {first}")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

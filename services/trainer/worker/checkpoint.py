@@ -1,0 +1,128 @@
+"""Checkpoints and the final adapter.
+
+``checkpoints/checkpoint-<step>/`` holds everything needed to continue exactly where training stopped:
+``adapter_model.safetensors`` + ``adapter_config.json`` (peft), ``optimizer.pt``, ``scheduler.pt``,
+``rng_state.pt`` (torch CPU/CUDA and Python RNG at the end of that step) and ``trainer_state.json`` (the step,
+examples and tokens seen, the per-step losses). Each is written into a hidden temporary folder that is renamed
+into place, so a crash mid-write never leaves a checkpoint that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+STATE_FILE = "trainer_state.json"
+
+
+def capture_rng() -> dict:
+    import torch
+
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    import torch
+
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_adapter(model, folder: Path, base_model_id: str) -> None:
+    config = model.peft_config["default"]
+    local_path = config.base_model_name_or_path
+    # The id, not this server's folder, so the adapter is usable wherever the base model lives.
+    config.base_model_name_or_path = base_model_id or local_path
+    try:
+        # save_embedding_layers=False: the embeddings are never trained here, and the check for a resized
+        # vocabulary would look the base model up by id (a hub lookup on a server without one).
+        model.save_pretrained(folder, safe_serialization=True, save_embedding_layers=False)
+    finally:
+        config.base_model_name_or_path = local_path
+
+
+def _atomic_dir(target: Path):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    os.rename(tmp, target)
+
+
+def save_checkpoint(checkpoints_dir: Path, step: int, model, optimizer, scheduler, state: dict, rng: dict,
+                    base_model_id: str) -> Path:
+    """Writes ``checkpoint-<step>`` and returns its folder."""
+    import torch
+
+    target = checkpoints_dir / f"checkpoint-{step}"
+    tmp = _atomic_dir(target)
+    try:
+        _save_adapter(model, tmp, base_model_id)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(rng, tmp / "rng_state.pt")
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+        _publish(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """The complete checkpoint with the highest step, if any."""
+    best, best_step = None, -1
+    if checkpoints_dir.is_dir():
+        for child in checkpoints_dir.iterdir():
+            m = CHECKPOINT_RE.match(child.name)
+            if m and (child / STATE_FILE).is_file() and int(m.group(1)) > best_step:
+                best, best_step = child, int(m.group(1))
+    return best
+
+
+def load_checkpoint(folder: Path, model, optimizer, scheduler) -> tuple[dict, dict]:
+    """Restores the adapter weights, optimizer and scheduler in place; returns (trainer state, rng state)."""
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(folder / "adapter_model.safetensors", device=str(next(model.parameters()).device))
+    result = set_peft_model_state_dict(model, weights)
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise ValueError(f"checkpoint {folder.name} does not match the model: unexpected {unexpected[:3]}")
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+    rng = torch.load(folder / "rng_state.pt", weights_only=False)  # our own file: Python's RNG tuple
+    state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    return state, rng
+
+
+def save_final_adapter(adapter_dir: Path, model, tokenizer, base_model_id: str) -> Path:
+    """``adapter/``: adapter_config.json, adapter_model.safetensors and the tokenizer files (atomic)."""
+    tmp = _atomic_dir(adapter_dir)
+    try:
+        _save_adapter(model, tmp, base_model_id)
+        tokenizer.save_pretrained(tmp)
+        _publish(tmp, adapter_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return adapter_dir

@@ -1,0 +1,63 @@
+"""The worker's event stream: one JSON object per line on the process's ORIGINAL stdout.
+
+The service reads these lines and numbers them (see notes/WORKER_PROTOCOL.md). Libraries print to stdout at
+will, so the real stdout is moved aside first and fd 1 is pointed at stderr (``worker.log``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import threading
+from typing import Any, TextIO
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/inf: non-finite floats become null (in nested dicts too)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+class EventSink:
+    """Writes events as JSON lines, flushed one by one; safe to use from several threads."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_stdout(cls) -> "EventSink":
+        """Takes the process's stdout for events and sends everything else written to fd 1 to stderr."""
+        sys.stdout.flush()
+        stream = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+        os.dup2(2, 1)
+        return cls(stream)
+
+    def emit(self, type: str, message: str = "", **fields: Any) -> None:
+        line = json.dumps(_finite({"type": type, "message": message, **fields}), allow_nan=False)
+        with self._lock:
+            try:
+                self._stream.write(line + "\n")
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # the service has gone; the log in worker.log still tells the story
+        print(f"event: {line}", file=sys.stderr, flush=True)
+
+    def status(self, status: str, message: str) -> None:
+        self.emit("status", message, status=status)
+
+    def log(self, message: str) -> None:
+        self.emit("log", message)
+
+    def warning(self, message: str) -> None:
+        self.emit("warning", message)
+
+    def error(self, message: str) -> None:
+        self.emit("error", message)

@@ -1,0 +1,145 @@
+"""Loading the base model for LoRA training: device and dtype, bitsandbytes quantization, gradient checkpointing.
+
+- CUDA: bf16 where the GPU supports it (else fp32); CPU: fp32, because CPUs without bf16 matrix units run bf16
+  matmuls ~100x slower than fp32 (this machine's included).
+- ``quantization`` 4bit/8bit loads the base with bitsandbytes (NF4 + double quantization, or LLM.int8) and
+  prepares it with peft's ``prepare_model_for_kbit_training`` (QLoRA). bitsandbytes >= 0.45 runs on CPUs too.
+  If the quantized load or a first forward fails, the job trains in full precision and says so (a warning),
+  rather than failing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.trainer.worker.events import EventSink
+from services.trainer.worker.job import WorkerError
+
+
+@dataclass
+class Loaded:
+    model: object          # the PeftModel
+    tokenizer: object
+    device: object         # torch.device
+    dtype: object          # torch dtype of the compute
+    quantization: str      # what was actually used: "4bit", "8bit" or "none"
+    trainable_parameters: int
+    total_parameters: int
+
+    @property
+    def causal_lm(self):
+        """The transformers model under the adapter (its decoder and LM head compute the loss)."""
+        return self.model.get_base_model()
+
+
+def configure_threads(num_threads: int | None) -> int:
+    """Torch threads = the CPUs this process may use (affinity/cgroup-aware), one inter-op thread."""
+    import torch
+
+    n = num_threads or len(os.sched_getaffinity(0)) or 1
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass  # already set (only possible once per process)
+    return n
+
+
+def pick_device():
+    """(device, dtype): CUDA with bf16 when supported, else CPU fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        dev = torch.device("cuda", 0)
+        return dev, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.device("cpu"), torch.float32
+
+
+def load_tokenizer(model_path: Path):
+    from transformers import AutoTokenizer
+
+    if not (Path(model_path) / "config.json").is_file():
+        raise WorkerError(f"base model folder {model_path} has no config.json (was it provisioned?)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    except Exception as exc:
+        raise WorkerError(f"cannot load the tokenizer of {model_path}: {exc}") from None
+    if tokenizer.pad_token_id is None:
+        # Padding positions never reach the loss (labels -100, attention mask 0), so any id will do.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _bnb_config(quantization: str, dtype):
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=dtype)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def _smoke_forward(model, device) -> None:
+    """A 4-token forward+backward-free pass: a missing bitsandbytes kernel fails here, not at step 1."""
+    import torch
+
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[1, 2, 3, 4]], device=device), use_cache=False)
+
+
+def load_model(model_path: Path, spec, tokenizer, events: EventSink) -> Loaded:
+    """The base model with a fresh LoRA adapter (seeded), ready to train."""
+    import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM
+
+    device, dtype = pick_device()
+    quantization = spec.quantization
+    model = None
+    if quantization in ("4bit", "8bit"):
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                model_path, quantization_config=_bnb_config(quantization, dtype), dtype=dtype,
+                device_map={"": device})
+            _smoke_forward(model, device)
+        except Exception as exc:  # ImportError, missing kernels, unsupported device...
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            events.warning(f"bitsandbytes {quantization} unavailable here ({reason}); training in full precision")
+            model, quantization = None, "none"
+    if model is None:
+        quantization = "none"
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
+        except Exception as exc:
+            raise WorkerError(f"cannot load the base model from {model_path}: {exc}") from None
+    model.config.use_cache = False
+    total = model.num_parameters()  # counts 4-bit packed weights as their real parameter count
+
+    ckpt_kwargs = {"use_reentrant": False}  # non-reentrant: works with frozen inputs, no input grads needed
+    if quantization != "none":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=ckpt_kwargs)
+    elif spec.gradient_checkpointing:
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(ckpt_kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt_kwargs)
+
+    missing = [m for m in spec.target_modules if not any(n.split(".")[-1] == m or n.endswith("." + m)
+                                                         for n, _ in model.named_modules())]
+    if missing:
+        raise WorkerError(f"training_config.target_modules: {', '.join(missing)} not found in "
+                          f"{Path(model_path).name} (its linear layers include: {_linear_names(model)})")
+    torch.manual_seed(spec.seed)  # the LoRA A matrices are drawn here: same seed, same initial adapter
+    peft_model = get_peft_model(model, spec.to_lora_config())
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    return Loaded(peft_model, tokenizer, device, dtype, quantization, trainable, total)
+
+
+def _linear_names(model) -> str:
+    import torch
+
+    names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    return ", ".join(names[:12])

@@ -1,0 +1,127 @@
+"""One job from start to result: data, model, training, adapter, metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from services.trainer.worker import data as data_mod
+from services.trainer.worker.events import EventSink
+from services.trainer.worker.job import JobConfig, WorkerError
+from services.trainer.worker.signals import StopGuard
+
+METRICS_FILE = "metrics.json"
+
+
+def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
+    started = time.monotonic()
+    job = JobConfig.load(job_dir)
+    spec = job.spec
+    events.status("preparing", f"preparing job {job.job_id}: base model {job.base_model}, "
+                               f"{'resuming' if job.resume else 'fetching training data'}")
+
+    # Data first: it needs no ML library, so bad data or a dead exporter fails the job within seconds.
+    records, source = data_mod.load_training_records(job, events)
+    events.log(f"{len(records)} SFT records from {source}")
+
+    from services.trainer.worker import modeling
+    from services.trainer.worker.batching import batch_order, padding_ratio, steps_per_epoch
+    from services.trainer.worker.checkpoint import latest_checkpoint, save_final_adapter
+    from services.trainer.worker.loop import TrainLoop
+    from services.trainer.worker.sft import SFTObjective, encode_records
+
+    threads = modeling.configure_threads(job.num_threads)
+    tokenizer = modeling.load_tokenizer(job.model_path)
+    encoded, stats = encode_records(tokenizer, records, spec.max_seq_length)
+    if stats.template == "fallback":
+        events.warning(f"{job.base_model} has no chat template; using an '### Instruction / ### Response' prompt")
+    if stats.dropped:
+        events.warning(f"{len(stats.dropped)} records dropped: their prompt alone fills max_seq_length "
+                       f"{spec.max_seq_length} (records {', '.join(str(i + 1) for i in stats.dropped[:5])}"
+                       f"{', ...' if len(stats.dropped) > 5 else ''})")
+    dropped = set(stats.dropped)
+    kept = [r for i, r in enumerate(records) if i not in dropped]
+    if not kept:
+        raise WorkerError(f"no training data left: every record's prompt fills max_seq_length "
+                          f"{spec.max_seq_length}; raise training_config.max_seq_length")
+    if stats.truncated:
+        events.log(f"{stats.truncated} records longer than max_seq_length {spec.max_seq_length} were truncated")
+    data_mod.write_jsonl(job.data_dir / data_mod.TRAIN_FILE, kept)
+
+    spe = steps_per_epoch(len(kept), spec.batch_size)
+    total_steps = spe * spec.num_epochs if not spec.max_steps else min(spe * spec.num_epochs, spec.max_steps)
+    debates = data_mod.count_debates(kept)
+    lengths = [len(e.input_ids) for e in encoded]
+    pad = padding_ratio(lengths, batch_order(lengths, spec.batch_size, spec.seed, 0))
+    events.emit("data", f"training data ready: {len(kept)} examples from {debates} debates, {total_steps} steps "
+                        f"({spec.num_epochs} epochs x {spe} batches of {spec.batch_size}); "
+                        f"{sum(lengths)} tokens per epoch, {pad:.0%} padding",
+                training_examples=len(kept), training_debates=debates, total_steps=total_steps)
+
+    events.log(f"loading {job.base_model} ({spec.quantization} quantization requested)")
+    loaded = modeling.load_model(job.model_path, spec, tokenizer, events)
+    events.log(f"model ready: {loaded.quantization} weights, compute {str(loaded.dtype).removeprefix('torch.')} on "
+               f"{loaded.device}, {threads} threads; LoRA r={spec.lora_r} alpha={spec.lora_alpha:g} on "
+               f"{', '.join(spec.target_modules)}: {loaded.trainable_parameters:,} trainable of "
+               f"{loaded.total_parameters:,} parameters; gradient checkpointing "
+               f"{'on' if spec.gradient_checkpointing else 'off'}")
+
+    objective = SFTObjective(encoded, tokenizer.pad_token_id, loaded.device)
+    loop = TrainLoop(job, loaded.model, objective, events, guard)
+    if job.resume:
+        folder = latest_checkpoint(job.checkpoints_dir)
+        if folder is None:
+            events.log("no checkpoint to resume from: training from step 0")
+        else:
+            loop.resume(folder)
+            events.log(f"resumed from {folder.name}: step {loop.state['step']} of {total_steps}")
+    events.status("training", f"training {total_steps} steps on {len(kept)} examples "
+                              f"(batch {spec.batch_size}, lr {spec.learning_rate:g}, {loaded.device})")
+    state = loop.run()
+
+    # (Evaluation of base vs adapter on held-out data runs here, before the result: issue 5.)
+
+    with guard.lock:
+        guard.set_on_stop(None)  # the last checkpoint is the last step; nothing more to save on a stop
+        save_final_adapter(job.adapter_dir, loaded.model, tokenizer, job.base_model)
+    losses = state["losses"]
+    final_loss = losses[-1]["loss"] if losses else None
+    last_epoch = [x["loss"] for x in losses if x["step"] > state["step"] - spe]
+    metrics = {
+        "job_id": job.job_id,
+        "base_model": job.base_model,
+        "method": spec.method,
+        "final_loss": final_loss,
+        "mean_loss_last_epoch": sum(last_epoch) / len(last_epoch) if last_epoch else None,
+        "first_loss": losses[0]["loss"] if losses else None,
+        "training_examples": len(kept),
+        "training_debates": debates,
+        "dropped_examples": len(stats.dropped),
+        "truncated_examples": stats.truncated,
+        "steps": state["step"],
+        "total_steps": total_steps,
+        "epochs": state["epoch"],
+        "examples_seen": state["examples_seen"],
+        "tokens_seen": state["tokens_seen"],
+        "trained_tokens": state["trained_tokens"],
+        "train_seconds": round(state["train_seconds"], 3),
+        "tokens_per_second": round(state["tokens_seen"] / state["train_seconds"], 2) if state["train_seconds"] else None,
+        "wall_seconds": round(time.monotonic() - started, 3),
+        "quantization": loaded.quantization,
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "threads": threads,
+        "trainable_parameters": loaded.trainable_parameters,
+        "total_parameters": loaded.total_parameters,
+        "training_config": spec.model_dump(mode="json"),
+        "losses": losses,
+    }
+    tmp = job.job_dir / f".{METRICS_FILE}.tmp"
+    tmp.write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    os.replace(tmp, job.job_dir / METRICS_FILE)
+    events.emit("result", f"training finished: {state['step']} steps, final loss {final_loss:.4f}"
+                if final_loss is not None else "training finished", final_loss=final_loss,
+                metrics_path=METRICS_FILE)
+    return 0
