@@ -1,0 +1,408 @@
+import { useEffect, useMemo, useState, type ReactNode } from 'react';
+import { QUANTIZATIONS, TRAINING_METHODS, type BaseModel, type CreateJobRequest, type FieldError, type Job, type TrainingConfigInput } from '../api/types';
+import type { UseFineTuningResult } from '../hooks/useFineTuning';
+import { formatParams } from '../format';
+
+type Kind = 'int' | 'number' | 'select' | 'bool' | 'text';
+
+interface ParamSpec {
+  /** The API's name (snake_case). */
+  key: keyof TrainingConfigInput;
+  /** The name the guide's parameter table uses. */
+  guide: string;
+  label: string;
+  kind: Kind;
+  /** The documented default, as the form shows it ('' for none). */
+  initial: string | boolean;
+  help: string;
+  options?: readonly string[];
+  check?: (v: number) => string | null;
+  optional?: boolean;
+}
+
+const positive = (v: number) => (v > 0 ? null : 'must be greater than 0');
+
+/** The guide's "Configure Training Parameters" table, in its order, with its defaults. */
+export const GUIDE_PARAMS: ParamSpec[] = [
+  { key: 'lora_r', guide: 'loraR', label: 'LoRA rank', kind: 'int', initial: '8', help: 'LoRA rank (higher = more parameters).', check: positive },
+  { key: 'lora_alpha', guide: 'loraAlpha', label: 'LoRA alpha', kind: 'number', initial: '16', help: 'LoRA scaling factor.', check: positive },
+  {
+    key: 'lora_dropout',
+    guide: 'loraDropout',
+    label: 'LoRA dropout',
+    kind: 'number',
+    initial: '0.05',
+    help: 'Dropout for regularization.',
+    check: (v) => (v >= 0 && v < 1 ? null : 'must be at least 0 and below 1'),
+  },
+  { key: 'num_epochs', guide: 'numEpochs', label: 'Epochs', kind: 'int', initial: '3', help: 'Training epochs.', check: positive },
+  { key: 'batch_size', guide: 'batchSize', label: 'Batch size', kind: 'int', initial: '4', help: 'Training batch size.', check: positive },
+  { key: 'learning_rate', guide: 'learningRate', label: 'Learning rate', kind: 'number', initial: '2e-4', help: 'Learning rate.', check: positive },
+  { key: 'max_seq_length', guide: 'maxSeqLength', label: 'Max sequence length', kind: 'int', initial: '2048', help: 'Maximum sequence length in tokens.', check: positive },
+  {
+    key: 'quantization',
+    guide: 'quantization',
+    label: 'Quantization',
+    kind: 'select',
+    initial: '4bit',
+    options: QUANTIZATIONS,
+    help: 'Quantization level (4bit, 8bit, none).',
+  },
+  { key: 'gradient_checkpointing', guide: 'gradientCheckpointing', label: 'Gradient checkpointing', kind: 'bool', initial: true, help: 'Enable gradient checkpointing (saves memory).' },
+  {
+    key: 'dataset_path',
+    guide: 'datasetPath',
+    label: 'Dataset path',
+    kind: 'text',
+    initial: '',
+    optional: true,
+    help: "Custom dataset path (a JSONL file inside the trainer's data root); empty uses the exporter's debates.",
+  },
+];
+
+/** Beyond the guide's table: how the job trains and on which data. Empty fields take the trainer's defaults. */
+export const ADVANCED_PARAMS: ParamSpec[] = [
+  {
+    key: 'method',
+    guide: 'method',
+    label: 'Method',
+    kind: 'select',
+    initial: 'sft',
+    options: TRAINING_METHODS,
+    help: 'sft: learn the consensus answers; dpo: prefer the winning answer over a losing one.',
+  },
+  {
+    key: 'min_confidence',
+    guide: 'minConfidence',
+    label: 'Min. consensus confidence',
+    kind: 'number',
+    initial: '0.7',
+    help: 'SFT data: keep debates whose consensus confidence is at least this (0–1).',
+    check: (v) => (v >= 0 && v <= 1 ? null : 'must be between 0 and 1'),
+  },
+  {
+    key: 'max_steps',
+    guide: 'maxSteps',
+    label: 'Max steps',
+    kind: 'int',
+    initial: '',
+    optional: true,
+    help: 'Stop after this many optimizer steps; empty trains every epoch in full.',
+    check: positive,
+  },
+  { key: 'seed', guide: 'seed', label: 'Seed', kind: 'int', initial: '42', help: 'Random seed (same seed, same data: same run).' },
+];
+
+const ALL_PARAMS = [...GUIDE_PARAMS, ...ADVANCED_PARAMS];
+
+type Values = Record<string, string | boolean>;
+
+function initialValues(): Values {
+  const v: Values = { name: '', vertical: '', base_model: '' };
+  for (const p of ALL_PARAMS) v[p.key] = p.initial;
+  return v;
+}
+
+/** An API field path ("training_config.loraR", "job_name", ...) as the form's field name. */
+export function formFieldOf(apiField: string): string {
+  let f = apiField.split('.').pop() ?? apiField;
+  f = f.replace(/\[\d+\]$/, '').replace(/[A-Z]/g, (m) => `_${m.toLowerCase()}`);
+  if (f === 'job_name') return 'name';
+  return f;
+}
+
+function validate(values: Values, model: BaseModel | undefined, existingNames: Set<string>): Record<string, string> {
+  const errors: Record<string, string> = {};
+  const name = String(values.name).trim();
+  if (!name) errors.name = 'A job name is required.';
+  else if (name.length > 128) errors.name = 'At most 128 characters.';
+  else if (existingNames.has(name)) errors.name = `A job named “${name}” already exists; names are unique.`;
+  if (!values.base_model) errors.base_model = 'Choose a base model.';
+  else if (model && !model.available) errors.base_model = `Not available on this server: ${model.unavailable_reason || 'no weights'}.`;
+  for (const p of ALL_PARAMS) {
+    if (p.kind !== 'int' && p.kind !== 'number') continue;
+    const raw = String(values[p.key]).trim();
+    if (raw === '') {
+      if (!p.optional) errors[p.key] = 'A value is required.';
+      continue;
+    }
+    const n = Number(raw);
+    if (!Number.isFinite(n)) {
+      errors[p.key] = 'Must be a number.';
+      continue;
+    }
+    if (p.kind === 'int' && !Number.isInteger(n)) {
+      errors[p.key] = 'Must be a whole number.';
+      continue;
+    }
+    const bad = p.check?.(n);
+    if (bad) errors[p.key] = `${p.guide} ${bad}.`;
+  }
+  const seq = Number(values.max_seq_length);
+  if (!errors.max_seq_length && model && model.max_seq_length > 0 && seq > model.max_seq_length) {
+    errors.max_seq_length = `${model.name || model.id} takes at most ${model.max_seq_length} tokens.`;
+  }
+  return errors;
+}
+
+function toRequest(values: Values): CreateJobRequest {
+  const cfg: Record<string, unknown> = {};
+  for (const p of ALL_PARAMS) {
+    const v = values[p.key];
+    if (p.kind === 'bool') cfg[p.key] = Boolean(v);
+    else if (p.kind === 'int' || p.kind === 'number') {
+      if (String(v).trim() !== '') cfg[p.key] = Number(v);
+    } else if (String(v).trim() !== '') cfg[p.key] = String(v).trim();
+  }
+  return {
+    name: String(values.name).trim(),
+    vertical: String(values.vertical),
+    base_model: String(values.base_model),
+    training_config: cfg as TrainingConfigInput,
+  };
+}
+
+function Field({ id, label, guide, help, error, children }: { id: string; label: string; guide?: string; help: string; error?: string; children: ReactNode }) {
+  return (
+    <div className={`field${error ? ' invalid' : ''}`} data-field={id}>
+      <label htmlFor={`f-${id}`}>
+        {label} {guide && <code className="guide-name">{guide}</code>}
+      </label>
+      {children}
+      <small className="help" id={`h-${id}`}>
+        {help}
+      </small>
+      {error && (
+        <small className="field-error" id={`e-${id}`} role="alert" data-testid={`error-${id}`}>
+          {error}
+        </small>
+      )}
+    </div>
+  );
+}
+
+/**
+ * New Job: name, vertical, base model and the training parameters. "Start Training" creates the job, starts it,
+ * and hands it to `onStarted` (the dashboard switches to Active Jobs).
+ */
+export function NewJobTab({
+  ft,
+  verticals,
+  preselectModel,
+  onStarted,
+}: {
+  ft: UseFineTuningResult;
+  verticals: { name: string; debates: number | null }[];
+  preselectModel: string | null;
+  onStarted: (job: Job) => void;
+}) {
+  const [values, setValues] = useState<Values>(initialValues);
+  const [touched, setTouched] = useState<Record<string, boolean>>({});
+  const [submitted, setSubmitted] = useState(false);
+  const [apiErrors, setApiErrors] = useState<Record<string, string>>({});
+  const [formError, setFormError] = useState<string | null>(null);
+  const [submitting, setSubmitting] = useState(false);
+  const [showAdvanced, setShowAdvanced] = useState(false);
+
+  const sortedModels = useMemo(
+    () => [...ft.models].sort((a, b) => Number(b.available) - Number(a.available) || Number(b.recommended) - Number(a.recommended) || a.parameters - b.parameters),
+    [ft.models],
+  );
+  const model = ft.models.find((m) => m.id === values.base_model);
+
+  // Choose a model once the catalogue is in: the one picked on Available Models, else the first recommended one here.
+  useEffect(() => {
+    if (preselectModel && ft.models.some((m) => m.id === preselectModel)) {
+      setValues((v) => ({ ...v, base_model: preselectModel }));
+    } else if (!values.base_model && sortedModels.length > 0) {
+      const pick = sortedModels.find((m) => m.available) ?? sortedModels[0];
+      setValues((v) => ({ ...v, base_model: pick.id }));
+    }
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [preselectModel, sortedModels]);
+
+  const existingNames = useMemo(() => new Set(ft.jobs.map((j) => j.name)), [ft.jobs]);
+  const clientErrors = validate(values, model, existingNames);
+  const shown = (field: string) => ((submitted || touched[field]) && clientErrors[field]) || apiErrors[field];
+
+  const set = (field: string, value: string | boolean) => {
+    setValues((v) => ({ ...v, [field]: value }));
+    setTouched((t) => ({ ...t, [field]: true }));
+    // An API error stays until its field is edited.
+    setApiErrors((e) => {
+      if (!(field in e)) return e;
+      const next = { ...e };
+      delete next[field];
+      return next;
+    });
+  };
+
+  const submit = async () => {
+    setSubmitted(true);
+    setFormError(null);
+    setApiErrors({});
+    if (Object.keys(clientErrors).length > 0) {
+      document.getElementById(`f-${Object.keys(clientErrors)[0]}`)?.focus();
+      return;
+    }
+    setSubmitting(true);
+    try {
+      const job = await ft.createJob(toRequest(values));
+      if (!job) {
+        const err = ft.lastError();
+        const byField: Record<string, string> = {};
+        const unplaced: FieldError[] = [];
+        const known = new Set(['name', 'vertical', 'base_model', ...ALL_PARAMS.map((p) => p.key as string)]);
+        for (const fe of err?.fieldErrors ?? []) {
+          const f = formFieldOf(fe.field);
+          if (known.has(f)) byField[f] = byField[f] ? `${byField[f]}; ${fe.reason}` : fe.reason;
+          else unplaced.push(fe);
+        }
+        if (err?.code === 'ALREADY_EXISTS' && !byField.name) byField.name = err.message;
+        if (Object.keys(byField).some((f) => ADVANCED_PARAMS.some((p) => p.key === f))) setShowAdvanced(true);
+        setApiErrors(byField);
+        if (Object.keys(byField).length === 0 || unplaced.length > 0) {
+          const extra = unplaced.map((u) => `${u.field}: ${u.reason}`).join('; ');
+          setFormError(`The job was not created: ${extra || err?.message || 'unknown error'}`);
+        } else {
+          setFormError('The job was not created: fix the fields marked below.');
+        }
+        return;
+      }
+      const started = await ft.startJob(job.id);
+      if (!started) {
+        setFormError(`“${job.name}” was created but could not be started: ${ft.lastError()?.message ?? 'unknown error'}. It waits in Active Jobs as queued; start it there.`);
+        return;
+      }
+      setValues((v) => ({ ...initialValues(), base_model: v.base_model, vertical: v.vertical }));
+      setTouched({});
+      setSubmitted(false);
+      onStarted(started);
+    } finally {
+      setSubmitting(false);
+    }
+  };
+
+  const renderParam = (p: ParamSpec) => {
+    const id = p.key as string;
+    const err = shown(id) || undefined;
+    const common = {
+      id: `f-${id}`,
+      name: id,
+      'aria-invalid': err ? true : undefined,
+      'aria-describedby': `h-${id}${err ? ` e-${id}` : ''}`,
+    };
+    let input: ReactNode;
+    if (p.kind === 'bool') {
+      input = <input type="checkbox" {...common} checked={Boolean(values[id])} onChange={(e) => set(id, e.target.checked)} />;
+    } else if (p.kind === 'select') {
+      input = (
+        <select {...common} value={String(values[id])} onChange={(e) => set(id, e.target.value)}>
+          {p.options!.map((o) => (
+            <option key={o} value={o}>
+              {o}
+            </option>
+          ))}
+        </select>
+      );
+    } else {
+      input = (
+        <input
+          type="text"
+          inputMode={p.kind === 'text' ? 'text' : 'decimal'}
+          {...common}
+          value={String(values[id])}
+          placeholder={p.optional ? 'optional' : String(p.initial)}
+          onChange={(e) => set(id, e.target.value)}
+          onBlur={() => setTouched((t) => ({ ...t, [id]: true }))}
+        />
+      );
+    }
+    const def = p.initial === '' ? 'Optional' : `Default ${p.initial === true ? 'on' : p.initial === false ? 'off' : p.initial}`;
+    let help = `${p.help} ${def}.`;
+    if (p.key === 'max_seq_length' && model?.max_seq_length) help += ` This model takes at most ${model.max_seq_length}.`;
+    return (
+      <Field key={id} id={id} label={p.label} guide={p.guide} help={help} error={err}>
+        {input}
+      </Field>
+    );
+  };
+
+  const trainerDown = ft.connection.services.trainer && ft.connection.services.trainer !== 'SERVING';
+  return (
+    <form
+      className="new-job"
+      aria-label="New training job"
+      noValidate
+      onSubmit={(e) => {
+        e.preventDefault();
+        void submit();
+      }}
+    >
+      {formError && (
+        <div className="form-error" role="alert" data-testid="form-error">
+          {formError}
+        </div>
+      )}
+      <fieldset>
+        <legend>Job</legend>
+        <Field id="name" label="Job name" guide="jobName" help="Unique name for this training job. Required." error={shown('name') || undefined}>
+          <input
+            id="f-name"
+            name="name"
+            type="text"
+            value={String(values.name)}
+            placeholder="legal_specialist_v1"
+            aria-invalid={shown('name') ? true : undefined}
+            onChange={(e) => set('name', e.target.value)}
+            onBlur={() => setTouched((t) => ({ ...t, name: true }))}
+          />
+        </Field>
+        <Field id="vertical" label="Vertical" help="Train on the debates of one domain, or of all of them." error={shown('vertical') || undefined}>
+          <select id="f-vertical" name="vertical" value={String(values.vertical)} onChange={(e) => set('vertical', e.target.value)}>
+            <option value="">All verticals</option>
+            {verticals.map((v) => (
+              <option key={v.name} value={v.name}>
+                {v.name}
+                {v.debates !== null ? ` (${v.debates} debates)` : ''}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field
+          id="base_model"
+          label="Base model"
+          guide="baseModel"
+          help={model ? model.description || `${model.provider} · ${model.size || formatParams(model.parameters)}` : 'The model the LoRA adapter is trained on (see Available Models).'}
+          error={shown('base_model') || undefined}
+        >
+          <select id="f-base_model" name="base_model" value={String(values.base_model)} onChange={(e) => set('base_model', e.target.value)}>
+            {sortedModels.length === 0 && <option value="">{ft.loading ? 'Loading models…' : 'No models (is the trainer running?)'}</option>}
+            {sortedModels.map((m) => (
+              <option key={m.id} value={m.id} disabled={!m.available}>
+                {m.recommended ? '★ ' : ''}
+                {m.name || m.id} · {m.size || formatParams(m.parameters)}
+                {m.available ? '' : ` — unavailable: ${m.unavailable_reason || 'no weights here'}`}
+              </option>
+            ))}
+          </select>
+        </Field>
+      </fieldset>
+      <fieldset>
+        <legend>Training parameters</legend>
+        <div className="grid">{GUIDE_PARAMS.map(renderParam)}</div>
+      </fieldset>
+      <details open={showAdvanced} onToggle={(e) => setShowAdvanced((e.target as HTMLDetailsElement).open)}>
+        <summary>Advanced: method, data filter, max steps, seed</summary>
+        <div className="grid">{ADVANCED_PARAMS.map(renderParam)}</div>
+      </details>
+      <div className="actions">
+        <button type="submit" className="primary" disabled={submitting} data-testid="start-training">
+          {submitting ? 'Starting…' : 'Start Training'}
+        </button>
+        <span className="muted">Creates the job (queued), starts it, and shows it in Active Jobs.</span>
+        {trainerDown && <span className="error-text">The trainer is unavailable right now.</span>}
+      </div>
+    </form>
+  );
+}
