@@ -378,8 +378,11 @@ class JobManager:
         return JobMetrics(
             job_id=job.id,
             status=job.job_status,
-            training_data_examples=_num(raw.get("training_data_examples"), job.dataset_examples, int),
-            training_data_debates=_num(raw.get("training_data_debates"), job.training_debates, int),
+            # The worker's metrics.json may name the counts either way; the job row has them too.
+            training_data_examples=_num(raw.get("training_data_examples", raw.get("training_examples")),
+                                        job.dataset_examples, int),
+            training_data_debates=_num(raw.get("training_data_debates", raw.get("training_debates")),
+                                       job.training_debates, int),
             final_loss=_num(raw.get("final_loss"), job.final_loss),
             elo_rating=_num(raw.get("elo_rating")),
             win_rate=_num(raw.get("win_rate")),
