@@ -68,6 +68,8 @@ class JobConfig:
         if not model_path:
             raise WorkerError(f"job file {path}: no model_path (base model {raw.get('base_model')!r} "
                               "is not available on this server)")
+        if not (Path(model_path) / "config.json").is_file():
+            raise WorkerError(f"base model folder {model_path} has no config.json (was it provisioned?)")
         every = spec.checkpoint_every_steps or raw.get("checkpoint_every_steps")
         return cls(
             job_dir=job_dir,

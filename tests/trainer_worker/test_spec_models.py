@@ -1,0 +1,128 @@
+"""The training spec (defaults, aliases, refusals naming the field) and the base-model catalogue."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from services.common.errors import InvalidArgument
+from services.trainer.models import DEFAULT_MODEL_ID, list_models, resolve_model
+from services.trainer.spec import TrainingSpec, resolve_dataset_path, validate_spec
+
+
+class Model:
+    id = "test/model"
+    max_seq_length = 4096
+
+
+def violations(raw, data_root, model=Model()):
+    with pytest.raises(InvalidArgument) as exc:
+        validate_spec(raw, model, data_root)
+    return {v.field: v.reason for v in exc.value.violations}
+
+
+def test_defaults_are_the_documented_ones(tmp_path):
+    spec = validate_spec({}, Model(), tmp_path)
+    assert spec.model_dump() == {
+        "lora_r": 8, "lora_alpha": 16.0, "lora_dropout": 0.05, "num_epochs": 3, "batch_size": 4,
+        "learning_rate": 2e-4, "max_seq_length": 2048, "quantization": "4bit", "gradient_checkpointing": True,
+        "dataset_path": None, "method": "sft", "beta": 0.1, "min_confidence": 0.7, "min_confidence_diff": 0.0,
+        "target_modules": ["q_proj", "v_proj"], "max_steps": None, "seed": 42, "checkpoint_every_steps": None,
+    }
+    # The stored dump reads back as the same spec (what the worker does with job.json).
+    assert TrainingSpec.model_validate(json.loads(json.dumps(spec.model_dump()))) == spec
+
+
+def test_camel_case_aliases_and_ints_for_floats(tmp_path):
+    spec = validate_spec({"loraR": 16, "loraAlpha": 32, "loraDropout": 0, "numEpochs": 1, "batchSize": 2,
+                          "learningRate": 0.001, "maxSeqLength": 1024, "gradientCheckpointing": False,
+                          "quantization": "none", "target_modules": []}, Model(), tmp_path)
+    assert (spec.lora_r, spec.lora_alpha, spec.lora_dropout, spec.num_epochs, spec.batch_size) == (16, 32.0, 0.0, 1, 2)
+    assert (spec.learning_rate, spec.max_seq_length, spec.gradient_checkpointing) == (0.001, 1024, False)
+    assert spec.target_modules == ["q_proj", "v_proj"]  # an empty repeated field means "unset"
+
+
+@pytest.mark.parametrize("raw, field, words", [
+    ({"lora_r": 0}, "lora_r", "greater than 0"),
+    ({"lora_r": "8"}, "lora_r", "valid integer"),
+    ({"lora_dropout": 1.0}, "lora_dropout", "less than 1"),
+    ({"lora_dropout": -0.1}, "lora_dropout", "greater than or equal to 0"),
+    ({"learning_rate": 0}, "learning_rate", "greater than 0"),
+    ({"learningRate": -1e-4}, "learning_rate", "greater than 0"),
+    ({"quantization": "2bit"}, "quantization", "'2bit' is not one of 4bit, 8bit, none"),
+    ({"method": "ppo"}, "method", "not one of sft, dpo"),
+    ({"max_seq_length": 8192}, "max_seq_length", "exceeds the limit of test/model (4096 tokens)"),
+    ({"num_epochs": 0}, "num_epochs", "greater than 0"),
+    ({"batch_size": True}, "batch_size", "valid integer"),
+    ({"gradient_checkpointing": "yes"}, "gradient_checkpointing", "valid boolean"),
+    ({"min_confidence": 1.5}, "min_confidence", "less than or equal to 1"),
+    ({"target_modules": ["q proj"]}, "target_modules", "not a module name"),
+    ({"max_steps": 0}, "max_steps", "greater than 0"),
+    ({"lora_rank": 8}, "lora_rank", "unknown field"),
+])
+def test_bad_values_name_the_field(tmp_path, raw, field, words):
+    got = violations(raw, tmp_path)
+    assert list(got) == [f"training_config.{field}"]
+    assert words in got[f"training_config.{field}"]
+
+
+def test_every_bad_field_is_reported_at_once(tmp_path):
+    got = violations({"lora_r": -1, "learning_rate": 0, "quantization": "fp8"}, tmp_path)
+    assert set(got) == {"training_config.lora_r", "training_config.learning_rate", "training_config.quantization"}
+
+
+def test_max_seq_length_default_is_capped_at_the_model_limit(tmp_path):
+    class Small:
+        id, max_seq_length = "test/small", 512
+
+    assert validate_spec({}, Small(), tmp_path).max_seq_length == 512
+    assert "exceeds" in violations({"max_seq_length": 2048}, tmp_path, Small())["training_config.max_seq_length"]
+
+
+def test_dataset_path_is_confined_to_the_data_root(tmp_path):
+    root = tmp_path / "data"
+    (root / "sets").mkdir(parents=True)
+    (root / "sets" / "a.jsonl").write_text("{}\n")
+    (tmp_path / "outside.jsonl").write_text("{}\n")
+    os.symlink(tmp_path / "outside.jsonl", root / "link.jsonl")
+    assert validate_spec({"dataset_path": "sets/a.jsonl"}, Model(), root).dataset_path == "sets/a.jsonl"
+    assert validate_spec({"datasetPath": str(root / "sets/a.jsonl")}, Model(), root).dataset_path
+    assert validate_spec({"dataset_path": ""}, Model(), root).dataset_path is None
+    for path, words in [("../outside.jsonl", "'..'"), ("sets/../../outside.jsonl", "'..'"),
+                        (str(tmp_path / "outside.jsonl"), "inside the data root"),
+                        ("link.jsonl", "inside the data root"), ("sets/missing.jsonl", "no such file")]:
+        assert words in violations({"dataset_path": path}, root)["training_config.dataset_path"], path
+    assert resolve_dataset_path("sets/a.jsonl", root) == (root / "sets/a.jsonl").resolve()
+
+
+def test_catalogue_lists_provisioned_and_unavailable_models(tmp_path, tiny_model):
+    models = {m.id: m for m in list_models(tmp_path / "empty")}
+    default = models[DEFAULT_MODEL_ID]
+    assert default.recommended and not default.available and default.path is None
+    assert default.unavailable_reason == ("weights not on this server (no model hub reachable); place them in "
+                                          f"{(tmp_path / 'empty').absolute()}/HuggingFaceTB--SmolLM2-135M-Instruct")
+    assert {"meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3",
+            "Qwen/Qwen2.5-7B-Instruct"} <= set(models)
+    assert any("legal" in m.verticals and m.id != DEFAULT_MODEL_ID for m in models.values())
+    assert models["meta-llama/Llama-3.1-8B-Instruct"].size == "8B"
+    assert default.size == "135M" and default.provider == "HuggingFace"
+
+    # A folder in the models dir is listed (available) even when not in the catalogue.
+    local = {m.id: m for m in list_models(tiny_model.parent)}
+    tiny = local["test/tiny-llama"]
+    assert tiny.available and tiny.path == tiny_model and tiny.max_seq_length == 512
+    assert 100_000 < tiny.parameters < 200_000 and "chat" in tiny.capabilities
+
+
+def test_resolve_model(tmp_path, tiny_model):
+    assert resolve_model(tiny_model.parent, "test/tiny-llama").path == tiny_model
+    for model_id, words in [("nope/nope", "unknown base model 'nope/nope'"),
+                            ("meta-llama/Llama-3.1-8B-Instruct", "is not available: weights not on this server"),
+                            ("nlpaueb/legal-bert-base-uncased", "encoder-only"),
+                            ("meta-llama/Llama-2-7b", "meta-llama/Llama-2-7b-hf is not available")]:
+        with pytest.raises(InvalidArgument) as exc:
+            resolve_model(tiny_model.parent, model_id)
+        assert exc.value.violations[0].field == "base_model"
+        assert words in exc.value.violations[0].reason

@@ -1,0 +1,96 @@
+"""In-process pieces of the worker: batch order, chat-template encoding with response-only labels, the loss."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from services.trainer.worker.batching import batch_order, padding_ratio, steps_per_epoch
+from tests.trainer_worker.conftest import sft_records
+
+
+def test_batch_order_covers_every_example_once_seeded_and_grouped_by_length():
+    rng = random.Random(1)
+    lengths = [rng.randint(5, 500) for _ in range(103)]
+    batches = batch_order(lengths, 4, seed=42, epoch=0)
+    assert len(batches) == steps_per_epoch(103, 4) == 26
+    assert sorted(i for b in batches for i in b) == list(range(103))
+    assert batches == batch_order(lengths, 4, seed=42, epoch=0)  # a resumed job replays the same order
+    assert batches != batch_order(lengths, 4, seed=42, epoch=1)
+    assert max(lengths[i] for i in batches[0]) == max(lengths)  # the longest batch first: OOM at step 1
+    shuffled = list(range(103))
+    random.Random(0).shuffle(shuffled)
+    plain = [shuffled[k:k + 4] for k in range(0, 103, 4)]
+    assert padding_ratio(lengths, batches) < 0.1 < padding_ratio(lengths, plain)
+
+
+@pytest.fixture(scope="module")
+def tok_model(tiny_model):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    return AutoTokenizer.from_pretrained(tiny_model), AutoModelForCausalLM.from_pretrained(tiny_model)
+
+
+def test_encoding_trains_on_the_response_only(tok_model):
+    from services.trainer.worker.sft import IGNORE_INDEX, encode_records
+
+    tok, _ = tok_model
+    records = sft_records(6)
+    encoded, stats = encode_records(tok, records, max_len=512)
+    assert stats.template == "chat" and stats.truncated == 0 and stats.dropped == []
+    for rec, enc in zip(records, encoded):
+        labels = enc.labels
+        assert labels[:enc.prompt_len] == [IGNORE_INDEX] * enc.prompt_len
+        assert IGNORE_INDEX not in labels[enc.prompt_len:]
+        prompt = tok.decode(enc.input_ids[:enc.prompt_len])
+        trained = tok.decode(labels[enc.prompt_len:])
+        assert prompt.endswith("<|im_start|>assistant\n") and rec["input"] in prompt and rec["instruction"] in prompt
+        assert trained == rec["output"] + tok.eos_token  # the answer and the end of turn, nothing else
+
+
+def test_truncation_and_records_without_room_for_an_answer(tok_model):
+    from services.trainer.worker.sft import encode_records
+
+    tok, _ = tok_model
+    long = {"instruction": "Answer.", "input": "short?", "output": " ".join(["contract"] * 300)}
+    huge_prompt = {"instruction": "Answer.", "input": " ".join(["court"] * 400), "output": "yes"}
+    encoded, stats = encode_records(tok, [long, huge_prompt], max_len=64)
+    assert stats.dropped == [1] and stats.truncated == 1
+    assert len(encoded) == 1 and len(encoded[0].input_ids) == 64 and encoded[0].truncated
+
+
+def test_response_only_loss_equals_the_causal_lm_loss_with_masked_labels(tok_model):
+    import torch
+
+    from services.trainer.worker.sft import collate, encode_records, response_only_loss
+
+    tok, model = tok_model
+    encoded, _ = encode_records(tok, sft_records(5, seed=3), max_len=512)
+    batch = collate(encoded, tok.pad_token_id)
+    assert batch["attention_mask"] is not None  # different lengths: padded
+    assert batch["tokens"] == sum(len(e.input_ids) for e in encoded)
+    ours, n = response_only_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    ref = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    assert n == sum(len(e.input_ids) - e.prompt_len for e in encoded)
+    assert torch.allclose(ours, ref, atol=1e-5), (ours, ref)
+
+    # The prompt tokens do not count: changing them changes the context, not the targets. Putting every label
+    # to -100 except one token gives exactly that token's negative log-likelihood.
+    labels = torch.full_like(batch["labels"], -100)
+    row, pos = 0, encoded[0].prompt_len + 1
+    labels[row, pos] = batch["input_ids"][row, pos]
+    one, n1 = response_only_loss(model, batch["input_ids"], batch["attention_mask"], labels)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    nll = -torch.log_softmax(logits[row, pos - 1], -1)[batch["input_ids"][row, pos]]
+    assert n1 == 1 and torch.allclose(one, nll, atol=1e-5)
+
+
+def test_spec_to_lora_config():
+    from services.trainer.spec import TrainingSpec
+
+    cfg = TrainingSpec(lora_r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["q_proj", "k_proj"]).to_lora_config()
+    assert (cfg.r, cfg.lora_alpha, cfg.lora_dropout, sorted(cfg.target_modules)) == (4, 8.0, 0.1, ["k_proj", "q_proj"])
+    assert cfg.task_type == "CAUSAL_LM"
