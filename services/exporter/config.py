@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +21,8 @@ class ExporterSettings(BaseSettings):
     """JSONL of debates to load when the store is empty at start (None: the bundled sample debates)."""
     load_samples: bool = True
     """Whether to load the sample debates into an empty store at start."""
+    export_batch: int = Field(default=1000, ge=1, le=100_000)
+    """Records per page read from the store and per streamed export message."""
     log_level: str = "INFO"
     grace_seconds: float = 5.0
     """How long calls in flight may finish after SIGTERM."""

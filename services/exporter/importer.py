@@ -96,6 +96,10 @@ def _pydantic_error(exc: ValidationError) -> RecordError:
         msg = "must not contain whitespace" if ctx.get("pattern", "").startswith("^") else "must not be blank"
     elif err.get("type") == "missing":
         msg = "is required"
+    elif err.get("type") == "string_too_short" and ctx.get("min_length") == 1:
+        msg = "must not be empty"
+    elif err.get("type") == "string_too_long":
+        msg = f"too long: at most {ctx.get('max_length')} characters"
     elif err.get("type") == "literal_error" and loc == "type":
         msg = "must be 'debate' or 'gauntlet'"
     return RecordError(loc, msg)
@@ -224,7 +228,7 @@ def to_rows(d: DebateImport, now: datetime) -> DebateRows:
             for i, v in enumerate(d.votes)
         ],
         agents=[
-            {"debate_id": d.id, "agent": a, "final_round": r, "vote_share": round(shares.get(a, 0.0), 6),
+            {"debate_id": d.id, "agent": a, "final_round": r, "vote_share": shares.get(a, 0.0),
              "is_winner": a == winner}
             for a, r in final_round.items()
         ],
@@ -329,15 +333,10 @@ class Importer:
         return self.summary
 
 
-def import_lines(store, lines: Iterable[bytes | str], progress=None) -> ImportSummary:
-    """Imports JSONL lines (blank lines skipped, line numbers counted from 1); ``progress(n_bytes)`` is called
-    after each line (the CLI's progress bar)."""
+def import_lines(store, lines: Iterable[bytes | str]) -> ImportSummary:
+    """Imports JSONL lines (blank lines skipped, line numbers counted from 1)."""
     imp = Importer(store)
     for i, line in enumerate(lines, start=1):
-        if progress is not None:
-            progress(len(line))
-        if not line.strip():
-            imp._position += 1
-            continue
-        imp.add_json(line, i)
+        if line.strip():
+            imp.add_json(line, i)
     return imp.finish()

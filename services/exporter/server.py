@@ -39,7 +39,7 @@ def load_samples_if_empty(store: DebateStore, settings: ExporterSettings) -> Non
 def open_store(settings: ExporterSettings) -> tuple[DebateStore, Exporter]:
     store = DebateStore(settings.database_url)
     load_samples_if_empty(store, settings)
-    return store, Exporter(store, settings.export_dir)
+    return store, Exporter(store, settings.export_dir, batch=settings.export_batch)
 
 
 def build_bindings(store: DebateStore, exporter: Exporter) -> list[ServiceBinding]:

@@ -85,3 +85,54 @@ async def test_typed_records_and_gauntlet(stub):
     assert sft[0].output == "final answer of typed-1"
     gr = await _collect(stub.ExportGauntlet(pb.ExportGauntletRequest(), timeout=30))
     assert [(r.prompt, r.attack_type, list(r.findings)) for r in gr] == [("attack g-1", "prompt_injection", ["Resisted manipulation"])]
+
+
+async def test_exports_stream_in_batches_and_a_client_may_stop_early(tmp_path):
+    from services.exporter import server
+    from tests.conftest import exporter_settings
+
+    running = await server.start(exporter_settings(tmp_path, export_batch=4), port=0)
+    try:
+        async with grpc.aio.insecure_channel(running.address) as ch:
+            stub = exporter_pb2_grpc.ExporterServiceStub(ch)
+            await _import(stub, [debate(f"d-{i:02d}") for i in range(10)])
+            sizes = [len(m.records) async for m in stub.ExportSFT(pb.ExportSFTRequest(), timeout=30)]
+            assert sizes == [4, 4, 2]
+            sizes = [len(m.records) async for m in stub.ExportDPO(pb.ExportDPORequest(limit=9), timeout=30)]
+            assert sizes == [4, 4, 1]
+            call = stub.ExportDPO(pb.ExportDPORequest(), timeout=30)
+            first = await call.read()
+            assert len(first.records) == 4
+            call.cancel()
+            # the server is unaffected by a client that went away
+            again = await _collect(stub.ExportSFT(pb.ExportSFTRequest(), timeout=30))
+            assert len(again) == 10
+    finally:
+        await running.stop(0.5)
+
+
+async def test_write_export_and_stats_over_grpc(stub, exporter):
+    await _import(stub, [debate("d-1", vertical="finance"), gauntlet("g-1"), gauntlet("g-2", "jailbreak")])
+    resp = await stub.WriteExport(pb.WriteExportRequest(format=pb.EXPORT_FORMAT_GAUNTLET,
+                                                        gauntlet=pb.ExportGauntletRequest(attack_type="jailbreak")),
+                                  timeout=30)
+    assert resp.record_count == 1 and resp.file.name.startswith("gauntlet_export_") and resp.file.size_bytes > 0
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.WriteExport(pb.WriteExportRequest(), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "format" in err.value.details()
+    stats = await stub.GetExportStats(pb.GetExportStatsRequest(), timeout=30)
+    assert dict(stats.debates_per_vertical) == {"finance": 1}
+    assert (stats.total_debates, stats.total_gauntlet_runs, stats.sft_available) == (1, 2, True)
+    assert [f.name for f in stats.exported_files] == [resp.file.name]
+
+
+async def test_formats_include_the_import_record(stub):
+    resp = await stub.GetFormats(pb.GetFormatsRequest(), timeout=30)
+    formats = {f.name: f for f in resp.formats}
+    assert set(formats) == {"sft", "dpo", "gauntlet", "import"}
+    schema = json.loads(formats["import"].json_schema)
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(json.loads(formats["import"].example_json), schema)
+    jsonschema.validate(debate("d-1"), schema)

@@ -992,8 +992,8 @@ CASES: dict[str, list[dict]] = {
                  "key": "the 24% credit card debt",
                  "good": ["pay off the credit card debt first, then keep an emergency fund before investing "
                           "the rest",
-                          "clear the expensive debt, since that is a guaranteed return, and invest only what "
-                          "remains"],
+                          "clear the expensive debt, since paying it down beats almost any investment, and "
+                          "invest only what remains"],
                  "bad": ["invest everything in an index fund and keep paying the minimum on the card",
                          "buy options to try to earn more than the card costs"]},
             ],
