@@ -746,17 +746,18 @@ class JobManager:
         status = job.job_status
         if status.is_terminal():
             return
-        if self._stopping and not run.cancel_requested:
-            # The trainer is stopping: the job is left for ``recover`` at the next start.
-            self.store.update(run.job_id, pid=None)
-            self._event(run.job_id, EventType.LOG, f"the trainer stopped; the worker ended (exit code {rc})")
-            return
         if rc == 0 and run.result is not None:
+            # Finished, even if a cancel or the trainer's stop came too late to matter.
             if status is JobStatus.TRAINING:
                 self._transition(run.job_id, JobStatus.COMPLETED, "", progress=1.0)
             else:
                 self._transition(run.job_id, JobStatus.FAILED,
                                  f"the worker finished while the job was still {status.value}")
+            return
+        if self._stopping and not run.cancel_requested:
+            # The trainer is stopping: the job is left for ``recover`` at the next start.
+            self.store.update(run.job_id, pid=None)
+            self._event(run.job_id, EventType.LOG, f"the trainer stopped; the worker ended (exit code {rc})")
             return
         if run.cancel_requested:
             self._transition(run.job_id, JobStatus.CANCELLED, "cancelled by user")
