@@ -26,19 +26,6 @@ class EventType(str, enum.Enum):
     ERROR = "error"
 
 
-# The payload keys each kind carries (everything else the worker sends is dropped, so the API's shape is fixed).
-PAYLOAD_KEYS: dict[EventType, tuple[str, ...]] = {
-    EventType.STATUS: ("from_status", "to_status", "reason"),
-    EventType.STEP: ("epoch", "step", "total_steps", "loss", "learning_rate", "examples_seen",
-                     "tokens_per_second", "progress", "extra"),
-    EventType.CHECKPOINT: ("path", "step"),
-    EventType.EVAL: ("phase", "done", "total", "metrics"),
-    EventType.LOG: (),
-    EventType.WARNING: (),
-    EventType.ERROR: (),
-}
-
-
 @dataclass
 class JobEventRecord:
     """One event of a job's log, as stored and streamed."""
@@ -78,14 +65,12 @@ class Subscription:
         self.job_id = job_id
         self.queue: asyncio.Queue[JobEventRecord] = asyncio.Queue(maxsize)
         self.lagged = False
-        self.wakeup = asyncio.Event()
 
     def _offer(self, event: JobEventRecord) -> None:
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
             self.lagged = True
-        self.wakeup.set()
 
     def close(self) -> None:
         self._hub._remove(self)

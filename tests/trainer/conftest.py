@@ -16,7 +16,7 @@ import pytest
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
 from services.trainer import server as trainer_server
-from tests.conftest import gateway_client, trainer_settings
+from tests.conftest import trainer_settings
 
 TINY = "test/tiny-llama"
 DATASET = "sft/train.jsonl"
@@ -142,3 +142,22 @@ def pid_alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def parse_sse(text: str) -> list[dict]:
+    """SSE frames as dicts: id (int or None), event, data (parsed JSON)."""
+    out = []
+    for frame in text.split("\n\n"):
+        fields = {"id": None, "event": "message", "data": ""}
+        lines = [ln for ln in frame.splitlines() if ln and not ln.startswith(":")]
+        if not lines or all(ln.startswith("retry:") for ln in lines):
+            continue
+        for ln in lines:
+            key, _, value = ln.partition(": ")
+            if key == "id":
+                fields["id"] = int(value)
+            elif key in ("event", "data"):
+                fields[key] = value
+        fields["data"] = json.loads(fields["data"]) if fields["data"] else None
+        out.append(fields)
+    return out

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests.trainer.conftest import DATASET, TINY, gateway_client, running_trainer
+from tests.conftest import gateway_client
+from tests.trainer.conftest import DATASET, TINY, parse_sse, running_trainer
 
 
 @pytest.fixture
@@ -163,25 +164,6 @@ async def test_models_route(api):
                                  "recommended", "available", "unavailable_reason", "max_seq_length", "description"}
     assert models[TINY]["available"] is True
     assert models["HuggingFaceTB/SmolLM2-135M-Instruct"]["recommended"] is True
-
-
-def parse_sse(text: str) -> list[dict]:
-    """SSE frames as dicts: id (int or None), event, data (parsed JSON)."""
-    out = []
-    for frame in text.split("\n\n"):
-        fields = {"id": None, "event": "message", "data": ""}
-        lines = [ln for ln in frame.splitlines() if ln and not ln.startswith(":")]
-        if not lines or all(ln.startswith("retry:") for ln in lines):
-            continue
-        for ln in lines:
-            key, _, value = ln.partition(": ")
-            if key == "id":
-                fields["id"] = int(value)
-            elif key in ("event", "data"):
-                fields[key] = value
-        fields["data"] = json.loads(fields["data"]) if fields["data"] else None
-        out.append(fields)
-    return out
 
 
 async def test_sse_of_a_finished_job_with_resume(api):

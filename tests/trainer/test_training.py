@@ -14,14 +14,11 @@ import grpc
 import pytest
 
 from aragora.training.v1 import trainer_pb2 as pb
-from tests.trainer.conftest import (FAST, LONG, TINY, create_request, gateway_client, pid_alive, running_trainer,
-                                    wait_for, watch_all)
-from tests.trainer.test_gateway_jobs import parse_sse
+from tests.conftest import gateway_client
+from tests.trainer.conftest import (FAST, LONG, TINY, create_request, parse_sse, pid_alive, running_trainer, wait_for,
+                                    watch_all)
 
 pytestmark = pytest.mark.slow
-
-TERMINAL = {pb.JOB_STATUS_COMPLETED, pb.JOB_STATUS_FAILED, pb.JOB_STATUS_CANCELLED}
-
 
 def statuses(events) -> list[int]:
     return [e.status_change.to_status for e in events if e.WhichOneof("payload") == "status_change"]
