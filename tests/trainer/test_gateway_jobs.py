@@ -50,6 +50,7 @@ async def test_create_get_list_cancel_as_the_guide_shows(api):
     listing = (await api.get("/api/training/jobs", params={"vertical": "legal", "status": "queued"})).json()
     assert listing["total"] == 1 and listing["jobs"][0]["id"] == job["id"]
     assert (await api.get("/api/training/jobs", params={"vertical": "medical"})).json() == {"jobs": [], "total": 0}
+    assert (await api.get("/api/training/jobs?vertical=&status=")).json()["total"] == 1  # empty filters: any
 
     counts = (await api.get("/api/training/jobs/counts")).json()
     assert counts == {"queued": 1, "preparing": 0, "training": 0, "completed": 0, "failed": 0, "cancelled": 0,

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import grpc
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from aragora.training.v1 import trainer_pb2 as pb
 from services.gateway.deps import TimeoutDep, TrainerDep
@@ -284,7 +284,8 @@ async def read_jobs(
     trainer: TrainerDep,
     timeout: TimeoutDep,
     vertical: Annotated[str, Query(description="Only this vertical", max_length=200)] = "",
-    status: Annotated[JobStatusName | None, Query(description="Only this status")] = None,
+    status: Annotated[JobStatusName | None, BeforeValidator(lambda v: v or None),
+                      Query(description="Only this status (empty: any)")] = None,
     limit: Annotated[int, Query(ge=0, le=10_000, description="At most this many jobs (0: all)")] = 0,
 ) -> TrainingJobsPublic:
     """Lists training jobs, newest first; ``total`` counts every job matching the filters."""
