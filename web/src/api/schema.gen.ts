@@ -942,7 +942,7 @@ export interface operations {
             query?: {
                 /** @description Only this vertical */
                 vertical?: string;
-                /** @description Only this status */
+                /** @description Only this status (empty: any) */
                 status?: ("queued" | "preparing" | "training" | "completed" | "failed" | "cancelled") | null;
                 /** @description At most this many jobs (0: all) */
                 limit?: number;

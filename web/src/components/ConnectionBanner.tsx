@@ -7,13 +7,15 @@ import { formatDuration } from '../format';
  * itself when the health check passes again.
  */
 export function ConnectionBanner({ connection, onRetry }: { connection: ConnectionState; onRetry: () => void }) {
-  const [now, setNow] = useState(Date.now());
+  const [, tick] = useState(0);
   const troubled = connection.status === 'offline' || connection.status === 'degraded';
   useEffect(() => {
     if (!troubled) return;
-    const t = setInterval(() => setNow(Date.now()), 1000);
+    // Re-render every second so "down for" counts up.
+    const t = setInterval(() => tick((n) => n + 1), 1000);
     return () => clearInterval(t);
   }, [troubled]);
+  const now = Date.now();
   if (!troubled) return null;
   const down = Object.entries(connection.services).filter(([, v]) => v !== 'SERVING');
   const consequences: string[] = [];
@@ -25,7 +27,7 @@ export function ConnectionBanner({ connection, onRetry }: { connection: Connecti
       <strong>{connection.status === 'offline' ? 'Gateway unreachable.' : 'Service unavailable.'}</strong> {connection.message}{' '}
       {consequences.join(' ')}{' '}
       <span className="banner-retry">
-        Retrying automatically{connection.since ? ` (down for ${formatDuration(now - connection.since)})` : ''}.
+        Retrying automatically{connection.since ? ` (down for ${formatDuration(Math.max(0, now - connection.since))})` : ''}.
       </span>{' '}
       <button type="button" className="link" onClick={onRetry}>
         Retry now

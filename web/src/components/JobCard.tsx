@@ -106,7 +106,11 @@ export function JobCard({ job, onCancel, actions, highlighted = false }: JobCard
 
   const steps = useMemo(() => events.filter((e): e is StepEvent => e.type === 'step'), [events]);
   const lastStep = steps.length > 0 ? steps[steps.length - 1] : null;
-  const notes = useMemo(() => events.filter((e) => e.type === 'warning' || e.type === 'error').slice(-3), [events]);
+  // Warnings and errors of the log (the job's own error is shown once, above them).
+  const notes = useMemo(
+    () => events.filter((e) => (e.type === 'warning' || e.type === 'error') && e.message !== job.error).slice(-3),
+    [events, job.error],
+  );
   const evalEvent = useMemo(() => [...events].reverse().find((e) => e.type === 'eval'), [events]);
 
   const [confirming, setConfirming] = useState(false);
@@ -158,7 +162,14 @@ export function JobCard({ job, onCancel, actions, highlighted = false }: JobCard
   const started = job.started_at ? Date.parse(job.started_at) : NaN;
   const finished = job.completed_at ? Date.parse(job.completed_at) : NaN;
   const elapsed = Number.isFinite(started) ? (Number.isFinite(finished) ? finished : now) - started : NaN;
-  const eta = running && progress > 0.02 && Number.isFinite(elapsed) ? (elapsed / progress) * (1 - progress) : NaN;
+  // Time left from the recent step rate (the last 20 steps), not from the elapsed time, which includes loading.
+  let eta = NaN;
+  if (running && steps.length >= 2 && job.total_steps > 0) {
+    const a = steps[Math.max(0, steps.length - 20)];
+    const b = steps[steps.length - 1];
+    const dt = Date.parse(b.time) - Date.parse(a.time);
+    if (dt > 0 && b.step > a.step) eta = ((job.total_steps - b.step) * dt) / (b.step - a.step);
+  }
   const cfg = job.training_config;
 
   return (

@@ -68,7 +68,10 @@ export function JobsTab({ ft, verticals, highlightId }: { ft: UseFineTuningResul
         </button>
       </div>
       {listFailed && ft.jobs.length > 0 && (
-        <p className="muted">Showing the jobs as last loaded; the list cannot be refreshed right now ({ft.error?.message}).</p>
+        <p className="muted" data-testid="jobs-stale">
+          Showing the jobs as last loaded{ft.jobsUpdatedAt ? ` at ${new Date(ft.jobsUpdatedAt).toLocaleTimeString()}` : ''}
+          {ft.error?.isUnavailable ? '; they refresh by themselves once the service is back.' : `; the list cannot be refreshed: ${ft.error?.message}`}
+        </p>
       )}
       <div className="job-list" ref={listRef} data-testid="job-list">
         {ft.loading && ft.jobs.length === 0 && <p className="muted">Loading jobs…</p>}

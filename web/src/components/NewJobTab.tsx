@@ -221,6 +221,13 @@ export function NewJobTab({
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [preselectModel, sortedModels]);
 
+  // The trainer caps the default 2048 at the model's limit; the form shows the value the job will get.
+  useEffect(() => {
+    if (touched.max_seq_length || !model?.max_seq_length) return;
+    const capped = String(Math.min(2048, model.max_seq_length));
+    if (values.max_seq_length !== capped) setValues((v) => ({ ...v, max_seq_length: capped }));
+  }, [model?.id, model?.max_seq_length, touched.max_seq_length, values.max_seq_length]);
+
   const existingNames = useMemo(() => new Set(ft.jobs.map((j) => j.name)), [ft.jobs]);
   const clientErrors = validate(values, model, existingNames);
   const shown = (field: string) => ((submitted || touched[field]) && clientErrors[field]) || apiErrors[field];
@@ -320,7 +327,7 @@ export function NewJobTab({
     }
     const def = p.initial === '' ? 'Optional' : `Default ${p.initial === true ? 'on' : p.initial === false ? 'off' : p.initial}`;
     let help = `${p.help} ${def}.`;
-    if (p.key === 'max_seq_length' && model?.max_seq_length) help += ` This model takes at most ${model.max_seq_length}.`;
+    if (p.key === 'max_seq_length' && model?.max_seq_length) help += ` ${model.name || model.id} takes at most ${model.max_seq_length}.`;
     return (
       <Field key={id} id={id} label={p.label} guide={p.guide} help={help} error={err}>
         {input}

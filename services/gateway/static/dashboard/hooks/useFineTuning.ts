@@ -91,6 +91,8 @@ export interface UseFineTuningResult {
   jobs: Job[];
   /** Jobs matching the filters on the server. */
   total: number;
+  /** When `jobs` was last loaded from the server (ms since epoch), null before the first load. */
+  jobsUpdatedAt: number | null;
   stats: FineTuningStats;
   models: BaseModel[];
   /** Training-data statistics from the exporter (`GET /api/training/stats`). */
@@ -225,6 +227,7 @@ export function useFineTuning(options: UseFineTuningOptions = {}): UseFineTuning
 
   const [jobs, setJobs] = useState<Job[]>([]);
   const [total, setTotal] = useState(0);
+  const [jobsUpdatedAt, setJobsUpdatedAt] = useState<number | null>(null);
   const [stats, setStats] = useState<FineTuningStats>(EMPTY_STATS);
   const [models, setModels] = useState<BaseModel[]>([]);
   const [trainingStats, setTrainingStats] = useState<TrainingStats | null>(null);
@@ -294,6 +297,7 @@ export function useFineTuning(options: UseFineTuningOptions = {}): UseFineTuning
     if (list && mounted.current) {
       setJobs((prev) => mergeJobs(prev, list.jobs));
       setTotal(list.total);
+      setJobsUpdatedAt(Date.now());
     }
     return list;
   }, [call, client]);
@@ -550,6 +554,7 @@ export function useFineTuning(options: UseFineTuningOptions = {}): UseFineTuning
   return {
     jobs,
     total,
+    jobsUpdatedAt,
     stats,
     models,
     trainingStats,
