@@ -319,4 +319,22 @@ describe('live events', () => {
     expect(result.current.job?.current_step).toBe(3);
     expect(result.current.state).toBe('open');
   });
+
+  it('keeps the log of an ended stream: showing the job again replays nothing', async () => {
+    const hook = renderHook(() => useFineTuning({ autoLoad: false, fetch: gw.fetch as typeof fetch, EventSourceImpl: FakeEventSource as unknown as typeof EventSource }));
+    const subscribe = hook.result.current.subscribeToJob;
+    const first = renderHook(() => useJobEvents(subscribe, 'job-done'));
+    const es = FakeEventSource.instances[0];
+    act(() => {
+      es.emit('snapshot', makeJob({ id: 'job-done', status: 'completed' }));
+      es.emit('step', { sequence: 1, time: 't', type: 'step', message: '', epoch: 1, step: 1, total_steps: 1, loss: 1.5, learning_rate: 1e-4, examples_seen: 4, tokens_per_second: 1, progress: 1, extra: {} }, 1);
+      es.emit('end', { job_id: 'job-done', status: 'completed' });
+    });
+    expect(first.result.current.state).toBe('ended');
+    first.unmount();
+    const again = renderHook(() => useJobEvents(subscribe, 'job-done'));
+    expect(again.result.current.state).toBe('ended');
+    expect(again.result.current.events).toHaveLength(1);
+    expect(FakeEventSource.instances).toHaveLength(1);
+  });
 });

@@ -235,13 +235,13 @@ export function NewJobTab({
   const set = (field: string, value: string | boolean) => {
     setValues((v) => ({ ...v, [field]: value }));
     setTouched((t) => ({ ...t, [field]: true }));
-    // An API error stays until its field is edited.
-    setApiErrors((e) => {
-      if (!(field in e)) return e;
-      const next = { ...e };
+    // An API error stays until its field is edited; the summary above goes with the last one.
+    if (field in apiErrors) {
+      const next = { ...apiErrors };
       delete next[field];
-      return next;
-    });
+      setApiErrors(next);
+      if (Object.keys(next).length === 0) setFormError(null);
+    }
   };
 
   const submit = async () => {

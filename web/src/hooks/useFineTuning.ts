@@ -588,6 +588,10 @@ export function useFineTuning(options: UseFineTuningOptions = {}): UseFineTuning
   };
 }
 
+// The logs of jobs whose stream ended (terminal jobs: their log never changes again), per subscription source,
+// so a card shown again (another tab and back) does not replay the whole log.
+const endedLogs = new WeakMap<object, Map<string, { job: Job | null; events: JobEvent[] }>>();
+
 /**
  * A job's live state and event log from its Server-Sent Events, through `subscribeToJob` of useFineTuning.
  * `events` holds every event from the first (the stream replays the log), so a loss curve can be drawn from the
@@ -598,19 +602,25 @@ export function useJobEvents(
   jobId: string | null,
   enabled = true,
 ): { job: Job | null; events: JobEvent[]; state: StreamState | 'idle' } {
-  const [job, setJob] = useState<Job | null>(null);
-  const [events, setEvents] = useState<JobEvent[]>([]);
-  const [state, setState] = useState<StreamState | 'idle'>('idle');
-  const lastSequence = useRef(0);
+  const cached = () => (jobId ? endedLogs.get(subscribeToJob)?.get(jobId) : undefined);
+  const [job, setJob] = useState<Job | null>(() => cached()?.job ?? null);
+  const [events, setEvents] = useState<JobEvent[]>(() => cached()?.events ?? []);
+  const [state, setState] = useState<StreamState | 'idle'>(() => (cached() ? 'ended' : 'idle'));
+  const lastSequence = useRef(cached()?.events.at(-1)?.sequence ?? 0);
+  const shownFor = useRef(jobId);
   useEffect(() => {
-    // A new job: start from an empty log.
-    lastSequence.current = 0;
-    setEvents([]);
-    setJob(null);
-    setState('idle');
+    if (shownFor.current === jobId) return;
+    // Another job: start from its cached log, or from nothing.
+    shownFor.current = jobId;
+    const c = cached();
+    lastSequence.current = c?.events.at(-1)?.sequence ?? 0;
+    setEvents(c?.events ?? []);
+    setJob(c?.job ?? null);
+    setState(c ? 'ended' : 'idle');
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [jobId]);
   useEffect(() => {
-    if (!jobId || !enabled) return;
+    if (!jobId || !enabled || cached()) return;
     return subscribeToJob(
       jobId,
       {
@@ -624,7 +634,14 @@ export function useJobEvents(
       },
       { after: lastSequence.current },
     );
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [subscribeToJob, jobId, enabled]);
+  useEffect(() => {
+    if (state !== 'ended' || !jobId) return;
+    let logs = endedLogs.get(subscribeToJob);
+    if (!logs) endedLogs.set(subscribeToJob, (logs = new Map()));
+    logs.set(jobId, { job, events });
+  }, [state, jobId, job, events, subscribeToJob]);
   return { job, events, state };
 }
 
