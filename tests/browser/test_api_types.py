@@ -3,8 +3,8 @@
 - The OpenAPI snapshot the types are generated from (web/src/api/openapi.json -> schema.gen.ts, compared with the
   hand-written types by `tsc` through web/src/api/schema.check.ts) still matches the gateway's live schema for
   every schema and path the dashboard uses.
-- What the schema does not describe (the SSE event payloads, the export records) is compared field by field
-  with the gateway's own serialisers.
+- What the schema does not describe is compared field by field with its source: the SSE event payloads with
+  the gateway's serialiser, the export records with the JSON Schema the exporter publishes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from aragora.training.v1 import exporter_pb2, trainer_pb2
+from aragora.training.v1 import trainer_pb2
+from services.exporter import formats
 from services.gateway.app import create_app
 from services.gateway.routers import events, exports
 
@@ -122,14 +123,14 @@ def test_sse_event_payloads_match_the_event_types():
 
 
 def test_export_records_match_the_record_types():
+    """The record types against the JSON Schema the exporter publishes (GET /api/training/formats), which its
+    own contract test checks every exported record against."""
     types = _interfaces()
-    sft = exporter_pb2.SFTRecord(instruction="i", input="a", output="b", metadata=exporter_pb2.SFTMetadata(debate_id="d"))
-    dpo = exporter_pb2.DPORecord(prompt="p", chosen="c", rejected="r", metadata=exporter_pb2.DPOMetadata(debate_id="d"))
-    gauntlet = exporter_pb2.GauntletRecord(prompt="p", response="r", attack_type="x", findings=["f"])
-    assert set(exports._sft(sft)) == types["SFTRecord"]
-    assert set(exports._sft(sft)["metadata"]) == _inline_fields("SFTRecord", "metadata")
-    assert set(exports._dpo(dpo)) == types["DPORecord"]
-    assert set(exports._dpo(dpo)["metadata"]) == _inline_fields("DPORecord", "metadata")
-    assert set(exports._gauntlet(gauntlet)) == types["GauntletRecord"]
+    for fmt, interface in (("sft", "SFTRecord"), ("dpo", "DPORecord"), ("gauntlet", "GauntletRecord")):
+        schema = formats.json_schema(fmt)
+        assert set(schema["properties"]) == types[interface], fmt
+        if "metadata" in schema["properties"]:
+            ref = schema["properties"]["metadata"]["$ref"].rsplit("/", 1)[-1]
+            assert set(schema["$defs"][ref]["properties"]) == _inline_fields(interface, "metadata"), fmt
     # The filters the client can send are the gateway's.
     assert types["ExportFilters"] == set(exports.ALL_FILTERS)
