@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from pathlib import Path
 
 from services.trainer.worker.signals import StopGuard
 
@@ -21,6 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     guard.install()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    max_file = os.environ.get("ARAGORA_WORKER_MAX_FILE_BYTES", "")
+    if max_file.isdigit() and int(max_file) > 0:
+        import resource
+
+        # The service's worker_max_file_bytes. Python ignores SIGXFSZ, so a write past the limit fails with
+        # EFBIG and the job fails with that reason instead of filling the disk.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(max_file), int(max_file)))
 
     from services.trainer.worker.events import EventSink
     from services.trainer.worker.job import WorkerError
@@ -42,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError / torch.OutOfMemoryError
             events.error(OOM_MESSAGE.replace("out of memory", "out of GPU memory"))
+        elif "can't allocate memory" in str(exc):  # torch's CPU allocator: a RuntimeError, not MemoryError
+            events.error(OOM_MESSAGE)
+        elif isinstance(exc, OSError):  # e.g. writing data/ or metrics.json on a full disk
+            from services.trainer.worker.checkpoint import write_failure
+
+            events.error(str(write_failure(exc, Path(exc.filename).name if exc.filename else "a file",
+                                           Path(argv[0]))))
         else:
             first = (str(exc).strip().splitlines() or [""])[0][:500]
             events.error(f"training failed: {type(exc).__name__}: {first}")

@@ -9,6 +9,8 @@ into place, so a crash mid-write never leaves a checkpoint that looks complete.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import random
@@ -16,8 +18,43 @@ import re
 import shutil
 from pathlib import Path
 
+from services.trainer.worker.job import WorkerError
+
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
+_OS_ERROR_RE = re.compile(r"os error (\d+)")
+_WHY = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
+
+
+def write_failure(exc: BaseException, what: str, folder: Path) -> WorkerError:
+    """A failed write as the job's reason: what could not be written, where, and why (disk full, file size
+    limit, read-only, ...), from the OSError or from the errno a library quoted in its message."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code is None and (m := _OS_ERROR_RE.search(str(exc))):
+        code = int(m.group(1))  # safetensors: "I/O error: File too large (os error 27)"
+    if code == errno.EFBIG:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        why = "file too large" + (f" (this worker may write files of at most {soft} bytes)"
+                                  if soft != resource.RLIM_INFINITY else "")
+    elif code is not None:
+        why = _WHY.get(code) or os.strerror(code)
+    else:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return WorkerError(f"cannot write {what} in {folder}: {why}")
+
+
+def _torch_save(obj, path: Path) -> None:
+    """``torch.save`` through an ordinary file write: on a full disk or past a file size limit torch's own
+    writer only says "unexpected pos", while this raises the OSError that names the cause."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with open(path, "wb") as fh:
+        fh.write(buffer.getbuffer())
 
 
 def capture_rng() -> dict:
@@ -69,19 +106,22 @@ def _publish(tmp: Path, target: Path) -> None:
 def save_checkpoint(checkpoints_dir: Path, step: int, model, optimizer, scheduler, state: dict, rng: dict,
                     base_model_id: str) -> Path:
     """Writes ``checkpoint-<step>`` and returns its folder."""
-    import torch
-
     target = checkpoints_dir / f"checkpoint-{step}"
-    tmp = _atomic_dir(target)
+    try:
+        tmp = _atomic_dir(target)
+    except OSError as exc:
+        raise write_failure(exc, target.name, checkpoints_dir) from exc
     try:
         _save_adapter(model, tmp, base_model_id)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(rng, tmp / "rng_state.pt")
+        _torch_save(optimizer.state_dict(), tmp / "optimizer.pt")
+        _torch_save(scheduler.state_dict(), tmp / "scheduler.pt")
+        _torch_save(rng, tmp / "rng_state.pt")
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
         _publish(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, Exception):
+            raise write_failure(exc, target.name, checkpoints_dir) from exc
         raise
     return target
 
@@ -117,12 +157,17 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> tuple[dict, di
 
 def save_final_adapter(adapter_dir: Path, model, tokenizer, base_model_id: str) -> Path:
     """``adapter/``: adapter_config.json, adapter_model.safetensors and the tokenizer files (atomic)."""
-    tmp = _atomic_dir(adapter_dir)
+    try:
+        tmp = _atomic_dir(adapter_dir)
+    except OSError as exc:
+        raise write_failure(exc, adapter_dir.name, adapter_dir.parent) from exc
     try:
         _save_adapter(model, tmp, base_model_id)
         tokenizer.save_pretrained(tmp)
         _publish(tmp, adapter_dir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, Exception):
+            raise write_failure(exc, adapter_dir.name, adapter_dir.parent) from exc
         raise
     return adapter_dir

@@ -153,13 +153,16 @@ def _export(job: JobConfig, events: EventSink, kind: str, method: Callable, requ
 
     deadline = time.monotonic() + job.exporter_timeout_s
     delay, attempt, warned = 0.25, 0, False
+    # The trainer's api_token (from the environment, never job.json: that file is a downloadable artifact).
+    token = os.environ.get("ARAGORA_EXPORTER_TOKEN")
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
     with grpc.insecure_channel(job.exporter_address) as channel:
         stub = pb2_grpc.ExporterServiceStub(channel)
         while True:
             attempt += 1
             try:
                 out = []
-                for response in method(stub)(request, timeout=EXPORT_CALL_TIMEOUT_S):
+                for response in method(stub)(request, timeout=EXPORT_CALL_TIMEOUT_S, metadata=metadata):
                     out.extend(convert(r) for r in response.records)
                 return out
             except grpc.RpcError as exc:

@@ -48,7 +48,10 @@ class EventSink:
                 self._stream.flush()
             except (BrokenPipeError, ValueError):
                 pass  # the service has gone; the log in worker.log still tells the story
-        print(f"event: {line}", file=sys.stderr, flush=True)
+        try:
+            print(f"event: {line}", file=sys.stderr, flush=True)
+        except OSError:
+            pass  # worker.log unwritable (disk full, file size limit): the event itself went out above
 
     def status(self, status: str, message: str) -> None:
         self.emit("status", message, status=status)
