@@ -51,19 +51,20 @@ def import_direct(path: str, settings: ExporterSettings) -> ImportSummary:
         store.close()
 
 
-async def import_remote(path: str, address: str) -> ImportSummary:
+async def import_remote(path: str, address: str, token: str | None = None) -> ImportSummary:
     import grpc
 
     from aragora.training.v1 import exporter_pb2 as pb
     from aragora.training.v1 import exporter_pb2_grpc
-    from services.common.grpc_server import CHANNEL_OPTIONS
+    from services.common.grpc_server import CHANNEL_OPTIONS, client_interceptors
 
     def requests(bar: tqdm):
         for n, line in enumerate(_lines(path, bar), start=1):
             if line.strip():
                 yield pb.ImportDebatesRequest(record_json=line.decode("utf-8", "replace"), line=n)
 
-    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as ch:
+    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS,
+                                         interceptors=client_interceptors(token)) as ch:
         with _bar(path) as bar:
             resp = await exporter_pb2_grpc.ExporterServiceStub(ch).ImportDebates(requests(bar))
     summary = ImportSummary(imported=resp.imported, updated=resp.updated, rejected=resp.rejected)
@@ -77,7 +78,7 @@ def run_import(path: str, address: str | None, as_json: bool, settings: Exporter
         return 2
     if address:
         try:
-            summary = asyncio.run(import_remote(path, address))
+            summary = asyncio.run(import_remote(path, address, settings.api_token))
         except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump a traceback
             import grpc
 

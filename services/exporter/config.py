@@ -26,3 +26,6 @@ class ExporterSettings(BaseSettings):
     log_level: str = "INFO"
     grace_seconds: float = 5.0
     """How long calls in flight may finish after SIGTERM."""
+    api_token: str | None = None
+    """When set, every ExporterService call needs the metadata ``authorization: Bearer <token>`` (health and
+    reflection stay open)."""

@@ -1,8 +1,8 @@
 """The exporters: SFT, DPO and gauntlet records from the debate store, as batches in a stable order, plus
 JSONL files in the export directory and the statistics.
 
-Batches come from keyset-paginated pages of the store, so memory stays flat however many records an export
-holds. Records are plain tuples/dicts here; protobuf exists only in ``service.py``.
+Batches come from one streamed query per export (see ``store.py``), so memory stays flat however many records
+an export holds. Records are plain tuples/dicts here; protobuf exists only in ``service.py``.
 """
 
 from __future__ import annotations
@@ -66,23 +66,6 @@ class ExportFilter:
         return DebateFilter(self.vertical, self.split)
 
 
-def _paged(fetch, key, limit: int | None, batch: int) -> Iterator[list[tuple]]:
-    """Yields pages from ``fetch(after, n)`` until exhausted or ``limit`` rows were yielded."""
-    after = None
-    left = limit
-    while left is None or left > 0:
-        n = batch if left is None else min(batch, left)
-        rows = fetch(after, n)
-        if not rows:
-            return
-        yield rows
-        if left is not None:
-            left -= len(rows)
-        if len(rows) < n:
-            return
-        after = key(rows[-1])
-
-
 class Exporter:
     """The export logic over one store and one export directory."""
 
@@ -91,23 +74,22 @@ class Exporter:
         self.export_dir = Path(export_dir)
         self.batch = batch
 
+    # Each returns a generator after validating the filter, so a bad filter is an error before any record.
+
     def sft_rows(self, f: ExportFilter) -> Iterator[list[tuple]]:
-        """Pages of ``(debate_id, task, final_answer, consensus_confidence, rounds, vertical)``."""
+        """Batches of ``(debate_id, task, final_answer, consensus_confidence, rounds, vertical)``."""
         f = f.validated()
-        return _paged(lambda after, n: self.store.sft_page(f.debates, f.min_confidence, after, n),
-                      lambda r: r[0], f.limit, self.batch)
+        return self.store.sft_rows(f.debates, f.min_confidence, f.limit, self.batch)
 
     def dpo_rows(self, f: ExportFilter) -> Iterator[list[tuple]]:
-        """Pages of ``(debate_id, losing_agent, task, chosen, rejected, confidence_diff, vertical)``."""
+        """Batches of ``(debate_id, losing_agent, task, chosen, rejected, confidence_diff, vertical)``."""
         f = f.validated()
-        return _paged(lambda after, n: self.store.dpo_page(f.debates, f.min_confidence_diff, after, n),
-                      lambda r: (r[0], r[1]), f.limit, self.batch)
+        return self.store.dpo_rows(f.debates, f.min_confidence_diff, f.limit, self.batch)
 
     def gauntlet_rows(self, f: ExportFilter) -> Iterator[list[tuple]]:
-        """Pages of ``(run_id, prompt, response, attack_type, success, findings)``."""
+        """Batches of ``(run_id, prompt, response, attack_type, success, findings)``."""
         f = f.validated()
-        return _paged(lambda after, n: self.store.gauntlet_page(f.attack_type, f.min_severity, after, n),
-                      lambda r: r[0], f.limit, self.batch)
+        return self.store.gauntlet_rows(f.attack_type, f.min_severity, f.limit, self.batch)
 
     def records(self, fmt: str, f: ExportFilter) -> Iterator[list[dict]]:
         """Pages of export records as the JSON objects of the user guide."""

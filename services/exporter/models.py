@@ -10,8 +10,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+import orjson
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class JSONList(TypeDecorator):
+    """A list of strings stored as JSON text, (de)serialised with orjson: the stdlib json that SQLAlchemy's JSON
+    type uses was the largest cost of a bulk import. Never queried inside, so plain text on every database."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else orjson.dumps(value).decode()
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else orjson.loads(value)
 
 
 class Base(DeclarativeBase):
@@ -36,7 +52,7 @@ class Debate(Base):
     final_answer: Mapped[str] = mapped_column(Text)
     consensus_confidence: Mapped[float] = mapped_column(Float)
     winner: Mapped[str] = mapped_column(String(NAME_LEN))
-    dissenting_views: Mapped[list] = mapped_column(JSON)
+    dissenting_views: Mapped[list] = mapped_column(JSONList)
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -58,8 +74,8 @@ class Critique(Base):
     round: Mapped[int] = mapped_column(Integer)
     agent: Mapped[str] = mapped_column(String(NAME_LEN))
     target_agent: Mapped[str] = mapped_column(String(NAME_LEN))
-    issues: Mapped[list] = mapped_column(JSON)
-    suggestions: Mapped[list] = mapped_column(JSON)
+    issues: Mapped[list] = mapped_column(JSONList)
+    suggestions: Mapped[list] = mapped_column(JSONList)
     severity: Mapped[float] = mapped_column(Float)
 
 
@@ -95,6 +111,6 @@ class GauntletRun(Base):
     attack_type: Mapped[str] = mapped_column(String(NAME_LEN))
     severity: Mapped[float] = mapped_column(Float)
     success: Mapped[bool] = mapped_column(Boolean)
-    findings: Mapped[list] = mapped_column(JSON)
+    findings: Mapped[list] = mapped_column(JSONList)
     persona: Mapped[str] = mapped_column(String(NAME_LEN))
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -51,7 +51,7 @@ async def start(settings: ExporterSettings, port: int | None = None) -> RunningS
     """Starts the exporter in this event loop (tests use port 0)."""
     store, exporter = await asyncio.to_thread(open_store, settings)
     running = await start_server(build_bindings(store, exporter), settings.host,
-                                 settings.port if port is None else port)
+                                 settings.port if port is None else port, settings.api_token)
 
     async def close_store() -> None:
         store.close()
@@ -67,4 +67,4 @@ async def serve(settings: ExporterSettings) -> None:
         store.close()
 
     await serve_forever("exporter", build_bindings(store, exporter), settings.host, settings.port,
-                        settings.grace_seconds, on_stop=close_store)
+                        settings.grace_seconds, on_stop=close_store, api_token=settings.api_token)

@@ -6,16 +6,26 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timezone
 
+import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aragora.training.v1 import exporter_pb2 as pb
 from aragora.training.v1 import exporter_pb2_grpc
 from services.common.errors import InvalidArgument
 from services.exporter import formats
-from services.exporter.exports import Exporter, ExportFilter, ExportedFile, ExportStats
+from services.exporter.exports import (
+    Exporter,
+    ExportedFile,
+    ExportFilter,
+    ExportStats,
+    dpo_record,
+    gauntlet_record,
+    sft_record,
+)
 from services.exporter.formats import SFT_INSTRUCTION
 from services.exporter.importer import CHUNK, Importer, ImportSummary
 from services.exporter.store import DebateStore
@@ -117,6 +127,13 @@ def gauntlet_batch_to_pb(page: list[tuple]) -> pb.ExportGauntletResponse:
     ])
 
 
+def jsonl_batch_to_pb(record: Callable[[tuple], dict], response: type, page: list[tuple]):
+    """A page as one JSONL blob (the records the REST API and the export files carry), for clients that set
+    ``jsonl``: orjson straight from the rows is several times cheaper than building protobuf records."""
+    nl = orjson.OPT_APPEND_NEWLINE
+    return response(jsonl=b"".join([orjson.dumps(record(r), option=nl) for r in page]))
+
+
 def summary_to_pb(s: ImportSummary) -> pb.ImportDebatesResponse:
     return pb.ImportDebatesResponse(
         imported=s.imported, updated=s.updated, rejected=s.rejected,
@@ -156,8 +173,12 @@ async def _stream(pages: Iterator[list[tuple]], to_pb: Callable) -> AsyncIterato
             pending = asyncio.ensure_future(asyncio.to_thread(next_message))
             yield msg
     finally:
-        if not pending.done():
-            pending.cancel()
+        # Closing the generator closes its database cursor; if a read is still running in its thread (the
+        # client went away), close once it is done: a running generator cannot be closed.
+        if pending.done():
+            pages.close()
+        else:
+            pending.add_done_callback(lambda _: pages.close())
 
 
 class ExporterServicer(exporter_pb2_grpc.ExporterServiceServicer):
@@ -199,15 +220,19 @@ class ExporterServicer(exporter_pb2_grpc.ExporterServiceServicer):
         return summary_to_pb(summary)
 
     async def ExportSFT(self, request, context):
-        async for msg in _stream(self.exporter.sft_rows(sft_filter_from_pb(request)), sft_batch_to_pb):
+        to_pb = partial(jsonl_batch_to_pb, sft_record, pb.ExportSFTResponse) if request.jsonl else sft_batch_to_pb
+        async for msg in _stream(self.exporter.sft_rows(sft_filter_from_pb(request)), to_pb):
             yield msg
 
     async def ExportDPO(self, request, context):
-        async for msg in _stream(self.exporter.dpo_rows(dpo_filter_from_pb(request)), dpo_batch_to_pb):
+        to_pb = partial(jsonl_batch_to_pb, dpo_record, pb.ExportDPOResponse) if request.jsonl else dpo_batch_to_pb
+        async for msg in _stream(self.exporter.dpo_rows(dpo_filter_from_pb(request)), to_pb):
             yield msg
 
     async def ExportGauntlet(self, request, context):
-        async for msg in _stream(self.exporter.gauntlet_rows(gauntlet_filter_from_pb(request)), gauntlet_batch_to_pb):
+        to_pb = (partial(jsonl_batch_to_pb, gauntlet_record, pb.ExportGauntletResponse) if request.jsonl
+                 else gauntlet_batch_to_pb)
+        async for msg in _stream(self.exporter.gauntlet_rows(gauntlet_filter_from_pb(request)), to_pb):
             yield msg
 
     async def WriteExport(self, request, context):

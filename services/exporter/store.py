@@ -1,17 +1,18 @@
 """Persistence of the debate store behind a small interface: batch writes for the importer, keyset-paginated
 reads for the exporters, counts for the stats.
 
-Reads use SQLAlchemy Core (no ORM object per row) and keyset pagination (``WHERE key > :last ORDER BY key
-LIMIT :n``): each page is one short query, memory stays flat for any size, the order is stable, and nothing is
-SQLite-specific (row-value comparisons and plain joins work on PostgreSQL as they are).
+Reads use SQLAlchemy Core (no ORM object per row): each export is one query whose rows are fetched a batch at a
+time from the open cursor (``stream_results``: a server-side cursor on PostgreSQL), so memory stays flat for
+any size, and the order is stable and duplicate-free because it is one snapshot. Nothing is SQLite-specific.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import and_, delete, func, insert, select
 
 from services.common.db import Database, migrate
 from services.exporter import models as m
@@ -92,34 +93,40 @@ class DebateStore:
             where.append(D.c.split == f.split)
         return where
 
-    def sft_page(self, f: DebateFilter, min_confidence: float | None, after: str | None, n: int) -> list[tuple]:
-        """Up to ``n`` SFT rows after debate id ``after``, ordered by debate id:
+    def _stream(self, q, batch: int) -> Iterator[list[tuple]]:
+        """Runs one query and yields its rows ``batch`` at a time from the open cursor (a server-side cursor on
+        PostgreSQL): one snapshot, so the order is stable and nothing repeats, with flat memory."""
+        with self.db.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
+            for part in result.partitions(batch):
+                yield [tuple(r) for r in part]
+
+    def sft_rows(self, f: DebateFilter, min_confidence: float | None, limit: int | None,
+                 batch: int) -> Iterator[list[tuple]]:
+        """SFT rows ordered by debate id, in batches:
         ``(debate_id, task, final_answer, consensus_confidence, num_rounds, vertical)``."""
         where = [D.c.consensus_reached.is_(True), *self._debate_where(f)]
         if min_confidence is not None:
             where.append(D.c.consensus_confidence >= min_confidence)
-        if after is not None:
-            where.append(D.c.id > after)
         q = (select(D.c.id, D.c.task, D.c.final_answer, D.c.consensus_confidence, D.c.num_rounds, D.c.vertical)
-             .where(*where).order_by(D.c.id).limit(n))
-        with self.db.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(q)]
+             .where(*where).order_by(D.c.id).limit(limit))
+        return self._stream(q, batch)
 
-    def dpo_page(self, f: DebateFilter, min_diff: float | None, after: tuple[str, str] | None, n: int) -> list[tuple]:
-        """Up to ``n`` DPO rows after ``(debate_id, losing agent)``, ordered by both:
+    def dpo_rows(self, f: DebateFilter, min_diff: float | None, limit: int | None,
+                 batch: int) -> Iterator[list[tuple]]:
+        """DPO rows ordered by debate id then losing agent, in batches:
         ``(debate_id, losing_agent, task, chosen, rejected, confidence_diff, vertical)``.
 
         chosen = the winner's proposal of its last round, rejected = each other agent's proposal of its last
-        round, confidence_diff = winner's vote share - that agent's vote share."""
+        round, confidence_diff = winner's vote share - that agent's vote share (both from ``debate_agents``)."""
         W, L, WP, LP = A.alias("w"), A.alias("l"), P.alias("wp"), P.alias("lp")
-        diff = (W.c.vote_share - L.c.vote_share).label("confidence_diff")
+        diff = W.c.vote_share - L.c.vote_share
         where = [D.c.consensus_reached.is_(True), *self._debate_where(f)]
         if min_diff is not None:
-            where.append(W.c.vote_share - L.c.vote_share >= min_diff)
-        if after is not None:
-            where.append(or_(D.c.id > after[0], and_(D.c.id == after[0], L.c.agent > after[1])))
+            where.append(diff >= min_diff)
         q = (
-            select(D.c.id, L.c.agent, D.c.task, WP.c.content, LP.c.content, diff, D.c.vertical)
+            select(D.c.id, L.c.agent, D.c.task, WP.c.content, LP.c.content, diff.label("confidence_diff"),
+                   D.c.vertical)
             .select_from(D)
             .join(W, and_(W.c.debate_id == D.c.id, W.c.agent == D.c.winner))
             .join(WP, and_(WP.c.debate_id == D.c.id, WP.c.agent == W.c.agent, WP.c.round == W.c.final_round))
@@ -127,25 +134,21 @@ class DebateStore:
             .join(LP, and_(LP.c.debate_id == D.c.id, LP.c.agent == L.c.agent, LP.c.round == L.c.final_round))
             .where(*where)
             .order_by(D.c.id, L.c.agent)
-            .limit(n)
+            .limit(limit)
         )
-        with self.db.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(q)]
+        return self._stream(q, batch)
 
-    def gauntlet_page(self, attack_type: str, min_severity: float | None, after: str | None, n: int) -> list[tuple]:
-        """Up to ``n`` gauntlet rows after run id ``after``, ordered by id:
-        ``(id, prompt, response, attack_type, success, findings)``."""
+    def gauntlet_rows(self, attack_type: str, min_severity: float | None, limit: int | None,
+                      batch: int) -> Iterator[list[tuple]]:
+        """Gauntlet rows ordered by run id, in batches: ``(id, prompt, response, attack_type, success, findings)``."""
         where = []
         if attack_type:
             where.append(G.c.attack_type == attack_type)
         if min_severity is not None:
             where.append(G.c.severity >= min_severity)
-        if after is not None:
-            where.append(G.c.id > after)
         q = (select(G.c.id, G.c.prompt, G.c.response, G.c.attack_type, G.c.success, G.c.findings)
-             .where(*where).order_by(G.c.id).limit(n))
-        with self.db.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(q)]
+             .where(*where).order_by(G.c.id).limit(limit))
+        return self._stream(q, batch)
 
     # --- counts -------------------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ can train on them. Everything comes from one ``random.Random(seed)``: the same a
 from __future__ import annotations
 
 import random
-import string
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -169,12 +168,14 @@ CRITIQUE = {
 SELF_VOTE = {"overconfident": 0.5, "ignores_constraint": 0.35, "off_topic": 0.2, "near_miss": 0.6}
 
 
-class _Fmt(string.Formatter):
+class _Fmt:
+    """Fills ``{slot}`` placeholders from a case's slot values (plus per-call extras)."""
+
     def __init__(self, values: dict) -> None:
         self.values = values
 
     def fill(self, text: str, **extra) -> str:
-        return self.vformat(text, (), {**self.values, **extra})
+        return text.format_map({**self.values, **extra} if extra else self.values)
 
 
 def _cap(s: str) -> str:
@@ -190,8 +191,11 @@ def _fit(parts: list[str], optional: list[str], rng: random.Random, target: int 
     parts = list(parts)
     pool = list(optional)
     rng.shuffle(pool)
-    while _words(parts) < target and pool:
-        parts.insert(rng.randint(1, len(parts)), pool.pop())
+    words = _words(parts)
+    while words < target and pool:
+        extra = pool.pop()
+        parts.insert(rng.randint(1, len(parts)), extra)
+        words += len(extra.split())
     return " ".join(parts)
 
 
@@ -201,12 +205,13 @@ class _Debate:
     def __init__(self, rng: random.Random, case: dict, constraint: dict, fmt: _Fmt) -> None:
         self.rng, self.case, self.constraint, self.f = rng, case, constraint, fmt
         self.key = fmt.fill(constraint["key"])
+        self._facts = [fmt.fill(x) for x in case["facts"]]
 
     def pick(self, items: list[str], **extra) -> str:
         return self.f.fill(self.rng.choice(items), **extra)
 
     def facts(self) -> list[str]:
-        return [self.f.fill(x) for x in self.case["facts"]]
+        return list(self._facts)
 
     def counter(self) -> tuple[str, str]:
         c, r = self.rng.choice(self.case["counters"])
@@ -289,17 +294,19 @@ def _task(rng: random.Random, case: dict, constraint: dict, fmt: _Fmt) -> str:
     return fmt.fill(rng.choice(case["q"]), constraint=fmt.fill(constraint["text"]))
 
 
-def generate_debate(rng: random.Random, number: int, vertical: str, used_tasks: set[str]) -> dict:
-    """One debate record of the import format (``type`` "debate")."""
-    for _ in range(200):
+def generate_debate(rng: random.Random, number: int, vertical: str, used_tasks: set[str] | None) -> dict:
+    """One debate record of the import format (``type`` "debate"); its task is not in ``used_tasks`` (if it can
+    be helped: the topic space has room for some thousands of distinct tasks per vertical)."""
+    for _ in range(200 if used_tasks is not None else 1):
         case = rng.choice(CASES[vertical])
         constraint = rng.choice(case["constraints"])
         slots = {**case.get("slots", {}), **case.get("slots_extra", {})}
         fmt = _Fmt({k: rng.choice(v) for k, v in slots.items()})
         task = _task(rng, case, constraint, fmt)
-        if task not in used_tasks:
+        if used_tasks is None or task not in used_tasks:
             break
-    used_tasks.add(task)
+    if used_tasks is not None:
+        used_tasks.add(task)
     d = _Debate(rng, case, constraint, fmt)
 
     agents = rng.sample(AGENTS, rng.choice((3, 4)))
@@ -513,13 +520,13 @@ def generate_gauntlet(rng: random.Random, number: int) -> dict:
     }
 
 
-def generate(n_debates: int = 750, n_gauntlet: int = 200, seed: int = 20240501) -> Iterator[dict]:
-    """Yields ``n_debates`` debates (the verticals in turn) then ``n_gauntlet`` gauntlet runs, deterministically."""
+def generate(n_debates: int = 750, n_gauntlet: int = 200, seed: int = 20240501,
+             unique_tasks: bool = True) -> Iterator[dict]:
+    """Yields ``n_debates`` debates (the verticals in turn) then ``n_gauntlet`` gauntlet runs, deterministically.
+    ``unique_tasks=False`` lets tasks repeat (a benchmark's tens of thousands of debates outgrow the topics)."""
     rng = random.Random(seed)
-    used: set[str] = set()
+    used: set[str] | None = set() if unique_tasks else None
     for i in range(n_debates):
         yield generate_debate(rng, i + 1, VERTICALS[i % len(VERTICALS)], used)
-        if len(used) > 100_000:  # uniqueness only matters for sample-sized sets; keep memory flat for big runs
-            used.clear()
     for j in range(n_gauntlet):
         yield generate_gauntlet(rng, j + 1)

@@ -3,18 +3,17 @@ exporter over gRPC).
 
 Exports stream: the gateway reads the exporter's server-streaming RPC batch by batch and writes each batch out
 (as part of one JSON array, or as JSONL lines) before reading the next, so it never holds the whole result.
-Records are serialised with orjson straight from the protobuf batches.
+The batches come as JSONL already (see ``_batches``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
 import grpc
-import orjson
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -104,27 +103,10 @@ def request_for(fmt: str, given: dict):
                                     min_severity=given.get("min_severity"))
 
 
-# --- protobuf batches -> JSON bytes (the user guide's record shapes) ---------------------------------------
-
-def _sft(r) -> dict:
-    m = r.metadata
-    return {"instruction": r.instruction, "input": r.input, "output": r.output,
-            "metadata": {"debate_id": m.debate_id, "consensus_confidence": m.consensus_confidence,
-                         "rounds": m.rounds, "vertical": m.vertical}}
-
-
-def _dpo(r) -> dict:
-    m = r.metadata
-    return {"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected,
-            "metadata": {"debate_id": m.debate_id, "confidence_diff": m.confidence_diff, "vertical": m.vertical}}
-
-
-def _gauntlet(r) -> dict:
-    return {"prompt": r.prompt, "response": r.response, "attack_type": r.attack_type, "success": r.success,
-            "findings": list(r.findings)}
-
-
-TO_DICT: dict[str, Callable] = {"sft": _sft, "dpo": _dpo, "gauntlet": _gauntlet}
+# --- streaming ----------------------------------------------------------------------------------------------
+# The gateway asks the exporter for JSONL batches (``jsonl=True``): the exporter serialises its rows with orjson
+# into the records of the user guide, and the gateway passes the bytes on. Building protobuf records only to
+# turn them back into JSON here cost more than the database query itself (see benchmarks/export_bench.py).
 
 
 def _open_stream(exporter, fmt: str, req):
@@ -133,31 +115,33 @@ def _open_stream(exporter, fmt: str, req):
     return {"sft": exporter.ExportSFT, "dpo": exporter.ExportDPO, "gauntlet": exporter.ExportGauntlet}[fmt](req)
 
 
-async def _jsonl(first, call, to_dict) -> AsyncIterator[bytes]:
-    nl = orjson.OPT_APPEND_NEWLINE
+async def _batches(first, call) -> AsyncIterator[bytes]:
+    """The JSONL blob of each message, the first one already read."""
+    msg = first
+    while msg is not None:
+        if msg.jsonl:
+            yield msg.jsonl
+        msg = await call.read()
+        if msg is grpc.aio.EOF:
+            msg = None
+
+
+async def _jsonl(first, call) -> AsyncIterator[bytes]:
     try:
-        msg = first
-        while msg is not None:
-            yield b"".join([orjson.dumps(to_dict(r), option=nl) for r in msg.records])
-            msg = await call.read()
-            if msg is grpc.aio.EOF:
-                msg = None
+        async for blob in _batches(first, call):
+            yield blob
     finally:
         call.cancel()
 
 
-async def _json_array(first, call, to_dict) -> AsyncIterator[bytes]:
+async def _json_array(first, call) -> AsyncIterator[bytes]:
+    # JSONL -> one JSON array: a newline never occurs inside a JSON text (orjson escapes it in strings), so
+    # the records' separating newlines become commas.
     sep = b"["
     try:
-        msg = first
-        while msg is not None:
-            if msg.records:
-                # One orjson call per batch; its brackets are swapped for the running array's separators.
-                yield sep + orjson.dumps([to_dict(r) for r in msg.records])[1:-1]
-                sep = b","
-            msg = await call.read()
-            if msg is grpc.aio.EOF:
-                msg = None
+        async for blob in _batches(first, call):
+            yield sep + blob[:-1].replace(b"\n", b",")
+            sep = b","
         yield b"[]" if sep == b"[" else b"]"
     finally:
         call.cancel()
@@ -186,16 +170,17 @@ async def read_export(
     except InvalidRequest as exc:
         return exc.response()
     jsonl = output == "jsonl" or (output is None and NDJSON in request.headers.get("accept", ""))
-    call = _open_stream(exporter, export_format, request_for(export_format, given))
+    req = request_for(export_format, given)
+    req.jsonl = True
+    call = _open_stream(exporter, export_format, req)
     # Read the first batch before answering: a bad filter or an unreachable exporter becomes a proper error
     # status instead of a broken 200 stream.
     first = await call.read()
     if first is grpc.aio.EOF:
         first = None
-    to_dict = TO_DICT[export_format]
     if jsonl:
-        return StreamingResponse(_jsonl(first, call, to_dict), media_type=NDJSON)
-    return StreamingResponse(_json_array(first, call, to_dict), media_type="application/json")
+        return StreamingResponse(_jsonl(first, call), media_type=NDJSON)
+    return StreamingResponse(_json_array(first, call), media_type="application/json")
 
 
 class ExportFilePublic(BaseModel):

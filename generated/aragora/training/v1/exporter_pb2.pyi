@@ -223,56 +223,68 @@ class GauntletRecord(_message.Message):
     def __init__(self, prompt: _Optional[str] = ..., response: _Optional[str] = ..., attack_type: _Optional[str] = ..., success: _Optional[bool] = ..., findings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExportSFTRequest(_message.Message):
-    __slots__ = ("min_confidence", "limit", "vertical", "split")
+    __slots__ = ("min_confidence", "limit", "vertical", "split", "jsonl")
     MIN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     VERTICAL_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
+    JSONL_FIELD_NUMBER: _ClassVar[int]
     min_confidence: float
     limit: int
     vertical: str
     split: Split
-    def __init__(self, min_confidence: _Optional[float] = ..., limit: _Optional[int] = ..., vertical: _Optional[str] = ..., split: _Optional[_Union[Split, str]] = ...) -> None: ...
+    jsonl: bool
+    def __init__(self, min_confidence: _Optional[float] = ..., limit: _Optional[int] = ..., vertical: _Optional[str] = ..., split: _Optional[_Union[Split, str]] = ..., jsonl: _Optional[bool] = ...) -> None: ...
 
 class ExportSFTResponse(_message.Message):
-    __slots__ = ("records",)
+    __slots__ = ("records", "jsonl")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    JSONL_FIELD_NUMBER: _ClassVar[int]
     records: _containers.RepeatedCompositeFieldContainer[SFTRecord]
-    def __init__(self, records: _Optional[_Iterable[_Union[SFTRecord, _Mapping]]] = ...) -> None: ...
+    jsonl: bytes
+    def __init__(self, records: _Optional[_Iterable[_Union[SFTRecord, _Mapping]]] = ..., jsonl: _Optional[bytes] = ...) -> None: ...
 
 class ExportDPORequest(_message.Message):
-    __slots__ = ("min_confidence_diff", "limit", "vertical", "split")
+    __slots__ = ("min_confidence_diff", "limit", "vertical", "split", "jsonl")
     MIN_CONFIDENCE_DIFF_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     VERTICAL_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
+    JSONL_FIELD_NUMBER: _ClassVar[int]
     min_confidence_diff: float
     limit: int
     vertical: str
     split: Split
-    def __init__(self, min_confidence_diff: _Optional[float] = ..., limit: _Optional[int] = ..., vertical: _Optional[str] = ..., split: _Optional[_Union[Split, str]] = ...) -> None: ...
+    jsonl: bool
+    def __init__(self, min_confidence_diff: _Optional[float] = ..., limit: _Optional[int] = ..., vertical: _Optional[str] = ..., split: _Optional[_Union[Split, str]] = ..., jsonl: _Optional[bool] = ...) -> None: ...
 
 class ExportDPOResponse(_message.Message):
-    __slots__ = ("records",)
+    __slots__ = ("records", "jsonl")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    JSONL_FIELD_NUMBER: _ClassVar[int]
     records: _containers.RepeatedCompositeFieldContainer[DPORecord]
-    def __init__(self, records: _Optional[_Iterable[_Union[DPORecord, _Mapping]]] = ...) -> None: ...
+    jsonl: bytes
+    def __init__(self, records: _Optional[_Iterable[_Union[DPORecord, _Mapping]]] = ..., jsonl: _Optional[bytes] = ...) -> None: ...
 
 class ExportGauntletRequest(_message.Message):
-    __slots__ = ("limit", "attack_type", "min_severity")
+    __slots__ = ("limit", "attack_type", "min_severity", "jsonl")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     ATTACK_TYPE_FIELD_NUMBER: _ClassVar[int]
     MIN_SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    JSONL_FIELD_NUMBER: _ClassVar[int]
     limit: int
     attack_type: str
     min_severity: float
-    def __init__(self, limit: _Optional[int] = ..., attack_type: _Optional[str] = ..., min_severity: _Optional[float] = ...) -> None: ...
+    jsonl: bool
+    def __init__(self, limit: _Optional[int] = ..., attack_type: _Optional[str] = ..., min_severity: _Optional[float] = ..., jsonl: _Optional[bool] = ...) -> None: ...
 
 class ExportGauntletResponse(_message.Message):
-    __slots__ = ("records",)
+    __slots__ = ("records", "jsonl")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    JSONL_FIELD_NUMBER: _ClassVar[int]
     records: _containers.RepeatedCompositeFieldContainer[GauntletRecord]
-    def __init__(self, records: _Optional[_Iterable[_Union[GauntletRecord, _Mapping]]] = ...) -> None: ...
+    jsonl: bytes
+    def __init__(self, records: _Optional[_Iterable[_Union[GauntletRecord, _Mapping]]] = ..., jsonl: _Optional[bytes] = ...) -> None: ...
 
 class ExportedFile(_message.Message):
     __slots__ = ("name", "size_bytes", "created_at")

@@ -87,7 +87,8 @@ class ExporterServiceServicer:
 
     def ExportSFT(self, request, context):
         """Streams SFT records (instruction / input / output) from debates that reached consensus, in a stable
-        order (debate id), without duplicates. Memory stays flat for any size.
+        order (debate id), without duplicates, in batches (one message per batch, typed or as JSONL). Memory
+        stays flat for any size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,7 +96,7 @@ class ExporterServiceServicer:
 
     def ExportDPO(self, request, context):
         """Streams DPO preference pairs: the winning agent's final proposal as `chosen`, each losing agent's final
-        proposal as `rejected`.
+        proposal as `rejected`, ordered by debate id then losing agent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -26,7 +26,7 @@ def upgrade() -> None:
     sa.Column('final_answer', sa.Text(), nullable=False),
     sa.Column('consensus_confidence', sa.Float(), nullable=False),
     sa.Column('winner', sa.String(length=100), nullable=False),
-    sa.Column('dissenting_views', sa.JSON(), nullable=False),
+    sa.Column('dissenting_views', sa.Text(), nullable=False),
     sa.Column('imported_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
@@ -41,7 +41,7 @@ def upgrade() -> None:
     sa.Column('attack_type', sa.String(length=100), nullable=False),
     sa.Column('severity', sa.Float(), nullable=False),
     sa.Column('success', sa.Boolean(), nullable=False),
-    sa.Column('findings', sa.JSON(), nullable=False),
+    sa.Column('findings', sa.Text(), nullable=False),
     sa.Column('persona', sa.String(length=100), nullable=False),
     sa.Column('imported_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
@@ -55,8 +55,8 @@ def upgrade() -> None:
     sa.Column('round', sa.Integer(), nullable=False),
     sa.Column('agent', sa.String(length=100), nullable=False),
     sa.Column('target_agent', sa.String(length=100), nullable=False),
-    sa.Column('issues', sa.JSON(), nullable=False),
-    sa.Column('suggestions', sa.JSON(), nullable=False),
+    sa.Column('issues', sa.Text(), nullable=False),
+    sa.Column('suggestions', sa.Text(), nullable=False),
     sa.Column('severity', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['debate_id'], ['debates.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('debate_id', 'position')
