@@ -136,3 +136,19 @@ async def test_formats_include_the_import_record(stub):
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(json.loads(formats["import"].example_json), schema)
     jsonschema.validate(debate("d-1"), schema)
+
+
+async def test_typed_and_jsonl_batches_carry_the_same_records(stub):
+    from google.protobuf.json_format import MessageToDict
+
+    await _import(stub, [debate(f"d-{i}", vertical="code") for i in range(6)] + [gauntlet("g-1"), gauntlet("g-2")])
+    calls = {"sft": (stub.ExportSFT, pb.ExportSFTRequest), "dpo": (stub.ExportDPO, pb.ExportDPORequest),
+             "gauntlet": (stub.ExportGauntlet, pb.ExportGauntletRequest)}
+    for name, (rpc, req) in calls.items():
+        typed = [MessageToDict(r, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+                 for r in await _collect(rpc(req(), timeout=30))]
+        lines = []
+        async for msg in rpc(req(jsonl=True), timeout=30):
+            assert not msg.records
+            lines += [json.loads(x) for x in msg.jsonl.decode().splitlines()]
+        assert typed == lines and len(lines) >= 2, name

@@ -3,15 +3,48 @@ TEST_POSTGRES_URL is set, see conftest.py)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
+
 import orjson
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
 
 from services.exporter import models as m
 from services.exporter.exports import ExportFilter
 from services.exporter.importer import Importer, split_of
 from services.exporter.store import DebateStore
 from tests.exporter.conftest import debate, gauntlet, load, with_changes
+
+
+POSTGRES = os.environ.get("TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path, migrated_template):
+    """The store on a fresh SQLite file, and on a fresh PostgreSQL database when TEST_POSTGRES_URL is set
+    (.ci/run starts a server): the queries must not depend on SQLite."""
+    if request.param == "sqlite":
+        path = tmp_path / "debates.db"
+        shutil.copyfile(migrated_template, path)
+        s = DebateStore(f"sqlite:///{path}")
+        yield s
+        s.close()
+        return
+    if not POSTGRES:
+        pytest.skip("TEST_POSTGRES_URL is not set")
+    name = f"test_exporter_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    s = DebateStore(make_url(POSTGRES).set(database=name).render_as_string(hide_password=False))
+    yield s
+    s.close()
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def _count(store, table) -> int:

@@ -244,24 +244,26 @@ class _Debate:
         facts = self.facts()
         if kind == "overconfident":
             rec = self.pick(self.constraint["good"] + self.constraint["bad"])
-            parts = [_cap(self.f.fill(rng.choice(OVERCONFIDENT_REC), rec=rec))]
-            parts += rng.sample(OVERCONFIDENT, 2)
+            claims = rng.sample(OVERCONFIDENT, 5)  # two said, three in reserve: never the same one twice
+            parts = [_cap(self.f.fill(rng.choice(OVERCONFIDENT_REC), rec=rec)), *claims[:2]]
             if rng.random() < 0.6:
                 parts.append(self.f.fill(rng.choice(DISMISS), c=c))
-            optional = facts + rng.sample(OVERCONFIDENT, 3) + rng.sample(PLAIN_SUPPORT, 1)
+            optional = facts + claims[2:] + rng.sample(PLAIN_SUPPORT, 1)
         elif kind == "ignores_constraint":
             rec = self.pick(self.constraint["bad"])
-            parts = [self.f.fill(rng.choice(PLAIN_REC), rec=rec), rng.choice(PLAIN_SUPPORT)]
+            support = rng.sample(PLAIN_SUPPORT, 4)
+            parts = [self.f.fill(rng.choice(PLAIN_REC), rec=rec), support[0]]
             if rng.random() < 0.3:
                 parts.insert(0, self.f.fill(rng.choice(ASSUMPTION), a=self.pick(self.case["assumptions"])))
             if rng.random() < 0.5:
                 parts.append(rng.choice(MILD_CONFIDENCE))
-            optional = facts + rng.sample(PLAIN_SUPPORT, 3)
+            optional = facts + support[1:]
         elif kind == "off_topic":
             t, elaboration = rng.choice(self.case["tangents"])
-            parts = [self.f.fill(rng.choice(TANGENT_OPEN), t=t), elaboration, *rng.sample(TANGENT_FILL, 2)]
+            fill = rng.sample(TANGENT_FILL, 6)
+            parts = [self.f.fill(rng.choice(TANGENT_OPEN), t=t), elaboration, *fill[:2]]
             other = [e for x, e in self.case["tangents"] if x != t]
-            optional = rng.sample(TANGENT_FILL, 4) + other + facts[:1]
+            optional = fill[2:] + other + facts[:1]
         else:  # near_miss: argued and calibrated, but the recommendation ignores the constraint
             rec = self.pick(self.constraint["bad"])
             u = self.f.fill(rng.choice(self.case["uncertainties"] + GENERIC_UNCERTAINTIES))
