@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from 'react';
+import { useEffect, useMemo, useRef, useState } from 'react';
 import { isTerminal, type Job, type JobArtifacts, type JobMetrics, type StepEvent } from '../api/types';
 import { useJobEvents, type UseFineTuningResult } from '../hooks/useFineTuning';
 import { formatDuration, formatNumber, formatPercent, formatTime } from '../format';
@@ -24,26 +24,40 @@ export interface JobCardProps {
   highlighted?: boolean;
 }
 
-// Replaying the event log of finished jobs (for their loss curves) takes a connection each while it runs; the
-// browser has six per host, so at most two replays run at once and the rest wait their turn.
-const MAX_REPLAYS = 2;
-let activeReplays = 0;
-const waitingReplays: (() => void)[] = [];
-function acquireReplay(): Promise<() => void> {
-  return new Promise((resolve) => {
+// Every event stream holds one of the browser's six connections to the gateway while it is open. At most three
+// run at once, so the page's own requests always have connections left; live jobs go before the replays of
+// finished jobs' logs (for their loss curves), and the rest wait their turn (their figures still come by polling).
+const MAX_STREAMS = 3;
+let openStreams = 0;
+const waitingStreams: { live: boolean; grant: () => void }[] = [];
+
+function acquireStream(live: boolean): { granted: Promise<() => void>; cancel: () => void } {
+  let entry: { live: boolean; grant: () => void } | null = null;
+  const granted = new Promise<() => void>((resolve) => {
     const grant = () => {
-      activeReplays++;
+      openStreams++;
       let released = false;
       resolve(() => {
         if (released) return;
         released = true;
-        activeReplays--;
-        waitingReplays.shift()?.();
+        openStreams--;
+        waitingStreams.shift()?.grant();
       });
     };
-    if (activeReplays < MAX_REPLAYS) grant();
-    else waitingReplays.push(grant);
+    if (openStreams < MAX_STREAMS) grant();
+    else {
+      entry = { live, grant };
+      // Live jobs first, in arrival order; replays after them.
+      const at = live ? waitingStreams.findIndex((w) => !w.live) : -1;
+      if (at < 0) waitingStreams.push(entry);
+      else waitingStreams.splice(at, 0, entry);
+    }
   });
+  const cancel = () => {
+    const i = entry ? waitingStreams.indexOf(entry) : -1;
+    if (i >= 0) waitingStreams.splice(i, 1);
+  };
+  return { granted, cancel };
 }
 
 const STATUS_LABELS: Record<string, string> = {
@@ -68,41 +82,34 @@ export function JobCard({ job, onCancel, actions, highlighted = false }: JobCard
   const terminal = isTerminal(job.status);
   const running = job.status === 'preparing' || job.status === 'training';
 
-  // Live stream: running jobs (and the job just started here), until the stream says the job ended.
-  const [replayRelease, setReplayRelease] = useState<(() => void) | null>(null);
-  const [streamStarted, setStreamStarted] = useState(false);
+  // Live stream: running jobs (and the job just started here) until the stream says the job ended; finished
+  // jobs replay their log once for the loss curve (kept afterwards: see useJobEvents).
   const wantLive = running || (highlighted && !terminal);
-  const enabled = !!actions && (wantLive || streamStarted || replayRelease !== null);
-  const { events, state } = useJobEvents(actions?.subscribeToJob ?? noSubscribe, job.id, enabled);
-  useEffect(() => {
-    if (state === 'connecting' || state === 'open') setStreamStarted(true);
-    if (state === 'ended') setStreamStarted(false);
-  }, [state]);
+  const [release, setRelease] = useState<(() => void) | null>(null);
+  const { events, state } = useJobEvents(actions?.subscribeToJob ?? noSubscribe, job.id, release !== null);
   const ended = state === 'ended';
-
-  // Finished jobs replay their log once, for the loss curve.
+  const needStream = !!actions && !ended && (wantLive || terminal);
+  const liveRef = useRef(wantLive);
+  liveRef.current = wantLive;
   useEffect(() => {
-    if (!actions || !terminal || ended || streamStarted) return;
+    if (!needStream) return;
+    const { granted, cancel } = acquireStream(liveRef.current);
     let cancelled = false;
-    let release: (() => void) | null = null;
-    void acquireReplay().then((r) => {
+    let mine: (() => void) | null = null;
+    void granted.then((r) => {
       if (cancelled) r();
       else {
-        release = r;
-        setReplayRelease(() => r);
+        mine = r;
+        setRelease(() => r);
       }
     });
     return () => {
       cancelled = true;
-      release?.();
+      cancel();
+      mine?.();
+      setRelease(null);
     };
-  }, [actions, terminal, ended, streamStarted]);
-  useEffect(() => {
-    if (ended && replayRelease) {
-      replayRelease();
-      setReplayRelease(null);
-    }
-  }, [ended, replayRelease]);
+  }, [needStream]);
 
   const steps = useMemo(() => events.filter((e): e is StepEvent => e.type === 'step'), [events]);
   const lastStep = steps.length > 0 ? steps[steps.length - 1] : null;
