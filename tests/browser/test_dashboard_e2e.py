@@ -47,8 +47,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 class Service:
     """One service as its own process (own process group, so stopping it also ends the trainer's workers)."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
-        self.name, self.env, self.log_path = name, env, log_dir / f"{name}.log"
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, label: str | None = None) -> None:
+        self.name, self.env, self.log_path = name, env, log_dir / f"{label or name}.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -102,7 +102,7 @@ def healthy(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """The three services on free ports; yields (gateway URL, services by name, the trainer's jobs folder)."""
+    """The three services on free ports; yields (gateway URL, services by name, the folder holding their data)."""
     from tests.support.tiny_model import build_tiny_model
 
     root = tmp_path_factory.mktemp("dashboard-e2e")
@@ -134,7 +134,7 @@ def stack(tmp_path_factory):
             wait_until(lambda: healthy(url), 90, "the three services to be healthy")
         except AssertionError:
             raise AssertionError("\n\n".join(f"--- {s.name}\n{s.tail()}" for s in services.values()))
-        yield url, services, root / "jobs"
+        yield url, services, root
     finally:
         for s in reversed(list(services.values())):
             s.stop(timeout=10)
@@ -166,7 +166,13 @@ def fill_job_form(page: Page, name: str, **params: str) -> None:
 
 
 def test_dashboard_end_to_end(stack):
-    url, services, jobs_dir = stack
+    url, services, root = stack
+    jobs_dir = root / "jobs"
+    with_browser(lambda page: run_scenario(page, url, services, jobs_dir))
+
+
+def with_browser(scenario) -> None:
+    """Runs ``scenario(page)`` in a fresh headless Chromium; a screenshot is kept when it fails."""
     errors: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -174,7 +180,7 @@ def test_dashboard_end_to_end(stack):
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
         try:
-            run_scenario(page, url, services, jobs_dir)
+            scenario(page)
         except BaseException:
             shot(page, "failure")
             raise
@@ -372,3 +378,58 @@ def run_scenario(page: Page, url: str, services: dict[str, Service], jobs_dir: P
     page.goto(f"{url}/admin/training/models")
     expect(page.get_by_role("tab", name="Available Models")).to_have_attribute("aria-selected", "true")
     expect(page.locator(f'[data-testid="model-card"][data-model-id="{TINY}"]')).to_be_visible()
+
+
+def test_dashboard_asks_for_the_api_token(stack):
+    """A gateway with GATEWAY_API_TOKEN: the page asks for the token once, then everything works with it (the
+    event streams too, which EventSource could not authenticate), and a reload remembers it."""
+    from services.gateway.config import GatewaySettings
+
+    if "api_token" not in GatewaySettings.model_fields:
+        pytest.skip("this gateway has no GATEWAY_API_TOKEN setting")
+    url, services, root = stack
+    token = "e2e-s3cret-token"
+    port = free_port()
+    guarded = Service("gateway", dict(services["gateway"].env, GATEWAY_PORT=str(port), GATEWAY_API_TOKEN=token),
+                      root, label="gateway-token")
+    guarded_url = f"http://127.0.0.1:{port}"
+    guarded.start()
+    try:
+        wait_until(lambda: healthy(guarded_url), 60, "the gateway with a token")
+        auth = {"Authorization": f"Bearer {token}"}
+        jobs = httpx.get(f"{guarded_url}/api/training/jobs", headers=auth, timeout=10).json()
+        assert httpx.get(f"{guarded_url}/api/training/jobs", timeout=10).status_code == 401
+
+        def scenario(page: Page) -> None:
+            page.goto(f"{guarded_url}/training")
+            prompt = page.get_by_test_id("token-prompt")
+            expect(prompt).to_be_visible(timeout=15_000)
+            prompt.get_by_label("API token").fill("wrong-token")
+            prompt.get_by_role("button", name="Save token").click()
+            # Refused again: asked again.
+            expect(prompt).to_be_visible(timeout=15_000)
+            expect(prompt).to_contain_text("saved in this browser")
+            prompt.get_by_label("API token").fill(token)
+            prompt.get_by_role("button", name="Save token").click()
+            expect(prompt).to_be_hidden(timeout=15_000)
+            expect(page.get_by_test_id("health")).to_have_text(re.compile("All services up"), timeout=15_000)
+            expect(page.get_by_test_id("job-card")).to_have_count(jobs["total"], timeout=15_000)
+            assert page.evaluate("localStorage.getItem('aragora.training.apiToken')") == token
+            done = [j for j in jobs["jobs"] if j["status"] == "completed"]
+            if done:
+                # A finished job's log comes over the event stream, read with fetch to send the token.
+                card = page.locator(f'[data-testid="job-card"][data-job-id="{done[0]["id"]}"]')
+                expect(card.get_by_test_id("loss-chart")).to_be_visible(timeout=20_000)
+                card.get_by_role("button", name="View Artifacts").click()
+                row = card.get_by_test_id("artifact-row").first
+                with page.expect_download() as dl:
+                    row.get_by_role("button", name="Download").click()
+                assert Path(dl.value.path()).stat().st_size > 0
+            shot(page, "7-with-api-token")
+            page.reload()
+            expect(page.get_by_test_id("health")).to_have_text(re.compile("All services up"), timeout=15_000)
+            expect(page.get_by_test_id("token-prompt")).to_have_count(0)
+
+        with_browser(scenario)
+    finally:
+        guarded.stop(timeout=10)

@@ -79,6 +79,8 @@ export class FakeGateway {
   unhealthy: string[] = [];
   /** When set, every /api request without this bearer token is a 401. */
   token: string | null = null;
+  /** With a token set: /healthz needs it too. */
+  guardHealth = false;
   /** Field errors to answer the next POST /jobs with (422). */
   nextCreateErrors: { field: string; reason: string }[] | null = null;
   private seq = 1;
@@ -93,7 +95,7 @@ export class FakeGateway {
     const json = (status: number, data: unknown) => new Response(JSON.stringify(data), { status, headers: { 'Content-Type': 'application/json' } });
     const path = url.pathname;
 
-    if (path === '/healthz') {
+    if (path === '/healthz' && !(this.guardHealth && this.token && headers.authorization !== `Bearer ${this.token}`)) {
       const services: Record<string, string> = { gateway: 'SERVING', exporter: 'SERVING', trainer: 'SERVING' };
       for (const s of this.unhealthy) services[s] = 'UNAVAILABLE';
       const ok = this.unhealthy.length === 0;

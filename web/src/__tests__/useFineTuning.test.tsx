@@ -219,6 +219,18 @@ describe('token', () => {
     expect(gw.callsTo('GET', '/api/training/models').at(-1)!.headers.authorization).toBe('Bearer secret');
   });
 
+  it('treats a 401 from /healthz as a token to ask for, not as the gateway being down', async () => {
+    gw.token = 'secret';
+    gw.guardHealth = true;
+    const { result } = setup();
+    await waitFor(() => expect(result.current.unauthorized).toBe(true));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(result.current.connection.status).not.toBe('offline');
+    act(() => result.current.setToken('secret'));
+    await waitFor(() => expect(result.current.connection.status).toBe('ok'));
+    expect(gw.callsTo('GET', '/healthz').at(-1)!.headers.authorization).toBe('Bearer secret');
+  });
+
   it('reads the token from localStorage, or takes it as an option', async () => {
     localStorage.setItem(TOKEN_STORAGE_KEY, 'saved');
     const a = setup();

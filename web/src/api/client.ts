@@ -131,7 +131,7 @@ export class ApiClient {
   async health(): Promise<{ ok: boolean; health: Health }> {
     let response: Response;
     try {
-      response = await this.fetchImpl(this.url('/healthz'), { headers: { Accept: 'application/json' }, cache: 'no-store' });
+      response = await this.fetchImpl(this.url('/healthz'), { headers: { Accept: 'application/json', ...this.authHeaders() }, cache: 'no-store' });
     } catch (err) {
       throw new ApiError(0, { detail: `Cannot reach the gateway (${(err as Error).message || 'network error'})`, code: 'NETWORK' }, 'health');
     }

@@ -365,6 +365,12 @@ export function useFineTuning(options: UseFineTuningOptions = {}): UseFineTuning
           };
     } catch (err) {
       const e = err as ApiError;
+      if (e.isUnauthorized) {
+        // A gateway that guards /healthz too: it is up; the token prompt is what the user needs.
+        checkingHealth.current = false;
+        if (mounted.current) setUnauthorized(true);
+        return;
+      }
       next = {
         status: 'offline',
         services: {},
