@@ -23,8 +23,20 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
                                f"{'resuming' if job.resume else 'fetching training data'}")
 
     # Data first: it needs no ML library, so bad data or a dead exporter fails the job within seconds.
-    records, source = data_mod.load_training_records(job, events)
-    events.log(f"{len(records)} SFT records from {source}")
+    dpo = spec.method == "dpo"
+    if dpo:
+        from services.trainer.worker.dpo import load_pairs
+
+        records, source = load_pairs(job, events)
+        events.log(f"{len(records)} DPO pairs from {source}")
+    else:
+        records, source = data_mod.load_training_records(job, events)
+        events.log(f"{len(records)} SFT records from {source}")
+    # The held-out split for the evaluation after training (issue 5), fetched now so a data problem shows early.
+    from services.trainer.worker.evaluate import EvalSettings, evaluate, load_heldout
+
+    eval_settings = EvalSettings()
+    heldout = load_heldout(job, events, eval_settings)
 
     from services.trainer.worker import modeling
     from services.trainer.worker.batching import batch_order, padding_ratio, steps_per_epoch
@@ -34,7 +46,12 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
 
     threads = modeling.configure_threads(job.num_threads)
     tokenizer = modeling.load_tokenizer(job.model_path)
-    encoded, stats = encode_records(tokenizer, records, spec.max_seq_length)
+    if dpo:
+        from services.trainer.worker.dpo import DPOObjective, encode_pairs
+
+        encoded, stats = encode_pairs(tokenizer, records, spec.max_seq_length)
+    else:
+        encoded, stats = encode_records(tokenizer, records, spec.max_seq_length)
     if stats.template == "fallback":
         events.warning(f"{job.base_model} has no chat template; using an '### Instruction / ### Response' prompt")
     if stats.dropped:
@@ -53,7 +70,7 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
     spe = steps_per_epoch(len(kept), spec.batch_size)
     total_steps = spe * spec.num_epochs if not spec.max_steps else min(spe * spec.num_epochs, spec.max_steps)
     debates = data_mod.count_debates(kept)
-    lengths = [len(e.input_ids) for e in encoded]
+    lengths = [e.length for e in encoded] if dpo else [len(e.input_ids) for e in encoded]
     pad = padding_ratio(lengths, batch_order(lengths, spec.batch_size, spec.seed, 0))
     events.emit("data", f"training data ready: {len(kept)} examples from {debates} debates, {total_steps} steps "
                         f"({spec.num_epochs} epochs x {spe} batches of {spec.batch_size}); "
@@ -68,7 +85,13 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
                f"{loaded.total_parameters:,} parameters; gradient checkpointing "
                f"{'on' if spec.gradient_checkpointing else 'off'}")
 
-    objective = SFTObjective(encoded, tokenizer.pad_token_id, loaded.device)
+    if dpo:
+        objective = DPOObjective(encoded, tokenizer.pad_token_id, loaded.device, spec.beta)
+        objective.compute_reference(loaded.model, events)  # once per pair, adapter disabled
+        events.log(f"reference log-probabilities of {len(encoded)} pairs computed in "
+                   f"{objective.reference_seconds:.1f} s (base model, adapter disabled); DPO beta {spec.beta:g}")
+    else:
+        objective = SFTObjective(encoded, tokenizer.pad_token_id, loaded.device)
     loop = TrainLoop(job, loaded.model, objective, events, guard)
     if job.resume:
         folder = latest_checkpoint(job.checkpoints_dir)
@@ -81,11 +104,11 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
                               f"(batch {spec.batch_size}, lr {spec.learning_rate:g}, {loaded.device})")
     state = loop.run()
 
-    # (Evaluation of base vs adapter on held-out data runs here, before the result: issue 5.)
-
     with guard.lock:
         guard.set_on_stop(None)  # the last checkpoint is the last step; nothing more to save on a stop
         save_final_adapter(job.adapter_dir, loaded.model, tokenizer, job.base_model)
+    # Base vs adapter on the held-out split, before the result (a stop now resumes to a re-evaluation).
+    evaluation = evaluate(job, loaded.model, tokenizer, heldout, events, eval_settings)
     losses = state["losses"]
     final_loss = losses[-1]["loss"] if losses else None
     last_epoch = [x["loss"] for x in losses if x["step"] > state["step"] - spe]
@@ -118,6 +141,10 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
         "training_config": spec.model_dump(mode="json"),
         "losses": losses,
     }
+    if dpo:
+        metrics["dpo"] = {"beta": spec.beta, "reference_seconds": round(objective.reference_seconds, 3),
+                          **objective.last_extra}
+    metrics.update(evaluation)
     tmp = job.job_dir / f".{METRICS_FILE}.tmp"
     tmp.write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     os.replace(tmp, job.job_dir / METRICS_FILE)

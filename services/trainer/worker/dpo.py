@@ -1,0 +1,330 @@
+"""DPO (direct preference optimisation) on debate preference pairs, with the base model as the reference.
+
+A pair ``{"prompt", "chosen", "rejected", "metadata"}`` (the exporter's DPO record) becomes two sequences in
+the model's chat template, ``[user: prompt] -> [assistant: chosen]`` and ``[user: prompt] -> [assistant:
+rejected]``, encoded exactly like an SFT record (``sft.prompt_and_response``), so SFT and DPO jobs (and the
+evaluation) see the same prompt. A sequence's log-probability is the sum over its response tokens (and the
+end-of-turn token); prompt tokens never reach the LM head.
+
+Loss (Rafailov et al. 2023, the sigmoid loss TRL uses by default):
+``-log σ(β · ((π_c − ref_c) − (π_r − ref_r)))`` where π is the policy (base + LoRA adapter) and ref the base
+model alone. The reference log-probabilities do not change during training, so they are computed ONCE per pair
+before the first step, with the adapter disabled (``model.disable_adapter()``), instead of a second forward pass
+at every step. Each step reports ``reward_accuracy`` (share of pairs whose implicit reward
+``β · (π − ref)`` is higher for chosen) and ``reward_margin`` (mean chosen minus rejected reward) in ``extra``.
+
+Data loading needs only ``json``/``grpc`` (no torch), like ``data.py``: bad pairs or an unreachable exporter
+fail the job before the model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from services.trainer.spec import resolve_dataset_path
+from services.trainer.worker import data as data_mod
+from services.trainer.worker.events import EventSink
+from services.trainer.worker.job import JobConfig, WorkerError
+
+REFERENCE_BATCH = 8
+"""Sequences per forward pass when precomputing the reference log-probabilities."""
+
+
+# -- data ------------------------------------------------------------------------------------------------------
+
+def check_dpo_record(obj) -> tuple[dict | None, str]:
+    """(the normalised pair, "") or (None, the reason it is not a usable DPO pair)."""
+    if not isinstance(obj, dict):
+        return None, "not a JSON object"
+    for key in ("prompt", "chosen", "rejected"):
+        value = obj.get(key)
+        if value is not None and not isinstance(value, str):
+            return None, f"field {key!r} must be a string"
+        if not (value or "").strip():
+            return None, f"missing or empty field {key!r}"
+    if obj["chosen"].strip() == obj["rejected"].strip():
+        return None, "'chosen' and 'rejected' are the same text (no preference to learn)"
+    metadata = obj.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        return None, "field 'metadata' must be an object"
+    return {"prompt": obj["prompt"], "chosen": obj["chosen"], "rejected": obj["rejected"], "metadata": metadata}, ""
+
+
+def read_dpo_jsonl(path, label: str) -> list[dict]:
+    """Reads and validates a JSONL file of DPO pairs; every bad line is reported (up to a few)."""
+    records, errors, bad = [], [], 0
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise WorkerError(f"{label}: cannot read {path}: {exc.strerror}") from None
+    with fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                record, reason = None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+            else:
+                record, reason = check_dpo_record(obj)
+            if record is None:
+                bad += 1
+                if len(errors) < data_mod.MAX_REPORTED_ERRORS:
+                    errors.append(f"line {lineno}: {reason}")
+            else:
+                records.append(record)
+    if bad:
+        more = f" (and {bad - len(errors)} more)" if bad > len(errors) else ""
+        raise WorkerError(f"{label}: {bad} bad DPO pair{'s' if bad > 1 else ''}: " + "; ".join(errors) + more)
+    return records
+
+
+def load_pairs(job: JobConfig, events: EventSink) -> tuple[list[dict], str]:
+    """The job's DPO training pairs and where they came from (a phrase for the event log).
+
+    A resumed job reuses its ``data/train.jsonl``; else ``dataset_path`` (a JSONL of DPO pairs) or the
+    exporter's DPO export of the job's vertical, train split, ``min_confidence_diff`` of the spec.
+    """
+    saved = job.data_dir / data_mod.TRAIN_FILE
+    if job.resume and saved.is_file():
+        return read_dpo_jsonl(saved, label=str(saved)), f"{saved.relative_to(job.job_dir)} (resumed job)"
+    spec = job.spec
+    if spec.dataset_path:
+        try:
+            path = resolve_dataset_path(spec.dataset_path, job.data_root)
+        except ValueError as exc:
+            raise WorkerError(f"training_config.dataset_path {spec.dataset_path!r} {exc}") from None
+        if not path.is_file():
+            raise WorkerError(f"training_config.dataset_path: no such file: {path}")
+        records = read_dpo_jsonl(path, label=f"dataset_path {spec.dataset_path} (method dpo)")
+        if not records:
+            raise WorkerError(f"no training data: dataset_path {spec.dataset_path} holds no DPO pairs")
+        return records, f"dataset_path {spec.dataset_path}"
+    records = fetch_dpo(job, events, split="train", min_confidence_diff=spec.min_confidence_diff)
+    if not records:
+        raise WorkerError(
+            f"no training data: the exporter's DPO export (vertical {job.vertical or 'all'}, train split, "
+            f"min_confidence_diff {spec.min_confidence_diff:g}) has no pairs; import debates for this vertical "
+            "or lower training_config.min_confidence_diff")
+    return records, f"the exporter at {job.exporter_address}"
+
+
+def fetch_dpo(job: JobConfig, events: EventSink, split: str, min_confidence_diff: float | None,
+              limit: int | None = None, retry: bool = True) -> list[dict]:
+    """The exporter's DPO pairs of the job's vertical and ``split`` ("train" / "heldout") over gRPC.
+
+    ``retry``: keep retrying an unreachable exporter for the job's ``exporter_timeout_s`` (as the SFT fetch
+    does); without it one attempt decides.
+    """
+    from aragora.training.v1 import exporter_pb2, exporter_pb2_grpc
+
+    request = exporter_pb2.ExportDPORequest(
+        vertical=job.vertical,
+        split=exporter_pb2.SPLIT_HELDOUT if split == "heldout" else exporter_pb2.SPLIT_TRAIN)
+    if min_confidence_diff is not None:
+        request.min_confidence_diff = min_confidence_diff
+    if limit:
+        request.limit = limit
+
+    def convert(r) -> dict:
+        m = r.metadata
+        return {"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected,
+                "metadata": {"debate_id": m.debate_id, "confidence_diff": m.confidence_diff,
+                             "vertical": m.vertical}}
+
+    raw = data_mod._export(job if retry else _no_retry(job), events, "DPO", lambda stub: stub.ExportDPO, request,
+                           convert, exporter_pb2_grpc)
+    out = []
+    for i, obj in enumerate(raw):
+        record, reason = check_dpo_record(obj)
+        if record is None:
+            # The exporter validates its records; one that is still unusable is skipped, not fatal.
+            events.warning(f"skipped exported DPO pair {i + 1} "
+                           f"(debate {obj['metadata'].get('debate_id') or '?'}): {reason}")
+        else:
+            out.append(record)
+    return out
+
+
+def _no_retry(job: JobConfig) -> JobConfig:
+    import dataclasses
+
+    return dataclasses.replace(job, exporter_timeout_s=0.0)
+
+
+# -- encoding --------------------------------------------------------------------------------------------------
+
+@dataclass
+class EncodedPair:
+    prompt: list[int]
+    chosen: list[int]
+    """Response tokens of the chosen answer (after the prompt; already cut to max_seq_length)."""
+    rejected: list[int]
+    truncated: bool = False
+
+    @property
+    def length(self) -> int:
+        """Tokens of the longer of the two sequences (what a batch pads to)."""
+        return len(self.prompt) + max(len(self.chosen), len(self.rejected))
+
+    def sequences(self) -> tuple[tuple[list[int], int], tuple[list[int], int]]:
+        """(ids, prompt_len) of the chosen and of the rejected sequence."""
+        n = len(self.prompt)
+        return (self.prompt + self.chosen, n), (self.prompt + self.rejected, n)
+
+
+def pair_user_record(record: dict, side: str) -> dict:
+    """A pair's side as an SFT-shaped record (the prompt is the whole user message)."""
+    return {"instruction": record["prompt"], "input": "", "output": record[side]}
+
+
+def encode_pairs(tokenizer, records: list[dict], max_len: int):
+    """Tokenises the pairs with the chat template; each side is cut at ``max_len`` tokens (prompt included).
+
+    Returns ``(pairs, stats)`` with ``stats`` an ``sft.EncodeStats``: ``dropped`` lists the pairs whose prompt
+    alone fills ``max_len`` (no response token would be left to compare).
+    """
+    from services.trainer.worker.sft import EncodeStats, prompt_and_response
+
+    stats = EncodeStats(template="chat" if getattr(tokenizer, "chat_template", None) else "fallback")
+    texts = []
+    for r in records:
+        prompt, chosen = prompt_and_response(tokenizer, pair_user_record(r, "chosen"))
+        _, rejected = prompt_and_response(tokenizer, pair_user_record(r, "rejected"))
+        texts.append((prompt, chosen, rejected))
+    prompts = tokenizer([t[0] for t in texts], add_special_tokens=False)["input_ids"]
+    chosen = tokenizer([t[1] for t in texts], add_special_tokens=False)["input_ids"]
+    rejected = tokenizer([t[2] for t in texts], add_special_tokens=False)["input_ids"]
+    out = []
+    for i, (p, c, r) in enumerate(zip(prompts, chosen, rejected)):
+        room = max_len - len(p)
+        if room <= 0:
+            stats.dropped.append(i)
+            continue
+        truncated = len(c) > room or len(r) > room
+        stats.truncated += truncated
+        out.append(EncodedPair(list(p), list(c[:room]), list(r[:room]), truncated))
+    return out, stats
+
+
+# -- log-probabilities -----------------------------------------------------------------------------------------
+
+def sequence_logps(causal_lm, seqs: list[tuple[list[int], int]], pad_id: int, device):
+    """Summed log-probabilities of each sequence's response tokens (positions >= prompt_len), and their counts.
+
+    ``seqs``: ``(input_ids, prompt_len)`` per sequence. Returns ``(sums, counts)``, float32 tensors of shape
+    ``[len(seqs)]`` (``sums`` carries grad when grad is enabled). The LM head runs only on the positions that
+    predict a response token, like ``sft.response_only_loss``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    width = max(len(ids) for ids, _ in seqs)
+    n = len(seqs)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    target_mask = torch.zeros((n, width), dtype=torch.bool)
+    for row, (seq, plen) in enumerate(seqs):
+        ids[row, :len(seq)] = torch.tensor(seq)
+        mask[row, :len(seq)] = 1
+        target_mask[row, plen:len(seq)] = True
+    ids, mask, target_mask = ids.to(device), mask.to(device), target_mask.to(device)
+    decoder = causal_lm.get_decoder()
+    hidden = decoder(input_ids=ids, attention_mask=None if bool(mask.all()) else mask,
+                     use_cache=False).last_hidden_state
+    keep = target_mask[:, 1:]
+    targets = ids[:, 1:][keep]
+    logits = causal_lm.get_output_embeddings()(hidden[:, :-1][keep])
+    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    token_logps = -F.cross_entropy(logits.float(), targets, reduction="none")
+    rows = torch.arange(n, device=ids.device).unsqueeze(1).expand(n, width - 1)[keep]
+    sums = torch.zeros(n, dtype=torch.float32, device=ids.device).index_add(0, rows, token_logps)
+    counts = keep.sum(dim=1).to(torch.float32)
+    return sums, counts
+
+
+# -- the objective ---------------------------------------------------------------------------------------------
+
+class DPOObjective:
+    """What the loop needs from a training method (``lengths``, ``len()``, ``step``) for DPO.
+
+    ``compute_reference(peft_model)`` must run once before the first step.
+    """
+
+    def __init__(self, pairs: list[EncodedPair], pad_id: int, device, beta: float) -> None:
+        self.pairs = pairs
+        self.pad_id = pad_id
+        self.device = device
+        self.beta = float(beta)
+        self.lengths = [p.length for p in pairs]
+        self.ref_chosen = None
+        self.ref_rejected = None
+        self.reference_seconds = 0.0
+        self.last_extra: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def compute_reference(self, peft_model, events: EventSink | None = None,
+                          batch_size: int = REFERENCE_BATCH) -> None:
+        """Log-probabilities of every pair's chosen and rejected response under the base model (adapter
+        disabled), once, in length-sorted batches; reports progress as ``eval`` events (phase ``reference``)."""
+        import torch
+
+        t0 = time.monotonic()
+        causal_lm = peft_model.get_base_model()
+        seqs = [s for p in self.pairs for s in p.sequences()]  # chosen, rejected, chosen, rejected, ...
+        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i][0]))
+        out = torch.zeros(len(seqs), dtype=torch.float32)
+        was_training = peft_model.training
+        peft_model.eval()
+        last_report = 0.0
+        try:
+            with torch.no_grad(), peft_model.disable_adapter():
+                for start in range(0, len(order), batch_size):
+                    idx = order[start:start + batch_size]
+                    sums, _ = sequence_logps(causal_lm, [seqs[i] for i in idx], self.pad_id, self.device)
+                    out[idx] = sums.float().cpu()
+                    done = min(start + batch_size, len(order))
+                    now = time.monotonic()
+                    if events is not None and (now - last_report > 2.0 or done == len(order)):
+                        last_report = now
+                        events.emit("eval", f"reference log-probabilities (base model, adapter disabled): "
+                                            f"{done // 2}/{len(self.pairs)} pairs",
+                                    phase="reference", done=done // 2, total=len(self.pairs), metrics={})
+        finally:
+            peft_model.train(was_training)
+        self.ref_chosen, self.ref_rejected = out[0::2].clone(), out[1::2].clone()
+        self.reference_seconds = time.monotonic() - t0
+
+    def step(self, model, indices: list[int]):
+        """The DPO loss of a batch of pairs (``model``: the causal LM with the adapter active)."""
+        import torch
+        import torch.nn.functional as F
+
+        from services.trainer.worker.sft import StepOutput
+
+        if self.ref_chosen is None:
+            raise RuntimeError("DPOObjective.compute_reference must run before the first step")
+        pairs = [self.pairs[i] for i in indices]
+        seqs = [p.sequences()[0] for p in pairs] + [p.sequences()[1] for p in pairs]
+        sums, counts = sequence_logps(model, seqs, self.pad_id, self.device)
+        n = len(pairs)
+        idx = torch.tensor(indices)
+        ref_c = self.ref_chosen[idx].to(sums.device)
+        ref_r = self.ref_rejected[idx].to(sums.device)
+        chosen_reward = self.beta * (sums[:n] - ref_c)
+        rejected_reward = self.beta * (sums[n:] - ref_r)
+        loss = -F.logsigmoid(chosen_reward - rejected_reward).mean()
+        with torch.no_grad():
+            cr, rr = chosen_reward.detach(), rejected_reward.detach()
+            extra = {"reward_accuracy": float((cr > rr).float().mean()),
+                     "reward_margin": float((cr - rr).mean()),
+                     "chosen_reward": float(cr.mean()), "rejected_reward": float(rr.mean())}
+        self.last_extra = extra
+        tokens = sum(len(s) for s, _ in seqs)
+        return StepOutput(loss, n, tokens, int(counts.sum()), extra)

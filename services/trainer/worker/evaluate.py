@@ -1,0 +1,398 @@
+"""Evaluation after training: does the adapter beat the base model on debates it never saw?
+
+Runs in the worker after the adapter is saved and before the ``result`` event, on the exporter's HELD-OUT split
+(20% of the debates, chosen by debate id, never trained on) of the job's vertical (all verticals for a job
+without one). The base model (adapter disabled) and the adapter are measured by the same code on the same data:
+
+- ``heldout_loss``: mean negative log-likelihood per response token of the held-out SFT records (the consensus
+  answers), exactly what the SFT training loss measures; ``perplexity`` = exp(heldout_loss).
+- ``preference_accuracy``: share of held-out DPO pairs where the model's length-normalised log-likelihood
+  (mean log-probability per response token) of ``chosen`` exceeds that of ``rejected``; per vertical in
+  ``vertical_accuracy``. Length-normalised so a short answer does not win just for being short.
+- ``win_rate``: each held-out pair is a match between adapter and base: the adapter wins when its margin
+  (normalised chosen minus rejected) is larger than the base's by more than ``draw_tolerance`` nats/token,
+  loses when it is smaller by more than that, else it is a draw worth half a win.
+- ``elo_rating``: the rating that win rate implies against the base fixed at 1500,
+  ``1500 + 400·log10(w / (1 − w))``, clamped to [1000, 2000] (w = 0 and w = 1 have no finite rating; ±500 is
+  what w ≈ 0.05 / 0.95 implies); ``eval_matches`` is the number of matches behind it.
+- ``eval/samples.json``: a few held-out prompts answered by the base and by the adapter (greedy decoding).
+
+Set sizes are capped (``TRAINER_EVAL_*`` settings) so evaluation stays bounded on a CPU; the caps take records
+round-robin across verticals so every vertical keeps its share. The data evaluated is saved as
+``data/heldout_sft.jsonl`` and ``data/heldout_dpo.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.trainer.worker import data as data_mod
+from services.trainer.worker.events import EventSink
+from services.trainer.worker.job import JobConfig, WorkerError
+
+HELDOUT_SFT_FILE = "heldout_sft.jsonl"
+HELDOUT_DPO_FILE = "heldout_dpo.jsonl"
+SAMPLES_FILE = "eval/samples.json"
+ELO_BASE = 1500.0
+ELO_MIN, ELO_MAX = 1000.0, 2000.0
+
+
+class EvalSettings(BaseSettings):
+    """Evaluation settings (``TRAINER_EVAL_*`` variables, read by the worker; workers inherit the trainer's
+    environment, and ``.env`` is read too)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRAINER_EVAL_", env_file=".env", extra="ignore")
+
+    enabled: bool = True
+    """Evaluate after training (off: metrics.json holds training figures only)."""
+    max_sft_records: int = 64
+    """Held-out SFT records measured for held-out loss (round-robin across verticals); 0: none."""
+    max_pairs: int = 128
+    """Held-out DPO pairs measured for preference accuracy and played as matches; 0: none."""
+    samples: int = 3
+    """Held-out prompts answered by base and adapter into eval/samples.json; 0: none."""
+    sample_max_new_tokens: int = 64
+    batch_size: int = 8
+    """Sequences per forward pass."""
+    draw_tolerance: float = 1e-3
+    """Margins closer than this (nats per token) make a match a draw."""
+
+
+@dataclass
+class HeldOut:
+    sft: list[dict] = field(default_factory=list)
+    pairs: list[dict] = field(default_factory=list)
+    available_sft: int = 0
+    available_pairs: int = 0
+    source: str = ""
+    skipped: str = ""
+    """Why there is nothing to evaluate (empty when there is)."""
+
+
+# -- pure figures (unit-tested) --------------------------------------------------------------------------------
+
+def elo_from_win_rate(w: float | None, lo: float = ELO_MIN, hi: float = ELO_MAX) -> float | None:
+    """``1500 + 400·log10(w / (1 − w))`` clamped to [lo, hi]; None without a win rate."""
+    if w is None or not math.isfinite(w):
+        return None
+    if w <= 0:
+        return lo
+    if w >= 1:
+        return hi
+    return min(hi, max(lo, ELO_BASE + 400.0 * math.log10(w / (1.0 - w))))
+
+
+def play_matches(adapter_margins: list[float], base_margins: list[float], tolerance: float) -> dict:
+    """Adapter vs base, one match per pair: wins, draws, losses and the win rate (a draw counts half)."""
+    wins = draws = losses = 0
+    for a, b in zip(adapter_margins, base_margins, strict=True):
+        if a - b > tolerance:
+            wins += 1
+        elif b - a > tolerance:
+            losses += 1
+        else:
+            draws += 1
+    n = wins + draws + losses
+    return {"matches": n, "wins": wins, "draws": draws, "losses": losses,
+            "win_rate": (wins + 0.5 * draws) / n if n else None}
+
+
+def preference_accuracy(chosen: list[float], rejected: list[float]) -> float | None:
+    """Share of pairs whose (normalised) chosen log-likelihood is strictly higher than the rejected one's."""
+    if not chosen:
+        return None
+    return sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(chosen)
+
+
+def balanced_take(records: list[dict], cap: int) -> list[dict]:
+    """At most ``cap`` records, taken round-robin across verticals in their given (stable) order."""
+    if cap <= 0:
+        return []
+    if len(records) <= cap:
+        return list(records)
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(str((r.get("metadata") or {}).get("vertical") or ""), []).append(r)
+    queues = [groups[k] for k in sorted(groups)]
+    out, i = [], 0
+    while len(out) < cap:
+        progressed = False
+        for q in queues:
+            if i < len(q) and len(out) < cap:
+                out.append(q[i])
+                progressed = True
+        if not progressed:
+            break
+        i += 1
+    return out
+
+
+# -- held-out data ---------------------------------------------------------------------------------------------
+
+def load_heldout(job: JobConfig, events: EventSink, settings: EvalSettings) -> HeldOut:
+    """The held-out SFT records and DPO pairs to evaluate on (capped), saved under ``data/``.
+
+    A resumed job reads back what it saved. A job trained on exporter data retries an unreachable exporter
+    like the training fetch; a ``dataset_path`` job makes one attempt, and evaluation is skipped with a warning
+    when the exporter cannot be reached (the job still completes, with no evaluation figures).
+    """
+    from services.trainer.worker.dpo import fetch_dpo, read_dpo_jsonl
+
+    if not settings.enabled:
+        return HeldOut(skipped="evaluation disabled (TRAINER_EVAL_ENABLED=false)")
+    sft_file, dpo_file = job.data_dir / HELDOUT_SFT_FILE, job.data_dir / HELDOUT_DPO_FILE
+    if job.resume and sft_file.is_file() and dpo_file.is_file():
+        sft = data_mod.read_sft_jsonl(sft_file, label=str(sft_file))
+        pairs = read_dpo_jsonl(dpo_file, label=str(dpo_file))
+        return HeldOut(sft, pairs, len(sft), len(pairs), source="data/ (resumed job)")
+    retry = not job.spec.dataset_path
+    try:
+        sft_all = _fetch_heldout_sft(job, events, retry) if settings.max_sft_records > 0 else []
+        pairs_all = (fetch_dpo(job, events, split="heldout", min_confidence_diff=job.spec.min_confidence_diff,
+                               retry=retry) if settings.max_pairs > 0 else [])
+    except WorkerError as exc:
+        if retry:
+            raise
+        events.warning(f"evaluation skipped: no held-out data ({exc})")
+        return HeldOut(skipped=f"no held-out data: {exc}")
+    held = HeldOut(balanced_take(sft_all, settings.max_sft_records), balanced_take(pairs_all, settings.max_pairs),
+                   len(sft_all), len(pairs_all), source=f"the exporter at {job.exporter_address}")
+    data_mod.write_jsonl(sft_file, held.sft)
+    data_mod.write_jsonl(dpo_file, held.pairs)
+    if not held.sft and not held.pairs:
+        held.skipped = (f"the exporter has no held-out debates for vertical {job.vertical or 'all'} "
+                        f"(min_confidence {job.spec.min_confidence:g}, "
+                        f"min_confidence_diff {job.spec.min_confidence_diff:g})")
+        events.warning(f"evaluation skipped: {held.skipped}")
+    return held
+
+
+def _fetch_heldout_sft(job: JobConfig, events: EventSink, retry: bool) -> list[dict]:
+    import dataclasses
+
+    from aragora.training.v1 import exporter_pb2, exporter_pb2_grpc
+
+    request = exporter_pb2.ExportSFTRequest(min_confidence=job.spec.min_confidence, vertical=job.vertical,
+                                            split=exporter_pb2.SPLIT_HELDOUT)
+
+    def convert(r) -> dict:
+        m = r.metadata
+        return {"instruction": r.instruction, "input": r.input, "output": r.output,
+                "metadata": {"debate_id": m.debate_id, "consensus_confidence": m.consensus_confidence,
+                             "rounds": m.rounds, "vertical": m.vertical}}
+
+    target = job if retry else dataclasses.replace(job, exporter_timeout_s=0.0)
+    raw = data_mod._export(target, events, "SFT", lambda stub: stub.ExportSFT, request, convert, exporter_pb2_grpc)
+    return [r for r in (data_mod.check_sft_record(o)[0] for o in raw) if r is not None]
+
+
+# -- measuring -------------------------------------------------------------------------------------------------
+
+class _Progress:
+    """``eval`` events at most every ``every`` seconds (and at each phase's end), so the job never looks
+    frozen and the event log stays small."""
+
+    def __init__(self, events: EventSink, every: float = 2.0) -> None:
+        self.events, self.every, self.last = events, every, 0.0
+
+    def __call__(self, phase: str, done: int, total: int, metrics: dict | None = None, force: bool = False,
+                 message: str = "") -> None:
+        now = time.monotonic()
+        if force or done >= total or now - self.last >= self.every:
+            self.last = now
+            self.events.emit("eval", message or f"evaluating {phase}: {done}/{total}", phase=phase, done=done,
+                             total=total, metrics=metrics or {})
+
+
+def _logps(causal_lm, seqs: list[tuple[list[int], int]], pad_id: int, device, batch_size: int, progress,
+           phase: str) -> tuple[list[float], list[float]]:
+    """Summed response log-probabilities and response token counts, in length-sorted batches."""
+    import torch
+
+    from services.trainer.worker.dpo import sequence_logps
+
+    sums, counts = [0.0] * len(seqs), [0.0] * len(seqs)
+    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i][0]))
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            s, c = sequence_logps(causal_lm, [seqs[i] for i in idx], pad_id, device)
+            for j, i in enumerate(idx):
+                sums[i], counts[i] = float(s[j]), float(c[j])
+            progress(phase, min(start + batch_size, len(order)), len(order))
+    return sums, counts
+
+
+def measure(peft_model, tokenizer, held: HeldOut, max_len: int, settings: EvalSettings, progress,
+            which: str) -> dict:
+    """One model's figures on the held-out data. ``which``: "base" (adapter disabled) or "adapter"."""
+    from services.trainer.worker.dpo import encode_pairs
+    from services.trainer.worker.sft import encode_records
+
+    device = next(peft_model.parameters()).device
+    causal_lm = peft_model.get_base_model()
+    pad = tokenizer.pad_token_id
+    ctx = peft_model.disable_adapter() if which == "base" else contextlib.nullcontext()
+    out: dict = {"heldout_loss": None, "perplexity": None, "preference_accuracy": None, "vertical_accuracy": {},
+                 "margins": [], "verticals": []}
+    with ctx:
+        encoded, _ = encode_records(tokenizer, held.sft, max_len)
+        if encoded:
+            sums, counts = _logps(causal_lm, [(e.input_ids, e.prompt_len) for e in encoded], pad, device,
+                                  settings.batch_size, progress, f"{which}: held-out loss")
+            loss = -sum(sums) / sum(counts)
+            out["heldout_loss"] = loss
+            out["perplexity"] = math.exp(min(loss, 700.0))
+            out["heldout_tokens"] = int(sum(counts))
+            progress(f"{which}: held-out loss", len(encoded), len(encoded),
+                     {"heldout_loss": loss, "perplexity": out["perplexity"]}, force=True,
+                     message=f"{which}: held-out loss {loss:.4f} (perplexity {out['perplexity']:.2f}) on "
+                             f"{len(encoded)} SFT records")
+        pairs, stats = encode_pairs(tokenizer, held.pairs, max_len)
+        dropped = set(stats.dropped)
+        kept = [r for i, r in enumerate(held.pairs) if i not in dropped]
+        if pairs:
+            seqs = [s for p in pairs for s in p.sequences()]
+            sums, counts = _logps(causal_lm, seqs, pad, device, settings.batch_size, progress,
+                                  f"{which}: preference")
+            norm = [s / max(c, 1.0) for s, c in zip(sums, counts)]
+            chosen, rejected = norm[0::2], norm[1::2]
+            out["margins"] = [c - r for c, r in zip(chosen, rejected)]
+            out["verticals"] = [str((r.get("metadata") or {}).get("vertical") or "") for r in kept]
+            out["preference_accuracy"] = preference_accuracy(chosen, rejected)
+            per: dict[str, list[bool]] = {}
+            for v, m in zip(out["verticals"], out["margins"]):
+                per.setdefault(v or "unknown", []).append(m > 0)
+            out["vertical_accuracy"] = {v: sum(x) / len(x) for v, x in sorted(per.items())}
+            out["mean_margin"] = sum(out["margins"]) / len(out["margins"])
+            progress(f"{which}: preference", len(pairs), len(pairs),
+                     {"preference_accuracy": out["preference_accuracy"]}, force=True,
+                     message=f"{which}: preference accuracy {out['preference_accuracy']:.3f} on "
+                             f"{len(pairs)} held-out pairs")
+    return out
+
+
+def generate_samples(peft_model, tokenizer, held: HeldOut, settings: EvalSettings, max_len: int,
+                     progress) -> list[dict]:
+    """A few held-out prompts answered greedily by the base model and by the adapter."""
+    import torch
+
+    from services.trainer.worker.sft import prompt_and_response
+
+    records = balanced_take(held.sft, settings.samples)
+    if not records or settings.sample_max_new_tokens <= 0:
+        return []
+    device = next(peft_model.parameters()).device
+    out = []
+    total = 2 * len(records)
+    for k, record in enumerate(records):
+        prompt, _ = prompt_and_response(tokenizer, record)
+        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = ids[:, -max(1, max_len - settings.sample_max_new_tokens):].to(device)
+        answers = {}
+        for j, which in enumerate(("base", "adapter")):
+            ctx = peft_model.disable_adapter() if which == "base" else contextlib.nullcontext()
+            with ctx, torch.no_grad():
+                gen = peft_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                          max_new_tokens=settings.sample_max_new_tokens, use_cache=True,
+                                          pad_token_id=tokenizer.pad_token_id,
+                                          eos_token_id=tokenizer.eos_token_id)
+            answers[which] = tokenizer.decode(gen[0, ids.shape[1]:], skip_special_tokens=True).strip()
+            progress("samples", 2 * k + j + 1, total)
+        out.append({"debate_id": (record.get("metadata") or {}).get("debate_id"),
+                    "vertical": (record.get("metadata") or {}).get("vertical"),
+                    "prompt": record.get("input") or record.get("instruction"), "reference": record["output"],
+                    "base": answers["base"], "adapter": answers["adapter"]})
+    return out
+
+
+def evaluate(job: JobConfig, peft_model, tokenizer, held: HeldOut, events: EventSink,
+             settings: EvalSettings | None = None) -> dict:
+    """Measures base and adapter on ``held``; returns the figures to merge into metrics.json (top level:
+    ``elo_rating``, ``win_rate``, ``vertical_accuracy``, ``eval_matches``, ``eval_sft_records``,
+    ``eval_dpo_pairs``, ``base``, ``adapter``, and ``evaluation`` with the details)."""
+    settings = settings or EvalSettings()
+    t0 = time.monotonic()
+    progress = _Progress(events)
+    if held.skipped or not (held.sft or held.pairs):
+        return {"evaluation": {"skipped": held.skipped or "no held-out data"}}
+    max_len = job.spec.max_seq_length
+    was_training = peft_model.training
+    peft_model.eval()
+    events.emit("eval", f"evaluating base model and adapter on {len(held.sft)} held-out SFT records and "
+                        f"{len(held.pairs)} held-out DPO pairs (vertical {job.vertical or 'all'})",
+                phase="start", done=0, total=len(held.sft) + len(held.pairs), metrics={})
+    try:
+        results = {which: measure(peft_model, tokenizer, held, max_len, settings, progress, which)
+                   for which in ("base", "adapter")}
+        samples = generate_samples(peft_model, tokenizer, held, settings, max_len, progress)
+    finally:
+        peft_model.train(was_training)
+    base, adapter = results["base"], results["adapter"]
+    games = play_matches(adapter["margins"], base["margins"], settings.draw_tolerance)
+    elo = elo_from_win_rate(games["win_rate"])
+    if samples:
+        path = job.job_dir / SAMPLES_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps({"job_id": job.job_id, "base_model": job.base_model, "decoding": "greedy",
+                                   "max_new_tokens": settings.sample_max_new_tokens, "samples": samples},
+                                  indent=1, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def public(m: dict) -> dict:
+        return {k: m.get(k) for k in ("heldout_loss", "perplexity", "preference_accuracy", "vertical_accuracy",
+                                      "mean_margin", "heldout_tokens")}
+
+    seconds = time.monotonic() - t0
+    figures = {
+        "elo_rating": round(elo, 1) if elo is not None else None,
+        "win_rate": games["win_rate"],
+        "vertical_accuracy": adapter["vertical_accuracy"],
+        "eval_matches": games["matches"],
+        "eval_sft_records": len(held.sft),
+        "eval_dpo_pairs": len(base["margins"]),
+        "base": public(base),
+        "adapter": public(adapter),
+        "evaluation": {
+            "split": "heldout", "vertical": job.vertical or "all", "source": held.source,
+            "available_sft_records": held.available_sft, "available_dpo_pairs": held.available_pairs,
+            "max_sft_records": settings.max_sft_records, "max_pairs": settings.max_pairs,
+            "wins": games["wins"], "draws": games["draws"], "losses": games["losses"],
+            "draw_tolerance": settings.draw_tolerance, "elo_clamp": [ELO_MIN, ELO_MAX],
+            "samples_file": SAMPLES_FILE if samples else None, "seconds": round(seconds, 2),
+        },
+    }
+    summary = {k: v for k, v in (("win_rate", games["win_rate"]), ("elo_rating", figures["elo_rating"]),
+                                 ("base_preference_accuracy", base["preference_accuracy"]),
+                                 ("adapter_preference_accuracy", adapter["preference_accuracy"]),
+                                 ("base_heldout_loss", base["heldout_loss"]),
+                                 ("adapter_heldout_loss", adapter["heldout_loss"])) if v is not None}
+    events.emit("eval", _summary_message(figures), phase="done", done=len(held.sft) + len(held.pairs),
+                total=len(held.sft) + len(held.pairs), metrics=summary)
+    return figures
+
+
+def _fmt(v, spec: str = ".3f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def _summary_message(f: dict) -> str:
+    b, a, e = f["base"], f["adapter"], f["evaluation"]
+    return (f"evaluation done in {e['seconds']:.0f} s: held-out loss base {_fmt(b['heldout_loss'], '.4f')} -> "
+            f"adapter {_fmt(a['heldout_loss'], '.4f')}; preference accuracy base "
+            f"{_fmt(b['preference_accuracy'])} -> adapter {_fmt(a['preference_accuracy'])}; win rate "
+            f"{_fmt(f['win_rate'])} over {f['eval_matches']} matches ({e['wins']} won, {e['draws']} drawn, "
+            f"{e['losses']} lost), Elo {_fmt(f['elo_rating'], '.0f')}")
+
+
+def samples_path(job_dir: Path) -> Path:
+    return Path(job_dir) / SAMPLES_FILE
