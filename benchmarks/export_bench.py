@@ -227,13 +227,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gauntlet", type=int, default=10_000, help="gauntlet runs in the large database")
     p.add_argument("--repeat", type=int, default=3, help="runs of each export (best taken)")
     p.add_argument("--workdir", type=Path, help="keep the databases here (default: a temporary folder)")
+    p.add_argument("--reuse", action="store_true", help="measure the databases already in --workdir")
     args = p.parse_args(argv)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="export-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; workdir {workdir}")
-    print(f"generating and importing {args.debates:,} debates and {args.gauntlet:,} gauntlet runs ...", flush=True)
-    small_db, big_db = build_databases(workdir, args.debates, args.small, args.gauntlet)
+    if args.reuse:
+        small_db, big_db = workdir / "small.db", workdir / "big.db"
+    else:
+        print(f"generating and importing {args.debates:,} debates and {args.gauntlet:,} gauntlet runs ...",
+              flush=True)
+        small_db, big_db = build_databases(workdir, args.debates, args.small, args.gauntlet)
 
     results = [measure(small_db, workdir, f"{args.small:,} debates", args.repeat),
                measure(big_db, workdir, f"{args.debates:,} debates", args.repeat)]

@@ -23,8 +23,8 @@ from services.exporter.store import DebateFilter, DebateStore
 
 FORMATS = ("sft", "dpo", "gauntlet")
 SPLITS = ("train", "heldout", "all")
-BATCH = 1000
-"""Records per page read and per streamed message."""
+BATCH = 64
+"""Records per batch read and streamed (the default of ``ExporterSettings.export_batch``)."""
 
 
 @dataclass(frozen=True)
