@@ -102,7 +102,7 @@ class Worker:
                 self.events.append(obj)
                 self._cond.notify_all()
 
-    def wait_for(self, predicate, timeout: float = 60) -> dict:
+    def wait_for(self, predicate, timeout: float = 120) -> dict:
         """The first event matching ``predicate`` (waits for it)."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -131,7 +131,7 @@ class Worker:
         return [e for e in self.events if e["type"] == kind]
 
 
-def run_worker(job_dir: Path, timeout: float = 120) -> tuple[int, Worker]:
+def run_worker(job_dir: Path, timeout: float = 300) -> tuple[int, Worker]:
     w = Worker(job_dir)
     return w.wait(timeout), w
 

@@ -38,7 +38,8 @@ def runs(tmp_path_factory, tiny_model):
     exporter = ExporterProcess(root)
     try:
         d = start_exporter_job(root, tiny_model, exporter)
-        b.wait_for(lambda e: e["type"] == "step" and e["step"] >= 2)
+        # Generous: on a shared 2-core box the imports alone can take a minute.
+        b.wait_for(lambda e: e["type"] == "step" and e["step"] >= 2, timeout=300)
         t_stop = time.monotonic()
         b.terminate()
         rc_b = b.wait(30)
@@ -46,7 +47,7 @@ def runs(tmp_path_factory, tiny_model):
         b_events = list(b.events)
         set_resume(b_dir)
         c = Worker(b_dir)
-        rc_a, rc_d, rc_c = a.wait(180), d.wait(180), c.wait(180)
+        rc_a, rc_d, rc_c = a.wait(400), d.wait(400), c.wait(400)
     finally:
         exporter.close()
     return {"a": (rc_a, a), "b": (rc_b, b_events, stop_seconds), "c": (rc_c, c), "d": (rc_d, d), "root": root,
@@ -226,7 +227,7 @@ def test_bad_data_fails_with_the_line_and_reason(tmp_path, tiny_model):
     write_jsonl(tmp_path / "data" / "bad.jsonl", [json.dumps(r) for r in sft_records(3)] +
                 ['{"instruction": "x", "input": "y"}', "not json", '{"instruction": "a", "output": 5}'])
     job = make_job(tmp_path, "job-bad", tiny_model, {"dataset_path": "bad.jsonl"})
-    rc, w = run_worker(job, timeout=60)
+    rc, w = run_worker(job, timeout=180)
     assert rc == 1
     assert [e["type"] for e in w.events] == ["status", "error"]
     msg = w.events[-1]["message"]
@@ -238,7 +239,7 @@ def test_bad_data_fails_with_the_line_and_reason(tmp_path, tiny_model):
 def test_unreachable_exporter_fails_after_bounded_retries(tmp_path, tiny_model):
     job = make_job(tmp_path, "job-noexp", tiny_model, {}, exporter_address="127.0.0.1:9", exporter_timeout_s=1.5)
     t0 = time.monotonic()
-    rc, w = run_worker(job, timeout=60)
+    rc, w = run_worker(job, timeout=180)
     assert rc == 1
     assert 1.5 <= time.monotonic() - t0 < 30
     kinds = [e["type"] for e in w.events]
@@ -253,7 +254,7 @@ def test_missing_model_folder_fails_clearly(tmp_path, tiny_model):
     spec = json.loads((job / "job.json").read_text())
     spec["model_path"] = str(tmp_path / "gone")
     (job / "job.json").write_text(json.dumps(spec))
-    rc, w = run_worker(job, timeout=60)
+    rc, w = run_worker(job, timeout=180)
     assert rc == 1
     assert w.events[-1]["type"] == "error"
     assert w.events[-1]["message"] == f"base model folder {tmp_path / 'gone'} has no config.json (was it provisioned?)"

@@ -131,10 +131,12 @@ class TrainLoop:
             st["examples_seen"] += out.examples
             st["tokens_seen"] += out.tokens
             st["trained_tokens"] += out.trained_tokens
-            st["losses"].append({"step": st["step"], "loss": loss, "learning_rate": lr,
-                                 "epoch": round(st["epoch"], 4)})
+            record = {"step": st["step"], "loss": loss, "learning_rate": lr, "epoch": round(st["epoch"], 4),
+                      "tokens": out.tokens}
+            st["losses"].append(record)
             self._rng = ckpt.capture_rng()
         dt = time.perf_counter() - t0
+        record["seconds"] = round(dt, 4)
         st["train_seconds"] += dt
         tps = out.tokens / dt if dt > 0 else 0.0
         step, total = st["step"], self.total_steps

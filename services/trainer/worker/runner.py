@@ -130,7 +130,8 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
         "tokens_seen": state["tokens_seen"],
         "trained_tokens": state["trained_tokens"],
         "train_seconds": round(state["train_seconds"], 3),
-        "tokens_per_second": round(state["tokens_seen"] / state["train_seconds"], 2) if state["train_seconds"] else None,
+        "tokens_per_second": (round(state["tokens_seen"] / state["train_seconds"], 2)
+                              if state["train_seconds"] else None),
         "wall_seconds": round(time.monotonic() - started, 3),
         "quantization": loaded.quantization,
         "device": str(loaded.device),
