@@ -8,6 +8,7 @@ the servicers it registers.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,18 +30,45 @@ SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
-CHANNEL_OPTIONS = SERVER_OPTIONS
+RECONNECT_BACKOFF_MAX_MS = 2000
+CHANNEL_OPTIONS = [
+    *SERVER_OPTIONS,
+    # gRPC's default reconnect backoff grows to 120 s: after a backend was down for minutes, a client would
+    # keep failing that long after it came back (browsers watching a job would see 503s). 2 s at most.
+    ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+]
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
+                 "/grpc.reflection.v1.ServerReflection/")
+"""Methods that stay open when an API token is set: health checks (compose, the gateway's /healthz) and
+reflection (grpcurl lists the API, calling it still needs the token)."""
+
+
+MAX_ERROR_MESSAGE = 1000
+MAX_VIOLATIONS = 20
+MAX_VIOLATION_TEXT = 200
+"""Bounds on what an error carries: it travels in trailing metadata (grpc-message and grpc-status-details-bin),
+which peers refuse beyond 8-16 KiB, and a message may quote a user's value (a 1 MB name): unbounded, the
+client would get RESOURCE_EXHAUSTED "Stream removed" instead of the error."""
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def _status_for(exc: DomainError) -> grpc.Status:
-    status = status_pb2.Status(code=exc.code.value[0], message=exc.message)
+    status = status_pb2.Status(code=exc.code.value[0], message=_clip(exc.message, MAX_ERROR_MESSAGE))
     if isinstance(exc, InvalidArgument):
+        violations = exc.violations[:MAX_VIOLATIONS]
+        if len(exc.violations) > MAX_VIOLATIONS:
+            status.message = _clip("; ".join(str(v) for v in violations) +
+                                   f"; and {len(exc.violations) - MAX_VIOLATIONS} more", MAX_ERROR_MESSAGE)
         detail = any_pb2.Any()
         detail.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.reason)
-                    for v in exc.violations
+                    error_details_pb2.BadRequest.FieldViolation(field=_clip(v.field, MAX_VIOLATION_TEXT),
+                                                                description=_clip(v.reason, MAX_VIOLATION_TEXT))
+                    for v in violations
                 ]
             )
         )
@@ -109,6 +137,93 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
 
+def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The call metadata that carries ``token`` (empty without one)."""
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses every call without the metadata ``authorization: Bearer <token>`` with UNAUTHENTICATED (and a
+    message saying what to send); health and reflection stay open. Compared in constant time."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    def _allowed(self, metadata) -> bool:
+        for key, value in metadata or ():
+            if key.lower() == "authorization":
+                got = value if isinstance(value, bytes) else str(value).encode()
+                return hmac.compare_digest(got, self._expected)
+        return False
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(OPEN_SERVICES):
+            return handler
+        metadata = handler_call_details.invocation_metadata
+        if self._allowed(metadata):
+            return handler
+        sent = any(k.lower() == "authorization" for k, _ in metadata or ())
+        message = ("invalid API token" if sent else "missing API token") + \
+            ": send the call metadata 'authorization: Bearer <token>'"
+
+        async def deny(request_or_iterator, context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+        async def deny_stream(request_or_iterator, context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+            yield  # pragma: no cover - a generator, like the handler it replaces
+
+        ser, deser = handler.response_serializer, handler.request_deserializer
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(deny, deser, ser)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(deny, deser, ser)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(deny_stream, deser, ser)
+        return grpc.stream_stream_rpc_method_handler(deny_stream, deser, ser)
+
+
+class _AuthClient:
+    """Adds ``authorization: Bearer <token>`` to a call's metadata."""
+
+    def __init__(self, token: str) -> None:
+        self._pair = auth_metadata(token)[0]
+
+    def _details(self, details):
+        metadata = grpc.aio.Metadata(*(tuple(details.metadata) if details.metadata else ()))
+        metadata.add(*self._pair)
+        return details._replace(metadata=metadata)
+
+
+# One class per kind of call: a grpc.aio channel files each interceptor under the first kind it implements.
+class _AuthUnaryUnary(_AuthClient, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+
+class _AuthUnaryStream(_AuthClient, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+
+class _AuthStreamUnary(_AuthClient, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return await continuation(self._details(client_call_details), request_iterator)
+
+
+class _AuthStreamStream(_AuthClient, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        return await continuation(self._details(client_call_details), request_iterator)
+
+
+def client_interceptors(token: str | None) -> list:
+    """Interceptors for a ``grpc.aio`` channel that send ``token`` with every call (none without a token)."""
+    if not token:
+        return []
+    return [kind(token) for kind in (_AuthUnaryUnary, _AuthUnaryStream, _AuthStreamUnary, _AuthStreamStream)]
+
+
 @dataclass
 class ServiceBinding:
     """A servicer, the function that adds it to a server, and its full proto service name."""
@@ -142,10 +257,12 @@ class RunningServer:
 
 
 async def start_server(
-    bindings: Iterable[ServiceBinding], host: str = "127.0.0.1", port: int = 0
+    bindings: Iterable[ServiceBinding], host: str = "127.0.0.1", port: int = 0, api_token: str | None = None
 ) -> RunningServer:
-    """Starts a gRPC server with the bindings, health and reflection on host:port (0 picks a free port)."""
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
+    """Starts a gRPC server with the bindings, health and reflection on host:port (0 picks a free port).
+    With ``api_token``, every call but health and reflection needs ``authorization: Bearer <api_token>``."""
+    interceptors = [AuthInterceptor(api_token)] if api_token else []
+    server = grpc.aio.server(interceptors=[*interceptors, ErrorInterceptor()], options=SERVER_OPTIONS)
     bindings = list(bindings)
     for b in bindings:
         b.add_to_server(b.servicer, server)
@@ -169,9 +286,10 @@ async def serve_forever(
     port: int,
     grace: float = 5.0,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    api_token: str | None = None,
 ) -> None:
     """Runs a server until SIGTERM or SIGINT, then stops it with ``grace`` seconds for calls in flight."""
-    running = await start_server(bindings, host, port)
+    running = await start_server(bindings, host, port, api_token)
     if on_stop is not None:
         running.on_stop.append(on_stop)
     log.info("%s listening on %s:%d", name, host, running.port)

@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+import hmac
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from services.gateway import errors
 from services.gateway.config import GatewaySettings
 from services.gateway.deps import Backends
 from services.gateway.routers import dashboard, debates, events, exports, health, jobs, models
+
+
+class ApiTokenMiddleware:
+    """With ``GATEWAY_API_TOKEN`` set, every ``/api/`` request needs ``Authorization: Bearer <token>``: else 401
+    in the usual error body (and ``WWW-Authenticate``). The dashboard pages and their assets, /healthz, /docs and
+    /openapi.json stay open so the page can load and ask for the token. Pure ASGI: streams pass untouched."""
+
+    def __init__(self, app, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == "/api" or path.startswith("/api/"):
+            got = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
+            if got is None or not hmac.compare_digest(got, self._expected):
+                reason = "invalid API token" if got is not None else "missing API token"
+                response = JSONResponse(
+                    {"detail": f"{reason}: send the header 'Authorization: Bearer <token>'",
+                     "code": "UNAUTHENTICATED",
+                     "errors": [{"field": "Authorization", "reason": reason}]},
+                    status_code=401, headers={"WWW-Authenticate": 'Bearer realm="api"'})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -30,6 +57,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    if settings.api_token:
+        app.add_middleware(ApiTokenMiddleware, token=settings.api_token)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(exports.router)

@@ -16,4 +16,8 @@ class GatewaySettings(BaseSettings):
     """The trainer's gRPC address."""
     rpc_timeout_seconds: float = 10.0
     """Deadline of each unary gRPC call the gateway makes."""
+    api_token: str | None = None
+    """When set, every /api/ endpoint needs ``Authorization: Bearer <token>`` (401 otherwise); the dashboard
+    pages, /healthz and the OpenAPI docs stay open. The gateway also sends it to the exporter and the trainer
+    (gRPC metadata), so give the three services the same token."""
     log_level: str = "INFO"

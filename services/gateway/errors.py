@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,52 @@ async def _validation_error_handler(request: Request, exc: RequestValidationErro
     return JSONResponse({"detail": detail or "invalid request", "code": "INVALID_ARGUMENT", "errors": errors}, status_code=422)
 
 
+class ErrorField(BaseModel):
+    field: str
+    """The bad field's dotted path (``training_config.lora_r``), or "" when the error is not one field's."""
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response of /api/: what went wrong, the gRPC-style code, and the bad fields if any."""
+
+    detail: str
+    code: str
+    """INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, ALREADY_EXISTS, UNAUTHENTICATED, UNAVAILABLE, ..."""
+    errors: list[ErrorField] = []
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Makes the OpenAPI schema tell the truth about errors: FastAPI documents its own 422 body
+    (``detail`` as a list), the gateway answers ``ErrorBody`` for 422 and every other error of /api/."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (ErrorField, ErrorBody):
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            model_schema.pop("$defs", None)  # each model is its own component
+            schemas[model.__name__] = model_schema
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for path, item in schema.get("paths", {}).items():
+            for operation in item.values():
+                responses = operation.setdefault("responses", {})
+                if "422" in responses:
+                    responses["422"] = {"description": "Invalid request", "content": error}
+                if path.startswith("/api/"):
+                    responses.setdefault("default", {"description": "Error", "content": error})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(grpc.aio.AioRpcError, _grpc_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
+    _document_errors(app)

@@ -15,14 +15,15 @@ import grpc
 
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
-from services.common.grpc_server import CHANNEL_OPTIONS
+from services.common.grpc_server import CHANNEL_OPTIONS, client_interceptors
 
 STATUS = {v: k.removeprefix("JOB_STATUS_").lower() for k, v in pb.JobStatus.items()}
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
              grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 
-async def watch(address: str, job_id: str, after: int = 0, retry_seconds: float = 30.0, file=None) -> int:
+async def watch(address: str, job_id: str, after: int = 0, retry_seconds: float = 30.0, file=None,
+                token: str | None = None) -> int:
     """Draws the job's progress until it ends; returns the exit status (see the module docstring)."""
     from tqdm import tqdm
 
@@ -35,7 +36,8 @@ async def watch(address: str, job_id: str, after: int = 0, retry_seconds: float 
     try:
         while True:
             try:
-                async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+                async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS,
+                                                     interceptors=client_interceptors(token)) as channel:
                     stub = trainer_pb2_grpc.TrainerServiceStub(channel)
                     async for item in stub.WatchJob(pb.WatchJobRequest(job_id=job_id, after_sequence=last)):
                         give_up_at = None
@@ -89,7 +91,9 @@ async def watch(address: str, job_id: str, after: int = 0, retry_seconds: float 
 
 def main(job_id: str, address: str, after: int = 0) -> int:
     try:
-        return asyncio.run(watch(address, job_id, after))
+        from services.trainer.config import TrainerSettings
+
+        return asyncio.run(watch(address, job_id, after, token=TrainerSettings().api_token))
     except KeyboardInterrupt:
         # Leaving the watch never touches the job.
         return 130

@@ -29,3 +29,15 @@ class TrainerSettings(BaseSettings):
     log_level: str = "INFO"
     grace_seconds: float = 5.0
     """How long calls in flight may finish after SIGTERM."""
+    exporter_retry_seconds: float = 60.0
+    """How long a preparing job's worker keeps retrying an unreachable exporter (with backoff) before the job
+    fails with a reason naming the exporter."""
+    max_resumes: int = 3
+    """How many times a running job is resumed after the trainer crashed (SIGKILL, power loss) while it ran;
+    one more crash fails it. A clean stop (SIGTERM) does not count."""
+    worker_max_file_bytes: int | None = None
+    """The largest file a worker may write (RLIMIT_FSIZE); None: no limit. A job that would write a bigger
+    checkpoint or adapter fails with the reason instead of filling the disk."""
+    api_token: str | None = None
+    """When set, every TrainerService call needs the metadata ``authorization: Bearer <token>`` (health and
+    reflection stay open), and workers send it to the exporter."""

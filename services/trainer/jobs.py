@@ -33,7 +33,13 @@ log = logging.getLogger(__name__)
 KILL_AFTER_SECONDS = 5.0
 """How long a worker has to exit after SIGTERM before it gets SIGKILL (cancel and shutdown)."""
 RESTARTED_REASON = "trainer restarted while the job was running"
+CRASH_PREFIX = "the trainer stopped unexpectedly"
+"""How the event that records a crash-restart of a running job begins (``recover`` counts them)."""
 OOM_REASON = "out of memory: reduce batch_size or enable gradient_checkpointing"
+WORKER_TOKEN_ENV = "ARAGORA_EXPORTER_TOKEN"
+"""The worker sends this token to the exporter (``authorization: Bearer``); the trainer's ``api_token``."""
+WORKER_MAX_FILE_ENV = "ARAGORA_WORKER_MAX_FILE_BYTES"
+"""The largest file the worker may write (RLIMIT_FSIZE it sets on itself); from ``worker_max_file_bytes``."""
 MAX_LINE_BYTES = 1 << 20
 MAX_MESSAGE_CHARS = 4000
 REPLAY_BATCH = 500
@@ -99,6 +105,8 @@ class _Run:
     oom_kills_at_start: int | None = None
     events_file: object | None = None
     num_epochs: int = 1
+    resumed: bool = False
+    """Relaunched by ``recover`` to continue a job that was running when the trainer stopped."""
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
@@ -202,6 +210,61 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
+def _stop_orphan(pid: int, kill_after: float) -> None:
+    """Ends a worker a killed trainer left behind: SIGTERM first, so it writes a checkpoint of its last
+    finished step (which the resumed job then starts from), SIGKILL if it has not exited after ``kill_after``."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+    except psutil.Error:
+        return
+    _signal_group(pid, signal.SIGTERM)
+    try:
+        proc.wait(kill_after)
+    except psutil.TimeoutExpired:
+        _signal_group(pid, signal.SIGKILL)
+        try:
+            proc.wait(5)
+        except psutil.Error:
+            pass
+    except psutil.Error:
+        pass
+    _signal_group(pid, signal.SIGKILL)  # anything the worker started in its group
+
+
+def latest_checkpoint(job_dir: Path) -> tuple[int, Path] | None:
+    """The job's newest COMPLETE checkpoint (step, folder): the one a resumed worker continues from."""
+    from services.trainer.worker.checkpoint import latest_checkpoint as newest
+
+    folder = newest(job_dir / "checkpoints")
+    if folder is None:
+        return None
+    return int(_CHECKPOINT_RE.match(folder.name).group(1)), folder
+
+
+def _remove_temporaries(job_dir: Path) -> None:
+    """Deletes the half-written ``.<name>.tmp`` folders/files a killed worker left (a checkpoint or adapter
+    being written): they never look like a finished artifact, and the next write starts them afresh."""
+    import shutil
+
+    for folder in (job_dir, job_dir / "checkpoints", job_dir / "data"):
+        try:
+            children = list(folder.iterdir())
+        except OSError:
+            continue
+        for child in children:
+            if _is_temporary(child.name):
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 # -- the manager -----------------------------------------------------------------------------------------------
 
 
@@ -220,24 +283,88 @@ class JobManager:
         self._schedule_lock = asyncio.Lock()
         self._stopping = False
         self._background: set[asyncio.Task] = set()
+        self._resume: list[str] = []
+        """Jobs ``recover`` found running, to relaunch (before any queued job) as slots free up."""
 
     # -- start and stop ----------------------------------------------------------------------------------------
 
     def recover(self) -> list[str]:
-        """Deals with jobs a previous trainer process left in PREPARING/TRAINING (their worker is gone or
-        orphaned). For now they fail with ``RESTARTED_REASON``; resuming from the last checkpoint (issue 7)
-        belongs here. Returns the ids of the jobs it handled."""
+        """Deals with the jobs a previous trainer process left in PREPARING/TRAINING, before any call can see
+        them: each resumes from its newest complete checkpoint (from the beginning when it has none), keeping
+        its id, status and event log. A worker the previous trainer left orphaned (it was SIGKILLed) is
+        stopped first with SIGTERM, so it checkpoints its last step. A job whose trainer crashed more than
+        ``max_resumes`` times while it ran fails instead (it may be what crashes it). Returns the job ids."""
         handled = []
+        limit = max(0, int(self.settings.max_resumes))
         for job in self.store.with_status(*RUNNING_STATUSES):
             job_dir = self.job_dir(job.id)
+            crashed = job.pid is not None  # a trainer that stopped cleanly cleared the pid of its workers
             if job.pid and _is_our_worker(job.pid, job_dir):
-                # An orphan from a trainer that was killed: it would keep training nobody is watching.
-                log.warning("ending orphaned worker pid %s of %s", job.pid, job.id)
-                _signal_group(job.pid, signal.SIGKILL)
-            self._transition(job.id, JobStatus.FAILED, RESTARTED_REASON)
+                log.warning("stopping orphaned worker pid %s of %s", job.pid, job.id)
+                _stop_orphan(job.pid, KILL_AFTER_SECONDS)
+            self._sync_events_file(job.id)
+            _remove_temporaries(job_dir)
             handled.append(job.id)
-            log.warning("job %s was %s when the trainer stopped: marked failed", job.id, job.status)
+            crashes = self.store.count_events(job.id, EventType.WARNING, CRASH_PREFIX) + (1 if crashed else 0)
+            if crashed and crashes > limit:
+                self._transition(job.id, JobStatus.FAILED,
+                                 f"{RESTARTED_REASON}, {crashes} times: not resuming it again "
+                                 f"(TRAINER_MAX_RESUMES is {limit})", pid=None)
+                log.warning("job %s: the trainer crashed %d times while it ran: failed", job.id, crashes)
+                continue
+            found = latest_checkpoint(job_dir)
+            step = found[0] if found else 0
+            total = job.total_steps or 0
+            where = (f"from {found[1].name} (step {step}" + (f" of {total})" if total else ")")
+                     if found else "from the beginning (no checkpoint yet)")
+            if crashed:
+                text = (f"{CRASH_PREFIX} while the job was {job.status} (restart {crashes} of at most {limit}); "
+                        f"resuming {where}")
+            else:
+                text = f"the trainer restarted while the job was {job.status}; resuming {where}"
+            self._event(job.id, EventType.WARNING if crashed else EventType.LOG, text,
+                        pid=None, current_step=step, progress=min(1.0, step / total) if total else 0.0)
+            self._resume.append(job.id)
+            log.warning("job %s was %s when the trainer stopped: resuming %s", job.id, job.status, where)
         return handled
+
+    def _sync_events_file(self, job_id: str) -> None:
+        """Completes ``events.jsonl`` from the database (the log of record): the trainer may have been killed
+        after committing an event but before writing its line, or half-way through a line. A cut line is
+        dropped, then every event after the last whole line is appended, so the file keeps every event in order."""
+        path = self.job_dir(job_id) / "events.jsonl"
+        last = 0
+        try:
+            with open(path, "rb+") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - 65536))
+                tail = fh.read()
+                if tail and not tail.endswith(b"\n"):
+                    # A line cut short by the kill: drop it (the database still has that event).
+                    cut = len(tail) - (tail.rfind(b"\n") + 1)
+                    fh.truncate(size - cut)
+                    tail = tail[: len(tail) - cut]
+            for raw in reversed(tail.splitlines()):
+                try:
+                    last = int(json.loads(raw)["sequence"])
+                    break
+                except (ValueError, KeyError, TypeError):
+                    continue
+        except FileNotFoundError:
+            pass
+        except OSError:
+            log.exception("job %s: could not read events.jsonl", job_id)
+            return
+        missing = self.store.events_after(job_id, last)
+        if not missing:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as fh:
+                for event in missing:
+                    fh.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+        except OSError:
+            log.exception("job %s: could not complete events.jsonl", job_id)
 
     def start_background(self) -> None:
         """Starts the jobs whose start was requested before the trainer (re)started."""
@@ -400,8 +527,10 @@ class JobManager:
         files: list[ArtifactFile] = []
         if root.is_dir():
             for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-                dirnames.sort()
-                for fn in sorted(filenames):
+                # A ``.<name>.tmp`` is a checkpoint or adapter being written (or left half-written by a
+                # crash): never listed, so nothing incomplete looks like a finished artifact.
+                dirnames[:] = sorted(d for d in dirnames if not _is_temporary(d))
+                for fn in sorted(f for f in filenames if not _is_temporary(f)):
                     path = Path(dirpath) / fn
                     try:
                         st = path.lstat()
@@ -414,11 +543,8 @@ class JobManager:
         checkpoint = ""
         if (root / "adapter" / "adapter_config.json").is_file():
             checkpoint = str(root / "adapter")
-        else:
-            steps = [(int(m.group(1)), p) for p in (root / "checkpoints").glob("checkpoint-*")
-                     if (m := _CHECKPOINT_RE.match(p.name)) and p.is_dir()]
-            if steps:
-                checkpoint = str(max(steps)[1])
+        elif found := latest_checkpoint(root):
+            checkpoint = str(found[1])  # complete ones only: the one a resumed job would continue from
         return Artifacts(job_id, checkpoint, str(root / "data"), files)
 
     def artifact_path(self, job_id: str, name: str) -> Path:
@@ -432,6 +558,8 @@ class JobManager:
             raise InvalidArgument("must be a path inside the job's folder, not an absolute path", field="name")
         if ".." in pure.parts or ".." in name.replace("\\", "/").split("/"):
             raise InvalidArgument("must not contain '..'", field="name")
+        if any(_is_temporary(part) for part in pure.parts):
+            raise NotFound(f"job {job_id} has no artifact {name!r}")  # being written, or left half-written
         root = self.job_dir(job_id)
         path = root.joinpath(*pure.parts)
         real_root = Path(os.path.realpath(root))
@@ -506,15 +634,22 @@ class JobManager:
         return task
 
     async def _schedule(self) -> None:
-        """Launches waiting jobs, oldest request first, while slots are free."""
+        """Launches the jobs to resume, then the waiting jobs, oldest request first, while slots are free."""
         async with self._schedule_lock:
             while not self._stopping and len(self._runs) < self.max_concurrent:
+                if self._resume:
+                    job = self.store.get(self._resume.pop(0))
+                    if job.job_status in RUNNING_STATUSES:  # not cancelled meanwhile
+                        await self._launch(job, resume=True)
+                    continue
                 waiting = self.store.waiting()
                 if not waiting:
                     return
                 await self._launch(waiting[0])
 
-    async def _launch(self, job: Job) -> None:
+    async def _launch(self, job: Job, resume: bool = False) -> None:
+        """Starts the job's worker. ``resume``: the job is already running (``recover`` found it); its worker
+        continues from the newest checkpoint and the job keeps its status."""
         from services.trainer import models
 
         job_dir = self.job_dir(job.id)
@@ -523,15 +658,16 @@ class JobManager:
         except InvalidArgument as exc:
             self._transition(job.id, JobStatus.FAILED, f"base model unavailable: {exc.message}", start_requested_at=None)
             return
-        run = _Run(job.id, job_dir, num_epochs=int(job.training_config.get("num_epochs") or 1))
+        run = _Run(job.id, job_dir, num_epochs=int(job.training_config.get("num_epochs") or 1), resumed=resume)
         self._runs[job.id] = run
         try:
-            self._transition(job.id, JobStatus.PREPARING, "worker starting")
+            if not resume:
+                self._transition(job.id, JobStatus.PREPARING, "worker starting")
             job_dir.mkdir(parents=True, exist_ok=True)
-            self._write_job_file(job, model.path)
+            self._write_job_file(job, model.path, resume)
             log_file = open(job_dir / "worker.log", "ab")
             try:
-                env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+                env = self._worker_env()
                 run.oom_kills_at_start = _cgroup_oom_kills()
                 run.proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "services.trainer.worker", str(job_dir),
@@ -558,7 +694,18 @@ class JobManager:
         if run.cancel_requested:
             self._spawn_task(self._terminate(run, KILL_AFTER_SECONDS))
 
-    def _write_job_file(self, job: Job, model_path: Path | None) -> None:
+    def _worker_env(self) -> dict[str, str]:
+        env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+        # Secrets and limits travel in the environment, never in job.json (a downloadable artifact).
+        for name in (WORKER_TOKEN_ENV, WORKER_MAX_FILE_ENV):
+            env.pop(name, None)
+        if self.settings.api_token:
+            env[WORKER_TOKEN_ENV] = self.settings.api_token
+        if self.settings.worker_max_file_bytes:
+            env[WORKER_MAX_FILE_ENV] = str(int(self.settings.worker_max_file_bytes))
+        return env
+
+    def _write_job_file(self, job: Job, model_path: Path | None, resume: bool = False) -> None:
         config = dict(job.training_config)
         every = config.get("checkpoint_every_steps") or self.settings.checkpoint_every_steps
         spec = {
@@ -571,7 +718,8 @@ class JobManager:
             "exporter_address": self.settings.exporter_address,
             "data_root": str(self.data_root),
             "checkpoint_every_steps": int(every),
-            "resume": False,
+            "resume": resume,
+            "exporter_timeout_s": float(self.settings.exporter_retry_seconds),
         }
         path = self.job_dir(job.id) / "job.json"
         tmp = path.with_suffix(".json.tmp")
@@ -731,7 +879,12 @@ class JobManager:
             self._event(job_id, EventType.WARNING, f"the worker announced an unexpected status {status!r}")
             return
         current = self.store.get(job_id).job_status
-        if current is target:
+        run = self._runs.get(job_id)
+        resumed_preparing = run is not None and run.resumed and target is JobStatus.PREPARING \
+            and current is JobStatus.TRAINING
+        if current is target or resumed_preparing:
+            # A resumed worker prepares again (loads the model, reads its saved data) while the job stays
+            # in training: the status machine has no way back, and the job is still on its way.
             if message:
                 self._event(job_id, EventType.LOG, message)
         elif current.can_move_to(target):

@@ -50,7 +50,8 @@ def _stopper(manager: JobManager, db: Database):
 async def start(settings: TrainerSettings, port: int | None = None) -> RunningServer:
     """Starts the trainer in this event loop (tests use port 0). ``running.manager`` is the job manager."""
     manager, db = open_manager(settings)
-    running = await start_server(build_bindings(manager), settings.host, settings.port if port is None else port)
+    running = await start_server(build_bindings(manager), settings.host, settings.port if port is None else port,
+                                 settings.api_token)
     running.on_stop.append(_stopper(manager, db))
     running.manager = manager  # type: ignore[attr-defined]  # tests reach the manager (e.g. worker pids)
     manager.start_background()
@@ -61,4 +62,4 @@ async def serve(settings: TrainerSettings) -> None:
     manager, db = open_manager(settings)
     manager.start_background()
     await serve_forever("trainer", build_bindings(manager), settings.host, settings.port, settings.grace_seconds,
-                        on_stop=_stopper(manager, db))
+                        on_stop=_stopper(manager, db), api_token=settings.api_token)

@@ -148,6 +148,15 @@ class JobStore:
         with self.db.session() as s:
             return [_record(r) for r in s.scalars(query)]
 
+    def count_events(self, job_id: str, type: EventType, prefix: str = "") -> int:
+        """How many of the job's events are of ``type`` (and have a message starting with ``prefix``)."""
+        query = select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job_id,
+                                                                JobEvent.type == type.value)
+        if prefix:
+            query = query.where(func.substr(JobEvent.message, 1, len(prefix)) == prefix)
+        with self.db.session() as s:
+            return int(s.scalar(query) or 0)
+
     # -- helpers ----------------------------------------------------------------------------------------
 
     @staticmethod

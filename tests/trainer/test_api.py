@@ -218,9 +218,12 @@ async def test_artifacts_are_confined_to_the_job_folder(trainer_stub, tmp_path):
                 pass
         assert err.value.code() == code, name
 
-    # Without an adapter, the newest checkpoint is the one to use.
+    # Without an adapter, the newest COMPLETE checkpoint (its trainer_state.json is written last) is the one.
     shutil.rmtree(folder / "adapter")
-    (folder / "checkpoints" / "checkpoint-10").mkdir()
+    for step in (2, 10):
+        (folder / "checkpoints" / f"checkpoint-{step}").mkdir(exist_ok=True)
+        (folder / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (folder / "checkpoints" / "checkpoint-12").mkdir()  # incomplete
     listing = await stub.GetJobArtifacts(pb.GetJobArtifactsRequest(job_id=job.id))
     assert listing.checkpoint_path == str(folder / "checkpoints" / "checkpoint-10")
 

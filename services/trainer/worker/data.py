@@ -156,7 +156,9 @@ def _export(job: JobConfig, events: EventSink, kind: str, method: Callable, requ
     # The trainer's api_token (from the environment, never job.json: that file is a downloadable artifact).
     token = os.environ.get("ARAGORA_EXPORTER_TOKEN")
     metadata = (("authorization", f"Bearer {token}"),) if token else None
-    with grpc.insecure_channel(job.exporter_address) as channel:
+    # Reconnect attempts at most 2 s apart (gRPC's default grows to 120 s), so an exporter that comes back
+    # within the retry window is found at once.
+    with grpc.insecure_channel(job.exporter_address, options=[("grpc.max_reconnect_backoff_ms", 2000)]) as channel:
         stub = pb2_grpc.ExporterServiceStub(channel)
         while True:
             attempt += 1
