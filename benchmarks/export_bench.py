@@ -9,8 +9,9 @@
    streams each export (SFT, DPO, gauntlet) through the gateway as JSONL, counting records and timing them.
 3. In the same run, the floor: a plain sqlite3 query of the same columns (same joins) serialised with orjson
    into the same JSONL records, in this process.
-4. Prints records/s for both and the ratio (target >= 0.5), and the exporter's peak RSS (VmHWM) after the
-   exports of the small and the large database (target: grows by at most 50 MB).
+4. Prints records/s for both and the ratio (target on the large database: >= 0.5), the CPU time per record
+   (service: exporter + gateway + this client together), and the exporter's peak RSS (VmHWM) after the exports
+   of the small and the large database (target: grows by at most 50 MB). Exit status 0 when the targets are met.
 """
 
 from __future__ import annotations
@@ -250,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     for res in results:
         for fmt, (s, f) in res["formats"].items():
             ratio = (s[0] / s[1]) / (f[0] / f[1])
-            ok &= ratio >= 0.5
+            if res is results[-1]:  # the throughput target is the large export's; the small one is for memory
+                ok &= ratio >= 0.5
             print(f"{res['label']:>16} {fmt:>8} {s[0]:>9,} {s[0] / s[1]:>14,.0f} {f[0] / f[1]:>12,.0f} "
                   f"{ratio:>6.2f} {s[2] / s[1] / 1e6:>6.1f} {s[3] / s[0] * 1e6:>19.1f} {f[3] / f[0] * 1e6:>6.1f}")
     small, big = results

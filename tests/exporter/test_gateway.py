@@ -171,3 +171,16 @@ async def test_formats_publish_the_import_schema(api):
     assert set(formats) == {"sft", "dpo", "gauntlet", "import"}
     assert formats["import"]["endpoint"] == "/api/debates/import"
     assert "DebateImport" in formats["import"]["json_schema"]["$defs"]
+
+
+async def test_an_unreachable_exporter_is_a_503_not_a_500():
+    from tests.conftest import free_port, gateway_client
+
+    dead = f"127.0.0.1:{free_port()}"
+    async with gateway_client(dead, dead, rpc_timeout_seconds=2) as client:
+        for method, url, kw in (("GET", "/api/training/export/sft", {}), ("GET", "/api/training/stats", {}),
+                                ("POST", "/api/training/export/dpo", {}),
+                                ("POST", "/api/debates/import", {"content": orjson.dumps(debate("d-1"))})):
+            r = await client.request(method, url, **kw)
+            assert r.status_code == 503, (url, r.text)
+            assert r.json()["code"] == "UNAVAILABLE"
