@@ -8,6 +8,7 @@ any size, and the order is stable and duplicate-free because it is one snapshot.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ class DebateStore:
     def __init__(self, url: str, run_migrations: bool = True) -> None:
         self.db = Database(url)  # first: it makes the folder of a SQLite file
         if run_migrations:
+            # Alembic announces each of its plugins at INFO on every start; the migrations themselves stay logged.
+            logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
             migrate(url, MIGRATIONS)
 
     def close(self) -> None:
