@@ -2,8 +2,9 @@
 
 By default it writes into the store at ``EXPORTER_DATABASE_URL`` directly (migrating it first), so it works
 without a running server; with ``--address HOST:PORT`` it streams the file to a running exporter's
-ImportDebates instead. Either way the records go through the same validation (``services.exporter.importer``).
-Exit status: 0 when every record was stored, 1 when some were rejected, 2 when the file cannot be read.
+ImportDebates instead (sending ``EXPORTER_API_TOKEN`` when set). Either way the records go through the same
+validation (``services.exporter.importer``). Exit status: 0 when every record was stored, 1 when some were
+rejected, 2 when the file or the exporter cannot be reached.
 """
 
 from __future__ import annotations

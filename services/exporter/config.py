@@ -25,6 +25,9 @@ class ExporterSettings(BaseSettings):
     """Records per typed export message and per fetch from the database cursor (JSONL messages, the gateway's,
     are cut at about 48 KiB instead). Small messages keep the exporter -> gateway -> client pipeline moving;
     1,000 records (about 1 MB) per message halved the throughput in benchmarks/export_bench.py."""
+    api_token: str | None = None
+    """When set, every ExporterService call needs the metadata ``authorization: Bearer <token>`` (health and
+    reflection stay open); the CLI's ``--address`` mode sends it."""
     log_level: str = "INFO"
     grace_seconds: float = 5.0
     """How long calls in flight may finish after SIGTERM."""

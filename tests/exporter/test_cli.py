@@ -68,3 +68,18 @@ async def test_a_missing_file_or_exporter(tmp_path):
 
     rc, _, err = await _run("import", str(tmp_path / "f.jsonl"), "--address", f"127.0.0.1:{free_port()}")
     assert rc == 2 and "UNAVAILABLE" in err
+
+
+async def test_import_through_an_exporter_that_needs_a_token(tmp_path, jsonl):
+    from services.exporter import server
+    from tests.conftest import exporter_settings
+
+    running = await server.start(exporter_settings(tmp_path, api_token="tok-1"), port=0)
+    try:
+        rc, _, err = await _run("import", str(jsonl), "--address", running.address)
+        assert rc == 2 and "UNAUTHENTICATED" in err
+        rc, out, err = await _run("import", str(jsonl), "--address", running.address, "--json",
+                                  env={"EXPORTER_API_TOKEN": "tok-1"})
+        assert rc == 1 and json.loads(out)["imported"] == 2, err
+    finally:
+        await running.stop(0.5)
