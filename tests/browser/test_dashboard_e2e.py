@@ -261,7 +261,7 @@ def run_scenario(page: Page, url: str, services: dict[str, Service], jobs_dir: P
     statuses_seen: list[str] = []
     live_seen = False
     took_training_shot = False
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 420  # a bound against a hang, not a speed check: the CPU is shared
     while True:
         status = card.get_attribute("data-status")
         if not statuses_seen or statuses_seen[-1] != status:
@@ -324,7 +324,7 @@ def run_scenario(page: Page, url: str, services: dict[str, Service], jobs_dir: P
     page.get_by_test_id("start-training").click()
     expect(page).to_have_url(re.compile(r"/training/jobs$"))
     second = page.locator('[data-testid="job-card"][data-job-name="e2e_cancel_me"]')
-    expect(second).to_have_attribute("data-status", "training", timeout=90_000)
+    expect(second).to_have_attribute("data-status", "training", timeout=240_000)
     expect(page.get_by_test_id("stat-training-value")).to_have_text("1", timeout=10_000)
     second.get_by_role("button", name="Cancel").click()
     expect(second.get_by_test_id("cancel-confirm")).to_contain_text("cannot be resumed")
