@@ -87,20 +87,26 @@ async def run_jobs(address: str, jobs: dict[str, dict]) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 async def limited(tmp_path_factory, tiny_models_dir):
-    """Two trainers side by side: one with worker_max_file_bytes and a job whose checkpoint is bigger, one
-    under RLIMIT_AS with a job whose batch needs more."""
-    roots = {name: tmp_path_factory.mktemp(name) for name in ("file-limit", "memory-limit")}
-    write_jsonl(roots["file-limit"] / "data" / "sft" / "train.jsonl", sft_records(24))
+    """Three trainers side by side (their workers' start-ups overlap): one with worker_max_file_bytes and a
+    job whose checkpoint is bigger, one under RLIMIT_AS with a job whose batch needs more, and (where a mount
+    namespace can be made) one whose jobs folder is a 1 MiB tmpfs, with a job that fills it."""
+    names = ["file-limit", "memory-limit"] + (["disk-full"] if can_make_mount_namespace() else [])
+    roots = {name: tmp_path_factory.mktemp(name) for name in names}
+    for name in names:
+        write_jsonl(roots[name] / "data" / "sft" / "train.jsonl", sft_records(24))
     write_jsonl(roots["memory-limit"] / "data" / "long.jsonl",
                 [dict(r, input=" ".join([r["input"]] * 12), output=" ".join([r["output"]] * 12)) for r in sft_records(256)])
-    ports = free_ports(2)
-    files = start_trainer(roots["file-limit"], ports[0], tiny_models_dir, worker_max_file_bytes=MAX_FILE)
-    memory = start_trainer(roots["memory-limit"], ports[1], tiny_models_dir,
-                           prefix=[sys.executable, "-c", LIMIT_AS.format(MEMORY_LIMIT)])
-    for service, port in ((files, ports[0]), (memory, ports[1])):
-        await grpc_ready(service, f"127.0.0.1:{port}")
-    results = await asyncio.gather(run_jobs(f"127.0.0.1:{ports[0]}", {"file-too-large": BIG}),
-                                   run_jobs(f"127.0.0.1:{ports[1]}", {"too-big-a-batch": HUNGRY}))
+    ports = dict(zip(names, free_ports(len(names))))
+    prefixes = {"memory-limit": [sys.executable, "-c", LIMIT_AS.format(MEMORY_LIMIT)],
+                "disk-full": ["unshare", "--mount", "--propagation", "private", "sh", "-c", TMPFS, "sh"]}
+    extra = {"file-limit": {"worker_max_file_bytes": MAX_FILE}}
+    trainers = {name: start_trainer(roots[name], ports[name], tiny_models_dir, label=name, prefix=prefixes.get(name),
+                                    **extra.get(name, {})) for name in names}
+    for name in names:
+        await grpc_ready(trainers[name], f"127.0.0.1:{ports[name]}")
+    jobs = {"file-limit": {"file-too-large": BIG}, "memory-limit": {"too-big-a-batch": HUNGRY},
+            "disk-full": {"disk-full": BIG}}
+    results = await asyncio.gather(*(run_jobs(f"127.0.0.1:{ports[name]}", jobs[name]) for name in names))
     out = {k: v for r in results for k, v in r.items()}
     out["jobs_dir"] = roots["file-limit"] / "jobs"
     return out
@@ -145,20 +151,13 @@ async def test_out_of_memory_fails_the_job_with_the_advice(limited):
     assert any(e.type == pb.EVENT_TYPE_ERROR and e.message == OOM_REASON for e in r["events"])
 
 
-async def test_disk_full_fails_the_job_with_the_reason_and_keeps_only_complete_checkpoints(tmp_path_factory,
-                                                                                           tiny_models_dir):
-    if not can_make_mount_namespace():
+async def test_disk_full_fails_the_job_with_the_reason_and_keeps_only_complete_checkpoints(limited):
+    if "disk-full" not in limited:
         pytest.skip("no permission to create a mount namespace with a tmpfs here (unshare --mount)")
-    root = tmp_path_factory.mktemp("diskfull")
-    write_jsonl(root / "data" / "sft" / "train.jsonl", sft_records(24))
-    (port,) = free_ports(1)
-    trainer = start_trainer(root, port, tiny_models_dir,
-                            prefix=["unshare", "--mount", "--propagation", "private", "sh", "-c", TMPFS, "sh"])
-    await grpc_ready(trainer, f"127.0.0.1:{port}")
-    r = (await run_jobs(f"127.0.0.1:{port}", {"disk-full": BIG}))["disk-full"]
+    r = limited["disk-full"]
     job = r["job"]
     assert job.status == pb.JOB_STATUS_FAILED
     assert job.error.startswith("cannot write checkpoint-") and job.error.endswith(": no space left on device")
-    assert assert_nothing_half_written(r) is None
+    assert_nothing_half_written(r)
     # It got somewhere before the disk filled up: the checkpoints it could write are listed and usable.
     assert r["listing"].checkpoint_path
