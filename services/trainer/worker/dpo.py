@@ -247,6 +247,24 @@ def sequence_logps(causal_lm, seqs: list[tuple[list[int], int]], pad_id: int, de
     return sums, counts
 
 
+def used_indices(lengths: list[int], batch_size: int, seed: int, total_steps: int) -> list[int]:
+    """The examples the first ``total_steps`` batches of the loop's (seeded) order contain."""
+    from services.trainer.worker.batching import batch_order
+
+    used: set[int] = set()
+    steps, epoch = 0, 0
+    while steps < total_steps and lengths:
+        for batch in batch_order(lengths, batch_size, seed, epoch):
+            if steps >= total_steps:
+                break
+            used.update(batch)
+            steps += 1
+        epoch += 1
+        if len(used) == len(lengths):
+            break
+    return sorted(used)
+
+
 # -- the objective ---------------------------------------------------------------------------------------------
 
 class DPOObjective:
@@ -264,22 +282,30 @@ class DPOObjective:
         self.ref_chosen = None
         self.ref_rejected = None
         self.reference_seconds = 0.0
+        self.reference_pairs = 0
         self.last_extra: dict = {}
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def compute_reference(self, peft_model, events: EventSink | None = None,
+    def compute_reference(self, peft_model, events: EventSink | None = None, indices=None,
                           batch_size: int = REFERENCE_BATCH) -> None:
-        """Log-probabilities of every pair's chosen and rejected response under the base model (adapter
-        disabled), once, in length-sorted batches; reports progress as ``eval`` events (phase ``reference``)."""
+        """Log-probabilities of the pairs' chosen and rejected responses under the base model (adapter
+        disabled), once, in length-sorted batches; reports progress as ``eval`` events (phase ``reference``).
+
+        ``indices``: the pairs training will use (all when None): a run capped by ``max_steps`` pays only for
+        the pairs it trains on.
+        """
         import torch
 
         t0 = time.monotonic()
         causal_lm = peft_model.get_base_model()
-        seqs = [s for p in self.pairs for s in p.sequences()]  # chosen, rejected, chosen, rejected, ...
+        wanted = sorted(set(range(len(self.pairs)) if indices is None else indices))
+        # seqs[2k], seqs[2k+1]: chosen and rejected of pair wanted[k]
+        seqs = [s for i in wanted for s in self.pairs[i].sequences()]
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i][0]))
         out = torch.zeros(len(seqs), dtype=torch.float32)
+        self.reference_pairs = len(wanted)
         was_training = peft_model.training
         peft_model.eval()
         last_report = 0.0
@@ -294,11 +320,15 @@ class DPOObjective:
                     if events is not None and (now - last_report > 2.0 or done == len(order)):
                         last_report = now
                         events.emit("eval", f"reference log-probabilities (base model, adapter disabled): "
-                                            f"{done // 2}/{len(self.pairs)} pairs",
-                                    phase="reference", done=done // 2, total=len(self.pairs), metrics={})
+                                            f"{done // 2}/{len(wanted)} pairs",
+                                    phase="reference", done=done // 2, total=len(wanted), metrics={})
         finally:
             peft_model.train(was_training)
-        self.ref_chosen, self.ref_rejected = out[0::2].clone(), out[1::2].clone()
+        # NaN marks a pair without a reference: using one is a bug, caught in ``step``.
+        self.ref_chosen = torch.full((len(self.pairs),), float("nan"))
+        self.ref_rejected = torch.full((len(self.pairs),), float("nan"))
+        at = torch.tensor(wanted, dtype=torch.long)
+        self.ref_chosen[at], self.ref_rejected[at] = out[0::2], out[1::2]
         self.reference_seconds = time.monotonic() - t0
 
     def step(self, model, indices: list[int]):
@@ -315,8 +345,10 @@ class DPOObjective:
         sums, counts = sequence_logps(model, seqs, self.pad_id, self.device)
         n = len(pairs)
         idx = torch.tensor(indices)
-        ref_c = self.ref_chosen[idx].to(sums.device)
-        ref_r = self.ref_rejected[idx].to(sums.device)
+        ref_c, ref_r = self.ref_chosen[idx], self.ref_rejected[idx]
+        if bool(torch.isnan(ref_c).any() or torch.isnan(ref_r).any()):
+            raise RuntimeError(f"no reference log-probabilities for pairs {indices}")
+        ref_c, ref_r = ref_c.to(sums.device), ref_r.to(sums.device)
         chosen_reward = self.beta * (sums[:n] - ref_c)
         rejected_reward = self.beta * (sums[n:] - ref_r)
         loss = -F.logsigmoid(chosen_reward - rejected_reward).mean()

@@ -213,8 +213,9 @@ class _Progress:
 
 
 def _logps(causal_lm, seqs: list[tuple[list[int], int]], pad_id: int, device, batch_size: int, progress,
-           phase: str) -> tuple[list[float], list[float]]:
-    """Summed response log-probabilities and response token counts, in length-sorted batches."""
+           phase: str, per_item: int = 1) -> tuple[list[float], list[float]]:
+    """Summed response log-probabilities and response token counts, in length-sorted batches (progress in
+    items of ``per_item`` sequences: 2 for a pair)."""
     import torch
 
     from services.trainer.worker.dpo import sequence_logps
@@ -227,7 +228,7 @@ def _logps(causal_lm, seqs: list[tuple[list[int], int]], pad_id: int, device, ba
             s, c = sequence_logps(causal_lm, [seqs[i] for i in idx], pad_id, device)
             for j, i in enumerate(idx):
                 sums[i], counts[i] = float(s[j]), float(c[j])
-            progress(phase, min(start + batch_size, len(order)), len(order))
+            progress(phase, min(start + batch_size, len(order)) // per_item, len(order) // per_item)
     return sums, counts
 
 
@@ -262,7 +263,7 @@ def measure(peft_model, tokenizer, held: HeldOut, max_len: int, settings: EvalSe
         if pairs:
             seqs = [s for p in pairs for s in p.sequences()]
             sums, counts = _logps(causal_lm, seqs, pad, device, settings.batch_size, progress,
-                                  f"{which}: preference")
+                                  f"{which}: preference", per_item=2)
             norm = [s / max(c, 1.0) for s, c in zip(sums, counts)]
             chosen, rejected = norm[0::2], norm[1::2]
             out["margins"] = [c - r for c, r in zip(chosen, rejected)]

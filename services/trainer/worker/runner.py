@@ -47,7 +47,7 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
     threads = modeling.configure_threads(job.num_threads)
     tokenizer = modeling.load_tokenizer(job.model_path)
     if dpo:
-        from services.trainer.worker.dpo import DPOObjective, encode_pairs
+        from services.trainer.worker.dpo import DPOObjective, encode_pairs, used_indices
 
         encoded, stats = encode_pairs(tokenizer, records, spec.max_seq_length)
     else:
@@ -87,8 +87,10 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
 
     if dpo:
         objective = DPOObjective(encoded, tokenizer.pad_token_id, loaded.device, spec.beta)
-        objective.compute_reference(loaded.model, events)  # once per pair, adapter disabled
-        events.log(f"reference log-probabilities of {len(encoded)} pairs computed in "
+        # Once per pair the run will train on, with the adapter disabled (not a second forward at every step).
+        objective.compute_reference(loaded.model, events,
+                                    indices=used_indices(lengths, spec.batch_size, spec.seed, total_steps))
+        events.log(f"reference log-probabilities of {objective.reference_pairs} pairs computed in "
                    f"{objective.reference_seconds:.1f} s (base model, adapter disabled); DPO beta {spec.beta:g}")
     else:
         objective = SFTObjective(encoded, tokenizer.pad_token_id, loaded.device)
