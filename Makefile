@@ -8,7 +8,7 @@ PROTOS := $(shell cd protos && find . -name '*.proto' | sed 's|^\./||' | sort)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: up venv test protos provision clean-var
+.PHONY: up venv test fuzz protos provision dashboard clean-var
 
 ## Create the virtual environment and install everything (torch first, pinned to the CPU build).
 venv: $(VENV)/.installed
@@ -31,6 +31,14 @@ provision: venv
 ## Run the whole test suite.
 test: venv
 	$(PY) -m pytest -q
+
+## A longer hostile-input run: schemathesis over every REST operation and hypothesis over every RPC.
+fuzz: venv
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(PY) -m pytest -q tests/faults/test_fuzz_api.py tests/faults/test_fuzz_grpc.py
+
+## Rebuild the dashboard bundle from web/ (needs Node.js >= 20.19 and npm); commit web/ and the bundle together.
+dashboard:
+	scripts/build_dashboard.sh
 
 ## Regenerate generated/ from protos/ with the pinned grpcio-tools.
 protos: venv
