@@ -80,3 +80,13 @@ def test_balanced_take_round_robins_across_verticals_in_order():
                                         "legal-2"]
     assert balanced_take(records, 100) == records
     assert balanced_take(records, 0) == []
+
+
+def test_evaluation_off_or_capped_at_zero_is_skipped_with_the_reason():
+    from services.trainer.worker.evaluate import EvalSettings, evaluate, load_heldout
+
+    held = load_heldout(None, None, EvalSettings(enabled=False))
+    assert held.skipped.startswith("evaluation disabled") and not held.pairs
+    held = load_heldout(None, None, EvalSettings(max_sft_records=0, max_pairs=0))
+    assert "capped at 0" in held.skipped
+    assert evaluate(None, None, None, held, None) == {"evaluation": {"skipped": held.skipped}}

@@ -148,6 +148,8 @@ def load_heldout(job: JobConfig, events: EventSink, settings: EvalSettings) -> H
 
     if not settings.enabled:
         return HeldOut(skipped="evaluation disabled (TRAINER_EVAL_ENABLED=false)")
+    if settings.max_sft_records <= 0 and settings.max_pairs <= 0:
+        return HeldOut(skipped="evaluation sets capped at 0 (TRAINER_EVAL_MAX_SFT_RECORDS, TRAINER_EVAL_MAX_PAIRS)")
     sft_file, dpo_file = job.data_dir / HELDOUT_SFT_FILE, job.data_dir / HELDOUT_DPO_FILE
     if job.resume and sft_file.is_file() and dpo_file.is_file():
         sft = data_mod.read_sft_jsonl(sft_file, label=str(sft_file))
