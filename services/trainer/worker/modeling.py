@@ -35,7 +35,18 @@ class Loaded:
 
 
 def configure_threads(num_threads: int | None) -> int:
-    """Torch threads = the CPUs this process may use (affinity/cgroup-aware), one inter-op thread."""
+    """Torch threads = the CPUs this process may use (affinity/cgroup-aware), one inter-op thread.
+
+    Call it before anything imports torch: idle OpenMP threads then wait passively (``OMP_WAIT_POLICY=PASSIVE``
+    unless the environment sets a policy), which libgomp reads once, when torch loads it.
+    """
+    import sys
+
+    if "torch" not in sys.modules:
+        # By default an OpenMP thread spins between parallel regions, burning the time slices the partner thread
+        # of the same region needs whenever other processes share the cores. On the shared 2-core dev box
+        # (load 5-8) a step ran 2.5x faster with passive waiting (benchmarks/train_bench.py, docs/performance.md).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     n = num_threads or len(os.sched_getaffinity(0)) or 1
