@@ -1,0 +1,151 @@
+"""What makes the worker fast must not change what it learns.
+
+- The response-only loss (decoder, then the LM head on the response positions only) gives the same loss AND the
+  same LoRA gradients as the plain causal-LM loss over full-vocabulary logits with prompt labels masked.
+- Length-grouped batching trains every token of every example exactly once per epoch, with padding that reaches
+  neither the attention nor the loss.
+- The product's loop and TRL's trainers, given the same tokens, batches, LoRA init and schedule, produce the same
+  per-step losses (SFT with LoRA dropout, and DPO) — run through ``benchmarks/train_bench.py`` itself, so the
+  benchmark's comparison is tested too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.speed.conftest import sft_records
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _lora_model(model_path: Path, dropout: float = 0.0):
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from services.trainer.spec import TrainingSpec
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model.config.use_cache = False
+    torch.manual_seed(0)
+    peft_model = get_peft_model(model, TrainingSpec(lora_dropout=dropout).to_lora_config())
+    # A fresh LoRA B is zero, which would make every gradient but B's zero: move it off zero.
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    peft_model.train()
+    return peft_model
+
+
+def test_response_only_loss_has_the_plain_causal_lm_loss_and_gradients(tiny_model):
+    import torch
+
+    from services.trainer.worker.modeling import load_tokenizer
+    from services.trainer.worker.sft import collate, encode_records, response_only_loss
+
+    tok = load_tokenizer(tiny_model)
+    encoded, _ = encode_records(tok, sft_records(6, seed=5), max_len=512)
+    batch = collate(encoded, tok.pad_token_id)
+    assert batch["attention_mask"] is not None  # the examples differ in length: a padded batch
+    model = _lora_model(tiny_model)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    fast, trained = response_only_loss(model.get_base_model(), batch["input_ids"], batch["attention_mask"],
+                                       batch["labels"])
+    fast_grads = torch.autograd.grad(fast, params)
+    plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    plain_grads = torch.autograd.grad(plain, params)
+
+    assert trained == sum(len(e.input_ids) - e.prompt_len for e in encoded)
+    assert torch.allclose(fast, plain, rtol=1e-5, atol=1e-6), (float(fast), float(plain))
+    assert any(float(g.abs().max()) > 0 for g in plain_grads)
+    for a, b in zip(fast_grads, plain_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-7), float((a - b).abs().max())
+
+
+def test_grouped_batches_train_every_token_once_per_epoch(tiny_model):
+    import torch
+
+    from services.trainer.worker.batching import batch_order
+    from services.trainer.worker.modeling import load_tokenizer
+    from services.trainer.worker.sft import IGNORE_INDEX, collate, encode_records
+
+    tok = load_tokenizer(tiny_model)
+    encoded, _ = encode_records(tok, sft_records(23, seed=7), max_len=512)
+    lengths = [len(e.input_ids) for e in encoded]
+    for epoch in range(2):
+        seen_inputs, seen_targets = {}, {}
+        padded = real = 0
+        for indices in batch_order(lengths, 4, seed=42, epoch=epoch):
+            batch = collate([encoded[i] for i in indices], tok.pad_token_id)
+            mask = batch["attention_mask"]
+            if mask is None:
+                mask = torch.ones_like(batch["input_ids"])
+            padded += batch["input_ids"].numel()
+            real += int(mask.sum())
+            for row, i in enumerate(indices):
+                assert i not in seen_inputs  # each example once per epoch
+                n = int(mask[row].sum())
+                assert bool(mask[row, :n].all()) and not bool(mask[row, n:].any())  # right padding only
+                seen_inputs[i] = batch["input_ids"][row, :n].tolist()
+                # Padding positions never carry a target.
+                assert bool((batch["labels"][row, n:] == IGNORE_INDEX).all())
+                seen_targets[i] = [t for t in batch["labels"][row].tolist() if t != IGNORE_INDEX]
+        assert seen_inputs == {i: e.input_ids for i, e in enumerate(encoded)}
+        assert seen_targets == {i: e.input_ids[e.prompt_len:] for i, e in enumerate(encoded)}
+        assert real == sum(lengths)
+        assert padded - real < 0.25 * padded  # grouped by length: little padding even on 23 varied examples
+
+
+@pytest.fixture(scope="module")
+def bench_report(tiny_model, bench_data, tmp_path_factory) -> dict:
+    """One benchmark run on the tiny model: product and TRL, SFT (with LoRA dropout) and DPO, few steps."""
+    work = tmp_path_factory.mktemp("bench-work")
+    out = work / "report.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "train_bench.py"), "--model", "test/tiny-llama",
+           "--model-path", str(tiny_model), "--data-dir", str(bench_data), "--work-dir", str(work),
+           "--rows", "product-sft,trl-sft-tuned,product-dpo,trl-dpo", "--steps", "4", "--dpo-steps", "3",
+           "--max-seq-length", "128", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES=""))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["failed_rows"] == {}, report["failed_rows"]
+    return report
+
+
+def test_product_and_trl_sft_learn_the_same_on_the_same_batches(bench_report):
+    cmp = bench_report["loss_comparisons"]["product-sft vs trl-sft-tuned"]
+    assert cmp["same_batches"] and cmp["steps"] == 4
+    # Same tokens, batches, LoRA init, dropout masks, AdamW and LR schedule: equal to rounding.
+    assert cmp["max_abs_diff"] < 1e-4, cmp
+    runs = bench_report["runs"]
+    assert [s["tokens"] for s in runs["product-sft"][0]["steps"]] == [s["tokens"] for s in runs["trl-sft-tuned"][0]["steps"]]
+    assert len(set(cmp["losses_a"])) > 1  # it trained (the loss moved)
+
+
+def test_product_and_trl_dpo_learn_the_same_on_the_same_batches(bench_report):
+    cmp = bench_report["loss_comparisons"]["product-dpo vs trl-dpo"]
+    assert cmp["same_batches"] and cmp["steps"] == 3
+    # The product's reference log-probabilities, computed once before training with the adapter disabled,
+    # give the same losses as TRL's recomputation at every step.
+    assert cmp["max_abs_diff"] < 1e-4, cmp
+    assert abs(cmp["losses_a"][0] - 0.693147) < 1e-3  # log 2: policy == reference at step 1
+    assert any(abs(x - 0.693147) > 1e-5 for x in cmp["losses_a"][1:])
+
+
+def test_benchmark_rows_report_what_the_table_needs(bench_report):
+    rows = {r["row"]: r for r in bench_report["rows"]}
+    for name in ("product-sft", "trl-sft-tuned", "product-dpo", "trl-dpo"):
+        r = rows[name]
+        assert r["tokens_per_second"] > 0 and r["seconds_per_step"] > 0 and r["peak_rss_gib"] > 0.1
+        assert 0 < r["share"] < 1
+    assert rows["product-dpo"]["reference_seconds"] > 0
+    assert bench_report["peak_gflops"] > 0
