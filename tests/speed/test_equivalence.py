@@ -70,6 +70,47 @@ def test_response_only_loss_has_the_plain_causal_lm_loss_and_gradients(tiny_mode
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-7), float((a - b).abs().max())
 
 
+def test_shared_prompt_pair_logps_equal_two_separate_sequences(tiny_model):
+    """DPO runs a pair's prompt once (``pair_logps``: one packed row, a 4-D mask that hides the chosen answer
+    from the rejected one, positions restarting after the prompt). Log-probabilities, token counts and LoRA
+    gradients equal those of the chosen and rejected sequences computed separately (``sequence_logps``)."""
+    import torch
+
+    from services.trainer.worker.dpo import encode_pairs, pair_logps, sequence_logps
+    from services.trainer.worker.modeling import load_tokenizer
+    from tests.speed.conftest import dpo_pairs
+
+    tok = load_tokenizer(tiny_model)
+    pairs, _ = encode_pairs(tok, dpo_pairs(5, seed=3), max_len=512)
+    pairs.append(type(pairs[0])(pairs[0].prompt, pairs[0].chosen[:1], pairs[0].rejected[:1]))  # 1-token answers
+    assert len({p.length for p in pairs}) > 2  # rows of different widths: the batch is padded
+    model = _lora_model(tiny_model)
+    causal = model.get_base_model()
+    params = [p for p in model.parameters() if p.requires_grad]
+    cpu = torch.device("cpu")
+
+    shared, shared_counts = pair_logps(causal, pairs, tok.pad_token_id, cpu)
+    separate, separate_counts = sequence_logps(
+        causal, [p.sequences()[0] for p in pairs] + [p.sequences()[1] for p in pairs], tok.pad_token_id, cpu)
+    assert torch.equal(shared_counts, separate_counts)
+    assert shared_counts.tolist() == [len(p.chosen) for p in pairs] + [len(p.rejected) for p in pairs]
+    assert torch.allclose(shared, separate, rtol=1e-5, atol=1e-4), (shared - separate).abs().max()
+    weights = torch.linspace(1.0, 2.0, len(shared))  # a loss that weighs every value differently
+    shared_grads = torch.autograd.grad((shared * weights).sum(), params)
+    separate_grads = torch.autograd.grad((separate * weights).sum(), params)
+    assert any(float(g.abs().max()) > 0 for g in separate_grads)
+    for a, b in zip(shared_grads, separate_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), float((a - b).abs().max())
+
+    # Either answer may sit second in the row: swapping them swaps the values.
+    with torch.no_grad():
+        swapped = [type(p)(p.prompt, p.rejected, p.chosen) for p in pairs]
+        again, _ = pair_logps(causal, swapped, tok.pad_token_id, cpu)
+    n = len(pairs)
+    assert torch.allclose(again[:n], separate[n:].detach(), rtol=1e-5, atol=1e-4)
+    assert torch.allclose(again[n:], separate[:n].detach(), rtol=1e-5, atol=1e-4)
+
+
 def test_grouped_batches_train_every_token_once_per_epoch(tiny_model):
     import torch
 

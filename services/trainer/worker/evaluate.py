@@ -214,30 +214,32 @@ class _Progress:
                              total=total, metrics=metrics or {})
 
 
-def _logps(causal_lm, seqs: list[tuple[list[int], int]], pad_id: int, device, batch_size: int, progress,
-           phase: str, per_item: int = 1) -> tuple[list[float], list[float]]:
-    """Summed response log-probabilities and response token counts, in length-sorted batches (progress in
-    items of ``per_item`` sequences: 2 for a pair)."""
+def _logps(score, items: list, length, batch_size: int, progress, phase: str) -> list[list[tuple[float, float]]]:
+    """Runs ``score(batch) -> (sums, counts)`` over ``items`` in length-sorted batches (progress after each);
+    returns, per item in ``items``' order, its ``(summed log-probability, tokens)`` values.
+
+    ``score`` gives k values per item of a batch of n as ``[k * n]`` tensors, ``[every item's 1st, ..., every
+    item's k-th]``: k = 1 for ``sequence_logps``, 2 (chosen, rejected) for ``pair_logps``."""
     import torch
 
-    from services.trainer.worker.dpo import sequence_logps
-
-    sums, counts = [0.0] * len(seqs), [0.0] * len(seqs)
-    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i][0]))
+    out: list = [None] * len(items)
+    order = sorted(range(len(items)), key=lambda i: -length(items[i]))
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            s, c = sequence_logps(causal_lm, [seqs[i] for i in idx], pad_id, device)
+            sums, counts = score([items[i] for i in idx])
+            sums = sums.float().cpu().view(-1, len(idx)).T.tolist()
+            counts = counts.float().cpu().view(-1, len(idx)).T.tolist()
             for j, i in enumerate(idx):
-                sums[i], counts[i] = float(s[j]), float(c[j])
-            progress(phase, min(start + batch_size, len(order)) // per_item, len(order) // per_item)
-    return sums, counts
+                out[i] = list(zip(sums[j], counts[j]))
+            progress(phase, min(start + batch_size, len(order)), len(order))
+    return out
 
 
 def measure(peft_model, tokenizer, held: HeldOut, max_len: int, settings: EvalSettings, progress,
             which: str) -> dict:
     """One model's figures on the held-out data. ``which``: "base" (adapter disabled) or "adapter"."""
-    from services.trainer.worker.dpo import encode_pairs
+    from services.trainer.worker.dpo import encode_pairs, pair_logps, sequence_logps
     from services.trainer.worker.sft import encode_records
 
     device = next(peft_model.parameters()).device
@@ -249,8 +251,10 @@ def measure(peft_model, tokenizer, held: HeldOut, max_len: int, settings: EvalSe
     with ctx:
         encoded, _ = encode_records(tokenizer, held.sft, max_len)
         if encoded:
-            sums, counts = _logps(causal_lm, [(e.input_ids, e.prompt_len) for e in encoded], pad, device,
-                                  settings.batch_size, progress, f"{which}: held-out loss")
+            scored = _logps(lambda batch: sequence_logps(causal_lm, batch, pad, device),
+                            [(e.input_ids, e.prompt_len) for e in encoded], lambda seq: len(seq[0]),
+                            settings.batch_size, progress, f"{which}: held-out loss")
+            sums, counts = [v[0][0] for v in scored], [v[0][1] for v in scored]
             loss = -sum(sums) / sum(counts)
             out["heldout_loss"] = loss
             out["perplexity"] = math.exp(min(loss, 700.0))
@@ -263,11 +267,12 @@ def measure(peft_model, tokenizer, held: HeldOut, max_len: int, settings: EvalSe
         dropped = set(stats.dropped)
         kept = [r for i, r in enumerate(held.pairs) if i not in dropped]
         if pairs:
-            seqs = [s for p in pairs for s in p.sequences()]
-            sums, counts = _logps(causal_lm, seqs, pad, device, settings.batch_size, progress,
-                                  f"{which}: preference", per_item=2)
-            norm = [s / max(c, 1.0) for s, c in zip(sums, counts)]
-            chosen, rejected = norm[0::2], norm[1::2]
+            # The prompt runs once per pair (``pair_logps``); values come back chosen, rejected, pair by pair.
+            scored = _logps(lambda batch: pair_logps(causal_lm, batch, pad, device), pairs,
+                            lambda pair: pair.length, max(1, settings.batch_size // 2), progress,
+                            f"{which}: preference")
+            chosen = [s / max(c, 1.0) for (s, c), _ in scored]
+            rejected = [s / max(c, 1.0) for _, (s, c) in scored]
             out["margins"] = [c - r for c, r in zip(chosen, rejected)]
             out["verticals"] = [str((r.get("metadata") or {}).get("vertical") or "") for r in kept]
             out["preference_accuracy"] = preference_accuracy(chosen, rejected)
