@@ -15,7 +15,8 @@ Rows (each in its own subprocess, so its peak RSS is its own):
 - ``trl-sft-defaults``: ``SFTTrainer`` with its defaults (bf16, gradient checkpointing, its own tokenisation and
   shuffling), only the task's parameters set; ``--trl-default-steps`` steps (3) because it is slow on CPU.
 - ``product-dpo`` / ``trl-dpo``: DPO on preference pairs; the product computes the reference log-probabilities
-  once per pair (adapter disabled) before training, TRL's ``DPOTrainer`` recomputes them every step.
+  once per pair (adapter disabled) before training and runs the prompt once per pair (chosen and rejected share
+  it in one packed row), TRL's ``DPOTrainer`` recomputes the reference every step and runs the prompt twice.
 - on CUDA also ``product-sft-4bit`` / ``trl-sft-4bit``: QLoRA (bitsandbytes NF4) of both.
 - ``events``: progress reporting with 20 watchers: a real trainer gRPC service running a real (tiny-model) job
   with 20 ``WatchJob`` streams attached vs none; the CPU the service and watchers spend per step event, as a
@@ -282,6 +283,30 @@ def row_product(cfg: dict, name: str, method: str, quantization: str) -> dict:
     return record
 
 
+def _recording(trainer_cls, record: dict, sampler, pretokenised: bool = False):
+    """``trainer_cls`` (a TRL trainer) recording each step's tokens, batch fingerprint and loss in ``record``,
+    drawing batches from ``sampler`` (its own order when None); ``pretokenised``: the dataset is already
+    tokenised exactly as the product tokenises it, so TRL's preparation is skipped."""
+
+    class Recording(trainer_cls):
+        def _prepare_dataset(self, dataset, *args, **kwargs):
+            return dataset if pretokenised else super()._prepare_dataset(dataset, *args, **kwargs)
+
+        def _get_train_sampler(self, train_dataset=None):
+            return sampler if sampler is not None else super()._get_train_sampler(train_dataset)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            mask = inputs["attention_mask"]
+            rows = [ids[m.bool()].tolist() for ids, m in zip(inputs["input_ids"], mask)]
+            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            value = loss[0] if isinstance(loss, tuple) else loss
+            record["steps"].append({"tokens": int(mask.sum()), "batch": _batch_hash(rows),
+                                    "loss": float(value.detach())})
+            return loss
+
+    return Recording
+
+
 class ProductOrderSampler:
     """The product's batch order (``batching.batch_order``), epoch by epoch, as a flat index sampler: TRL's
     DataLoader cuts it into the same batches of ``batch_size``."""
@@ -402,19 +427,7 @@ def row_trl_sft(cfg: dict, name: str, quantization: str, defaults: bool) -> dict
         peft_config = None
         sampler = ProductOrderSampler([len(e.input_ids) for e in encoded], cfg["batch_size"], cfg["seed"])
 
-    class Timed(SFTTrainer):
-        def _get_train_sampler(self, train_dataset=None):
-            return sampler if sampler is not None else super()._get_train_sampler(train_dataset)
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            mask = inputs["attention_mask"]
-            rows = [ids[m.bool()].tolist() for ids, m in zip(inputs["input_ids"], mask)]
-            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            value = loss[0] if isinstance(loss, tuple) else loss
-            record["steps"].append({"tokens": int(mask.sum()), "batch": _batch_hash(rows),
-                                    "loss": float(value.detach())})
-            return loss
-
+    Timed = _recording(SFTTrainer, record, sampler)
     trainer = Timed(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                     peft_config=peft_config, callbacks=[clock])
     if cfg["device"] == "cuda":
@@ -453,22 +466,7 @@ def row_trl_dpo(cfg: dict, name: str) -> dict:
     dpo_cfg = dict(cfg, lora_dropout=0.0)
     model = _load_trl_model(torch, dpo_cfg, "none")
 
-    class Timed(DPOTrainer):
-        def _prepare_dataset(self, dataset, *args, **kwargs):
-            return dataset  # already tokenised above, exactly as the product tokenises the pairs
-
-        def _get_train_sampler(self, train_dataset=None):
-            return sampler
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            mask = inputs["attention_mask"]
-            rows = [ids[m.bool()].tolist() for ids, m in zip(inputs["input_ids"], mask)]
-            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            value = loss[0] if isinstance(loss, tuple) else loss
-            record["steps"].append({"tokens": int(mask.sum()), "batch": _batch_hash(rows),
-                                    "loss": float(value.detach())})
-            return loss
-
+    Timed = _recording(DPOTrainer, record, sampler, pretokenised=True)
     args = DPOConfig(**_common_trl_args(dpo_cfg, name, cfg["dpo_steps"]), beta=cfg["beta"])
     trainer = Timed(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[clock])
     if cfg["device"] == "cuda":
