@@ -5,8 +5,11 @@
 - Length-grouped batching trains every token of every example exactly once per epoch, with padding that reaches
   neither the attention nor the loss.
 - The product's loop and TRL's trainers, given the same tokens, batches, LoRA init and schedule, produce the same
-  per-step losses (SFT with LoRA dropout, and DPO) — run through ``benchmarks/train_bench.py`` itself, so the
-  benchmark's comparison is tested too.
+  per-step losses (SFT and DPO, LoRA dropout 0 so that no random mask differs: the product shares one dropout
+  mask across a batch's rows for their common prefix, see ``prefix.py``) — run through
+  ``benchmarks/train_bench.py`` itself, so the benchmark's comparison is tested too.
+- A batch's common prefix (chat header, instruction) run once gives the loss and gradients of the plain batch;
+  so does a DPO pair's prompt run once for both answers.
 """
 
 from __future__ import annotations
@@ -111,6 +114,114 @@ def test_shared_prompt_pair_logps_equal_two_separate_sequences(tiny_model):
     assert torch.allclose(again[n:], separate[:n].detach(), rtol=1e-5, atol=1e-4)
 
 
+def _long_instruction_records(n: int, seed: int) -> list[dict]:
+    """SFT records whose prompts share a long start (the chat header and a fixed instruction), as debate records
+    do, with varied questions and answers."""
+    records = sft_records(n, seed=seed)
+    for r in records:
+        r["instruction"] = ("Analyze the following debate topic and give the answer a panel of expert agents "
+                            "reached by consensus, stating your assumptions.")
+    return records
+
+
+def test_shared_prefix_runs_once_with_the_plain_loss_and_gradients(tiny_model, monkeypatch):
+    """The batch's common start runs once (a batch of one, its keys/values repeated for every row): the loss and
+    the LoRA gradients equal the plain padded batch's, and the decoder sees (batch - 1) x prefix fewer tokens."""
+    import torch
+
+    from services.trainer.worker import prefix as prefix_mod
+    from services.trainer.worker.modeling import load_tokenizer
+    from services.trainer.worker.sft import SFTObjective, encode_records
+
+    tok = load_tokenizer(tiny_model)
+    encoded, _ = encode_records(tok, _long_instruction_records(5, seed=11), max_len=512)
+    model = _lora_model(tiny_model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    objective = SFTObjective(encoded, tok.pad_token_id, torch.device("cpu"))
+    prefix = prefix_mod.shared_prefix_len([e.input_ids for e in encoded], 10**6)
+    assert prefix >= 20  # the chat header and the instruction
+    widths: list[int] = []
+    hook = model.get_base_model().get_decoder().register_forward_hook(
+        lambda module, args, kwargs, out: widths.append(kwargs["input_ids"].numel()), with_kwargs=True)
+    try:
+        indices = list(range(len(encoded)))
+        shared = objective.step(model.get_base_model(), indices)
+        shared_grads = torch.autograd.grad(shared.loss, params)
+        shared_widths, widths[:] = list(widths), []
+        monkeypatch.setattr(prefix_mod, "MIN_SHARED_PREFIX", 10**9)  # sharing off: the plain padded batch
+        plain = objective.step(model.get_base_model(), indices)
+        plain_grads = torch.autograd.grad(plain.loss, params)
+    finally:
+        hook.remove()
+    width = max(len(e.input_ids) for e in encoded)
+    assert widths == [len(encoded) * width]
+    assert shared_widths == [prefix, len(encoded) * (width - prefix)]
+    assert shared.trained_tokens == plain.trained_tokens and shared.tokens == plain.tokens
+    assert torch.allclose(shared.loss, plain.loss, rtol=1e-5, atol=1e-6), (float(shared.loss), float(plain.loss))
+    for a, b in zip(shared_grads, plain_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), float((a - b).abs().max())
+
+
+def test_shared_prefix_of_dpo_pairs_and_held_out_sequences(tiny_model, monkeypatch):
+    """DPO pairs whose prompts share a start: ``pair_logps`` (packed rows on top of the shared prefix) and
+    ``sequence_logps`` give the values and gradients of the separate sequences with sharing off."""
+    import torch
+
+    from services.trainer.worker import prefix as prefix_mod
+    from services.trainer.worker.dpo import encode_pairs, pair_logps, sequence_logps
+    from services.trainer.worker.modeling import load_tokenizer
+    from tests.speed.conftest import dpo_pairs
+
+    tok = load_tokenizer(tiny_model)
+    records = dpo_pairs(4, seed=8)
+    for r in records:
+        r["prompt"] = "Analyze the following debate topic and state your assumptions. " + r["prompt"]
+    pairs, _ = encode_pairs(tok, records, max_len=512)
+    assert prefix_mod.shared_prefix_len([p.prompt for p in pairs], 10**6) >= 10
+    model = _lora_model(tiny_model)
+    causal = model.get_base_model()
+    params = [p for p in model.parameters() if p.requires_grad]
+    cpu = torch.device("cpu")
+    seqs = [p.sequences()[0] for p in pairs] + [p.sequences()[1] for p in pairs]
+    weights = torch.linspace(1.0, 2.0, 2 * len(pairs))
+
+    def run():
+        packed, _ = pair_logps(causal, pairs, tok.pad_token_id, cpu)
+        separate, _ = sequence_logps(causal, seqs, tok.pad_token_id, cpu)
+        return packed, separate, torch.autograd.grad((packed * weights).sum(), params)
+
+    packed, separate, grads = run()
+    monkeypatch.setattr(prefix_mod, "MIN_SHARED_PREFIX", 10**9)
+    plain_packed, plain, plain_grads = run()
+    assert torch.allclose(plain_packed, plain, rtol=1e-5, atol=1e-4)
+    assert torch.allclose(packed, plain, rtol=1e-5, atol=1e-4), (packed - plain).abs().max()
+    assert torch.allclose(separate, plain, rtol=1e-5, atol=1e-4), (separate - plain).abs().max()
+    for a, b in zip(grads, plain_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), float((a - b).abs().max())
+
+
+def test_shared_prefix_is_off_with_gradient_checkpointing(tiny_model):
+    """Checkpointed layers drop the key/value cache while training: the plain forward runs, with the same loss."""
+    import torch
+
+    from services.trainer.worker.modeling import load_tokenizer
+    from services.trainer.worker.prefix import can_share
+    from services.trainer.worker.sft import SFTObjective, encode_records
+
+    tok = load_tokenizer(tiny_model)
+    encoded, _ = encode_records(tok, _long_instruction_records(3, seed=2), max_len=512)
+    model = _lora_model(tiny_model)
+    objective = SFTObjective(encoded, tok.pad_token_id, torch.device("cpu"))
+    shared = objective.step(model.get_base_model(), [0, 1, 2])
+    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    decoder = model.get_base_model().get_decoder()
+    assert not can_share(decoder)
+    with torch.no_grad():
+        assert can_share(decoder)  # no backward to replay: the cache is kept (reference pass, evaluation)
+    checkpointed = objective.step(model.get_base_model(), [0, 1, 2])
+    assert torch.allclose(shared.loss, checkpointed.loss, rtol=1e-5, atol=1e-6)
+
+
 def test_grouped_batches_train_every_token_once_per_epoch(tiny_model):
     import torch
 
@@ -147,13 +258,13 @@ def test_grouped_batches_train_every_token_once_per_epoch(tiny_model):
 
 @pytest.fixture(scope="module")
 def bench_report(tiny_model, bench_data, tmp_path_factory) -> dict:
-    """One benchmark run on the tiny model: product and TRL, SFT (with LoRA dropout) and DPO, few steps."""
+    """One benchmark run on the tiny model: product and TRL, SFT and DPO (no LoRA dropout), few steps."""
     work = tmp_path_factory.mktemp("bench-work")
     out = work / "report.json"
     cmd = [sys.executable, str(REPO / "benchmarks" / "train_bench.py"), "--model", "test/tiny-llama",
            "--model-path", str(tiny_model), "--data-dir", str(bench_data), "--work-dir", str(work),
            "--rows", "product-sft,trl-sft-tuned,product-dpo,trl-dpo", "--steps", "4", "--dpo-steps", "3",
-           "--max-seq-length", "128", "--json", str(out)]
+           "--max-seq-length", "128", "--lora-dropout", "0", "--json", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900,
                           env=dict(os.environ, HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES=""))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -165,7 +276,7 @@ def bench_report(tiny_model, bench_data, tmp_path_factory) -> dict:
 def test_product_and_trl_sft_learn_the_same_on_the_same_batches(bench_report):
     cmp = bench_report["loss_comparisons"]["product-sft vs trl-sft-tuned"]
     assert cmp["same_batches"] and cmp["steps"] == 4
-    # Same tokens, batches, LoRA init, dropout masks, AdamW and LR schedule: equal to rounding.
+    # Same tokens, batches, LoRA init, AdamW and LR schedule: equal to rounding.
     assert cmp["max_abs_diff"] < 1e-4, cmp
     runs = bench_report["runs"]
     assert [s["tokens"] for s in runs["product-sft"][0]["steps"]] == [s["tokens"] for s in runs["trl-sft-tuned"][0]["steps"]]

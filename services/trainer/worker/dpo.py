@@ -27,6 +27,7 @@ from services.trainer.spec import resolve_dataset_path
 from services.trainer.worker import data as data_mod
 from services.trainer.worker.events import EventSink
 from services.trainer.worker.job import JobConfig, WorkerError
+from services.trainer.worker.prefix import decoder_hidden, shared_prefix_len
 
 REFERENCE_BATCH = 4
 """Pairs per forward pass when precomputing the reference log-probabilities."""
@@ -234,17 +235,16 @@ def sequence_logps(causal_lm, seqs: list[tuple[list[int], int]], pad_id: int, de
         mask[row, :len(seq)] = 1
         target_mask[row, plen:len(seq)] = True
     ids, mask, target_mask = ids.to(device), mask.to(device), target_mask.to(device)
-    decoder = causal_lm.get_decoder()
-    hidden = decoder(input_ids=ids, attention_mask=None if bool(mask.all()) else mask,
-                     use_cache=False).last_hidden_state
-    keep = target_mask[:, 1:]
-    targets = ids[:, 1:][keep]
+    prefix_len = shared_prefix_len([seq for seq, _ in seqs], min(plen for _, plen in seqs) - 1)
+    hidden = decoder_hidden(causal_lm, ids, None if bool(mask.all()) else mask, prefix_len=prefix_len)
+    keep = target_mask[:, prefix_len + 1:]
+    targets = ids[:, prefix_len + 1:][keep]
     logits = causal_lm.get_output_embeddings()(hidden[:, :-1][keep])
     cap = getattr(causal_lm.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
     token_logps = -F.cross_entropy(logits.float(), targets, reduction="none")
-    rows = torch.arange(n, device=ids.device).unsqueeze(1).expand(n, width - 1)[keep]
+    rows = torch.arange(n, device=ids.device).unsqueeze(1).expand_as(keep)[keep]
     sums = torch.zeros(n, dtype=torch.float32, device=ids.device).index_add(0, rows, token_logps)
     counts = keep.sum(dim=1).to(torch.float32)
     return sums, counts
@@ -290,10 +290,12 @@ def pair_logps(causal_lm, pairs: list[EncodedPair], pad_id: int, device):
     causal = torch.ones((width, width), dtype=torch.bool).tril()
     allowed = causal & (k_seg != _PAD) & ~((q_seg == _REJECTED) & (k_seg == _CHOSEN))
     allowed |= torch.eye(width, dtype=torch.bool)  # padding rows attend to themselves: no all-masked softmax
-    decoder = causal_lm.get_decoder()
-    hidden = decoder(input_ids=ids.to(device), attention_mask=allowed.unsqueeze(1).to(device),
-                     position_ids=positions.to(device), use_cache=False).last_hidden_state
-    picked = hidden[torch.tensor(rows, device=device), torch.tensor(at, device=device)]
+    # The prompts' common start (system prompt, instruction) runs once per batch, up to the position before
+    # the first answer token's predictor.
+    prefix_len = shared_prefix_len([p.prompt for p in pairs], min(len(p.prompt) for p in pairs) - 1)
+    hidden = decoder_hidden(causal_lm, ids.to(device), allowed.unsqueeze(1).to(device), positions.to(device),
+                            prefix_len=prefix_len)
+    picked = hidden[torch.tensor(rows, device=device), torch.tensor(at, device=device) - prefix_len]
     logits = causal_lm.get_output_embeddings()(picked)
     cap = getattr(causal_lm.config, "final_logit_softcapping", None)
     if cap:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.trainer.worker.prefix import decoder_hidden, shared_prefix_len
+
 IGNORE_INDEX = -100
 FALLBACK_PROMPT = "### Instruction:\n{user}\n\n### Response:\n"
 
@@ -97,18 +99,18 @@ def collate(examples: list[Encoded], pad_id: int):
             "tokens": int(mask.sum())}
 
 
-def response_only_loss(causal_lm, input_ids, attention_mask, labels):
+def response_only_loss(causal_lm, input_ids, attention_mask, labels, prefix_len: int = 0):
     """Mean cross-entropy over the trained (label != -100) tokens, and how many there were.
 
     Equal to the causal-LM loss of ``causal_lm(input_ids, labels=labels)``, but the LM head runs only on the
-    positions that predict a trained token.
+    positions that predict a trained token, and the first ``prefix_len`` tokens (the same in every row, before
+    the first trained token's predecessor) run once for the whole batch (``prefix.decoder_hidden``).
     """
     import torch
     import torch.nn.functional as F
 
-    decoder = causal_lm.get_decoder()
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-    targets = labels[:, 1:]
+    hidden = decoder_hidden(causal_lm, input_ids, attention_mask, prefix_len=prefix_len)
+    targets = labels[:, prefix_len + 1:]
     keep = targets.ne(IGNORE_INDEX)
     logits = causal_lm.get_output_embeddings()(hidden[:, :-1][keep])
     cap = getattr(causal_lm.config, "final_logit_softcapping", None)
@@ -143,8 +145,11 @@ class SFTObjective:
         return len(self.examples)
 
     def step(self, model, indices: list[int]) -> StepOutput:
-        batch = collate([self.examples[i] for i in indices], self.pad_id)
+        examples = [self.examples[i] for i in indices]
+        batch = collate(examples, self.pad_id)
         to = lambda t: None if t is None else t.to(self.device, non_blocking=True)  # noqa: E731
+        # The shared prefix ends before the position that predicts the first trained token.
+        prefix_len = shared_prefix_len([e.input_ids for e in examples], min(e.prompt_len for e in examples) - 1)
         loss, trained = response_only_loss(model, to(batch["input_ids"]), to(batch["attention_mask"]),
-                                           to(batch["labels"]))
+                                           to(batch["labels"]), prefix_len)
         return StepOutput(loss, len(indices), batch["tokens"], trained)
