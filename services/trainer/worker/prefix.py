@@ -35,10 +35,15 @@ def shared_prefix_len(rows: list[list[int]], limit: int) -> int:
 
 
 def can_share(decoder) -> bool:
-    """False where the cache would be dropped: gradient checkpointing in a training forward."""
+    """False where the cache would be dropped (gradient checkpointing in a training forward) or where the
+    decoder takes no ``cache`` argument (an architecture outside transformers' current cache API)."""
+    import inspect
+
     import torch
 
-    return not (getattr(decoder, "gradient_checkpointing", False) and decoder.training and torch.is_grad_enabled())
+    if getattr(decoder, "gradient_checkpointing", False) and decoder.training and torch.is_grad_enabled():
+        return False
+    return "cache" in inspect.signature(decoder.forward).parameters
 
 
 def decoder_hidden(causal_lm, input_ids, attention_mask=None, position_ids=None, prefix_len: int = 0):
