@@ -145,7 +145,11 @@ async def story(tmp_path_factory, tiny_models_dir):
 
 async def test_a_killed_trainer_resumes_the_job_from_its_last_checkpoint(story):
     log = story["log_a"]
-    kill = story["a_before_kill"]
+    # What the stored log holds from before the kill (up to the resume warning): the follower's copy at the kill
+    # may lack the last event or two, stored but still on their way to it.
+    resume_at = next(i for i, e in enumerate(log) if "; resuming " in e.message)
+    kill = log[:resume_at]
+    assert len(story["a_before_kill"]) <= len(kill)
     checkpoints = [e.checkpoint.step for e in kill if e.WhichOneof("payload") == "checkpoint"]
     last_step = max(s.step for s in steps(kill))
     # Right after the restart, before the resumed worker reports anything: same id, still training, and
