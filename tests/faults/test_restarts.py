@@ -202,10 +202,14 @@ async def test_sigterm_checkpoints_running_jobs_and_they_resume_on_start(story):
     assert story["t2_exit"] == 0
     log = story["log_a"]
     _, second, third = segments(log)
-    stop = [e for e in log if e.WhichOneof("payload") == "checkpoint" and "(stopping)" in e.message]
-    # The checkpoint is of the last finished step: the last one reported, or one whose report the stop
-    # overtook (the worker exits right after the checkpoint). Nothing trained is lost either way.
+    resumes = [i for i, e in enumerate(log) if "; resuming " in e.message]
+    stop = [e for e in log[:resumes[-1]] if e.WhichOneof("payload") == "checkpoint"]
+    # The newest checkpoint before the restart is of the last finished step: written on stopping ("(stopping)"),
+    # or the periodic one when the stop came right after it (nothing newer to write). Its step is the last one
+    # reported, or one whose report the stop overtook (the worker exits right after the checkpoint). Nothing
+    # trained is lost either way.
     assert stop and stop[-1].checkpoint.step in (second[-1].step, second[-1].step + 1)
+    assert "(stopping)" in stop[-1].message or stop[-1].checkpoint.step % EVERY == 0
     assert any(e.message == "the trainer stopped; the worker ended (exit code 143)" for e in log)
     after = story["a_after_graceful_restart"]
     assert after.status == pb.JOB_STATUS_TRAINING and after.current_step == stop[-1].checkpoint.step
