@@ -117,24 +117,6 @@ def random_init_model(source: Path, target: Path, seed: int) -> Path:
     return target
 
 
-def count_parameters(model_path: Path) -> int:
-    """Parameters of the base model, from its safetensors header (no torch import)."""
-    import struct
-
-    total = 0
-    for f in sorted(model_path.glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        for name, info in header.items():
-            if name != "__metadata__":
-                count = 1
-                for d in info["shape"]:
-                    count *= d
-                total += count
-    return total
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Machine throughput
 # ---------------------------------------------------------------------------------------------------------------
@@ -307,6 +289,20 @@ def _recording(trainer_cls, record: dict, sampler, pretokenised: bool = False):
     return Recording
 
 
+def _train_timed(torch, cfg: dict, trainer, clock, record: dict) -> None:
+    """Runs a TRL trainer; fills each recorded step's seconds (from ``clock``), the compute dtype and device, and
+    on CUDA the peak GPU memory of the run."""
+    if cfg["device"] == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    for i, end in enumerate(clock.ends):
+        record["steps"][i]["seconds"] = end - (clock.ends[i - 1] if i else clock.start)
+    p = next(trainer.model.parameters())
+    record.update(dtype=str(p.dtype).removeprefix("torch."), device=str(p.device))
+    if cfg["device"] == "cuda":
+        record["gpu_peak_bytes"] = torch.cuda.max_memory_allocated()
+
+
 class ProductOrderSampler:
     """The product's batch order (``batching.batch_order``), epoch by epoch, as a flat index sampler: TRL's
     DataLoader cuts it into the same batches of ``batch_size``."""
@@ -353,16 +349,16 @@ def _trl_recorder(torch, cfg: dict, reseed: bool):
 def _load_trl_model(torch, cfg: dict, quantization: str):
     """The base model with the product's LoRA config and seeded init (so both trainers start from one adapter)."""
     from peft import get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM
 
     from services.trainer.spec import TrainingSpec
+    from services.trainer.worker.modeling import _bnb_config
 
     cuda = cfg["device"] == "cuda"
     dtype = torch.bfloat16 if cuda else torch.float32
     kwargs = {"dtype": dtype}
     if quantization == "4bit":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+        kwargs["quantization_config"] = _bnb_config("4bit", dtype)  # the product's NF4 settings
         kwargs["device_map"] = {"": 0 if cuda else "cpu"}
     model = AutoModelForCausalLM.from_pretrained(cfg["model_path"], **kwargs)
     if quantization != "4bit" and cuda:
@@ -430,16 +426,9 @@ def row_trl_sft(cfg: dict, name: str, quantization: str, defaults: bool) -> dict
     Timed = _recording(SFTTrainer, record, sampler)
     trainer = Timed(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                     peft_config=peft_config, callbacks=[clock])
-    if cfg["device"] == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    trainer.train()
-    for i, end in enumerate(clock.ends):
-        record["steps"][i]["seconds"] = end - (clock.ends[i - 1] if i else clock.start)
-    p = next(trainer.model.parameters())
-    record.update(dtype=str(p.dtype).removeprefix("torch."), device=str(p.device), quantization=quantization,
-                  bf16=bool(trainer.args.bf16), gradient_checkpointing=bool(trainer.args.gradient_checkpointing))
-    if cfg["device"] == "cuda":
-        record["gpu_peak_bytes"] = torch.cuda.max_memory_allocated()
+    _train_timed(torch, cfg, trainer, clock, record)
+    record.update(quantization=quantization, bf16=bool(trainer.args.bf16),
+                  gradient_checkpointing=bool(trainer.args.gradient_checkpointing))
     return record
 
 
@@ -469,15 +458,8 @@ def row_trl_dpo(cfg: dict, name: str) -> dict:
     Timed = _recording(DPOTrainer, record, sampler, pretokenised=True)
     args = DPOConfig(**_common_trl_args(dpo_cfg, name, cfg["dpo_steps"]), beta=cfg["beta"])
     trainer = Timed(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[clock])
-    if cfg["device"] == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    trainer.train()
-    for i, end in enumerate(clock.ends):
-        record["steps"][i]["seconds"] = end - (clock.ends[i - 1] if i else clock.start)
-    p = next(trainer.model.parameters())
-    record.update(dtype=str(p.dtype).removeprefix("torch."), device=str(p.device), quantization="none")
-    if cfg["device"] == "cuda":
-        record["gpu_peak_bytes"] = torch.cuda.max_memory_allocated()
+    _train_timed(torch, cfg, trainer, clock, record)
+    record.update(quantization="none")
     return record
 
 
@@ -786,6 +768,8 @@ def main(argv: list[str] | None = None) -> int:
         export_samples(work / "data", args.sft_records, args.dpo_pairs)
         print(f"data: {args.sft_records} SFT records, {args.dpo_pairs} DPO pairs exported from the sample debates "
               f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    from services.trainer.models import count_parameters
+
     params = count_parameters(model_path)
 
     cfg = {"work": str(work), "device": device, "model_id": args.model, "model_path": str(model_path.resolve()),

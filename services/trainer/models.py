@@ -62,7 +62,7 @@ def _catalogue() -> tuple[dict, ...]:
         return tuple(json.load(fh)["models"])
 
 
-def _count_parameters(folder: Path) -> int:
+def count_parameters(folder: Path) -> int:
     """Parameters from the safetensors headers (8-byte length + JSON), without loading any weight."""
     total = 0
     for f in sorted(folder.glob("*.safetensors")):
@@ -126,7 +126,7 @@ def _from_entry(entry: dict, models_dir: Path, local: Path | None) -> BaseModelI
 
 def _from_folder(model_id: str, folder: Path) -> BaseModelInfo:
     config = _read_config(folder)
-    params = _count_parameters(folder)
+    params = count_parameters(folder)
     arch = ",".join(config.get("architectures", [])) or config.get("model_type", "unknown architecture")
     return BaseModelInfo(
         id=model_id, name=model_id.rsplit("/", 1)[-1], provider=model_id.split("/", 1)[0] if "/" in model_id

@@ -27,7 +27,7 @@ from services.trainer.spec import resolve_dataset_path
 from services.trainer.worker import data as data_mod
 from services.trainer.worker.events import EventSink
 from services.trainer.worker.job import JobConfig, WorkerError
-from services.trainer.worker.prefix import decoder_hidden, shared_prefix_len
+from services.trainer.worker.prefix import decoder_hidden, lm_head_logits, shared_prefix_len
 
 REFERENCE_BATCH = 4
 """Pairs per forward pass when precomputing the reference log-probabilities."""
@@ -223,31 +223,19 @@ def sequence_logps(causal_lm, seqs: list[tuple[list[int], int]], pad_id: int, de
     predict a response token, like ``sft.response_only_loss``.
     """
     import torch
-    import torch.nn.functional as F
 
-    width = max(len(ids) for ids, _ in seqs)
+    from services.trainer.worker.sft import Encoded, batch_prefix_len, collate, response_token_logps
+
+    examples = [Encoded(list(ids), plen) for ids, plen in seqs]
+    batch = collate(examples, pad_id)
+    mask = batch["attention_mask"]
+    token_logps, keep = response_token_logps(causal_lm, batch["input_ids"].to(device),
+                                             None if mask is None else mask.to(device),
+                                             batch["labels"].to(device), batch_prefix_len(examples))
     n = len(seqs)
-    ids = torch.full((n, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    target_mask = torch.zeros((n, width), dtype=torch.bool)
-    for row, (seq, plen) in enumerate(seqs):
-        ids[row, :len(seq)] = torch.tensor(seq)
-        mask[row, :len(seq)] = 1
-        target_mask[row, plen:len(seq)] = True
-    ids, mask, target_mask = ids.to(device), mask.to(device), target_mask.to(device)
-    prefix_len = shared_prefix_len([seq for seq, _ in seqs], min(plen for _, plen in seqs) - 1)
-    hidden = decoder_hidden(causal_lm, ids, None if bool(mask.all()) else mask, prefix_len=prefix_len)
-    keep = target_mask[:, prefix_len + 1:]
-    targets = ids[:, prefix_len + 1:][keep]
-    logits = causal_lm.get_output_embeddings()(hidden[:, :-1][keep])
-    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    token_logps = -F.cross_entropy(logits.float(), targets, reduction="none")
-    rows = torch.arange(n, device=ids.device).unsqueeze(1).expand_as(keep)[keep]
-    sums = torch.zeros(n, dtype=torch.float32, device=ids.device).index_add(0, rows, token_logps)
-    counts = keep.sum(dim=1).to(torch.float32)
-    return sums, counts
+    rows = torch.arange(n, device=keep.device).unsqueeze(1).expand_as(keep)[keep]
+    sums = torch.zeros(n, dtype=torch.float32, device=keep.device).index_add(0, rows, token_logps)
+    return sums, keep.sum(dim=1).to(torch.float32)
 
 
 def pair_logps(causal_lm, pairs: list[EncodedPair], pad_id: int, device):
@@ -296,10 +284,7 @@ def pair_logps(causal_lm, pairs: list[EncodedPair], pad_id: int, device):
     hidden = decoder_hidden(causal_lm, ids.to(device), allowed.unsqueeze(1).to(device), positions.to(device),
                             prefix_len=prefix_len)
     picked = hidden[torch.tensor(rows, device=device), torch.tensor(at, device=device) - prefix_len]
-    logits = causal_lm.get_output_embeddings()(picked)
-    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
+    logits = lm_head_logits(causal_lm, picked)
     token_logps = -F.cross_entropy(logits.float(), torch.tensor(targets, device=device), reduction="none")
     slot_index = torch.tensor(slots, device=device)
     sums = torch.zeros(2 * n, dtype=torch.float32, device=device).index_add(0, slot_index, token_logps)

@@ -1,4 +1,5 @@
-"""A batch's shared prefix runs once: the decoder forward that SFT, DPO and the evaluation call.
+"""The forward that SFT, DPO and the evaluation call: a batch's shared prefix runs once, the LM head only where
+a next token is scored.
 
 Every sequence of a batch usually starts with the same tokens: the chat template's system prompt and the
 instruction every debate record carries (61 tokens of ~190 on the sample debates with SmolLM2's template). The
@@ -18,6 +19,9 @@ expected loss and gradient are unchanged; only the rows' noise on the prefix is 
 
 from __future__ import annotations
 
+import inspect
+from functools import lru_cache
+
 MIN_SHARED_PREFIX = 8
 """Shorter shared prefixes run with the rest (the second forward call would cost more than it saves)."""
 
@@ -34,16 +38,19 @@ def shared_prefix_len(rows: list[list[int]], limit: int) -> int:
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
+@lru_cache(maxsize=None)
+def _takes_cache(decoder_class: type) -> bool:
+    return "cache" in inspect.signature(decoder_class.forward).parameters
+
+
 def can_share(decoder) -> bool:
     """False where the cache would be dropped (gradient checkpointing in a training forward) or where the
     decoder takes no ``cache`` argument (an architecture outside transformers' current cache API)."""
-    import inspect
-
     import torch
 
     if getattr(decoder, "gradient_checkpointing", False) and decoder.training and torch.is_grad_enabled():
         return False
-    return "cache" in inspect.signature(decoder.forward).parameters
+    return _takes_cache(type(decoder))
 
 
 def decoder_hidden(causal_lm, input_ids, attention_mask=None, position_ids=None, prefix_len: int = 0):
@@ -80,3 +87,15 @@ def decoder_hidden(causal_lm, input_ids, attention_mask=None, position_ids=None,
         mask = None
     return decoder(input_ids=input_ids[:, prefix_len:], attention_mask=mask,
                    position_ids=position_ids[:, prefix_len:], cache=cache, use_cache=True).last_hidden_state
+
+
+def lm_head_logits(causal_lm, hidden):
+    """The LM head on the given hidden states (only the positions whose next token is scored), with the
+    model's final logit soft-capping where it has one (Gemma 2)."""
+    import torch
+
+    logits = causal_lm.get_output_embeddings()(hidden)
+    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits

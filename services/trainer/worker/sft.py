@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.trainer.worker.prefix import decoder_hidden, shared_prefix_len
+from services.trainer.worker.prefix import decoder_hidden, lm_head_logits, shared_prefix_len
 
 IGNORE_INDEX = -100
 FALLBACK_PROMPT = "### Instruction:\n{user}\n\n### Response:\n"
@@ -99,24 +99,36 @@ def collate(examples: list[Encoded], pad_id: int):
             "tokens": int(mask.sum())}
 
 
-def response_only_loss(causal_lm, input_ids, attention_mask, labels, prefix_len: int = 0):
-    """Mean cross-entropy over the trained (label != -100) tokens, and how many there were.
+def response_token_logps(causal_lm, input_ids, attention_mask, labels, prefix_len: int = 0):
+    """Log-probabilities of the trained (label != -100) tokens, and the mask of where they sit.
 
-    Equal to the causal-LM loss of ``causal_lm(input_ids, labels=labels)``, but the LM head runs only on the
-    positions that predict a trained token, and the first ``prefix_len`` tokens (the same in every row, before
-    the first trained token's predecessor) run once for the whole batch (``prefix.decoder_hidden``).
+    The LM head runs only on the positions that predict a trained token (no full-vocabulary logits for prompt
+    tokens), and the first ``prefix_len`` tokens (the same in every row, before the first trained token's
+    predecessor) run once for the whole batch (``prefix.decoder_hidden``). Returns ``(token_logps, keep)``:
+    ``token_logps`` flat, in row-major order of ``keep`` (``[batch, width - prefix_len - 1]``, True where a
+    trained token is predicted).
     """
-    import torch
     import torch.nn.functional as F
 
     hidden = decoder_hidden(causal_lm, input_ids, attention_mask, prefix_len=prefix_len)
     targets = labels[:, prefix_len + 1:]
     keep = targets.ne(IGNORE_INDEX)
-    logits = causal_lm.get_output_embeddings()(hidden[:, :-1][keep])
-    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return F.cross_entropy(logits.float(), targets[keep]), int(keep.sum())
+    logits = lm_head_logits(causal_lm, hidden[:, :-1][keep])
+    return -F.cross_entropy(logits.float(), targets[keep], reduction="none"), keep
+
+
+def batch_prefix_len(examples: list[Encoded]) -> int:
+    """The shared prefix of a batch, up to the position before the one that predicts its first trained token."""
+    return shared_prefix_len([e.input_ids for e in examples], min(e.prompt_len for e in examples) - 1)
+
+
+def response_only_loss(causal_lm, input_ids, attention_mask, labels, prefix_len: int = 0):
+    """Mean cross-entropy over the trained (label != -100) tokens, and how many there were.
+
+    Equal to the causal-LM loss of ``causal_lm(input_ids, labels=labels)`` (``response_token_logps``).
+    """
+    token_logps, keep = response_token_logps(causal_lm, input_ids, attention_mask, labels, prefix_len)
+    return -token_logps.mean(), int(keep.sum())
 
 
 @dataclass
@@ -148,8 +160,6 @@ class SFTObjective:
         examples = [self.examples[i] for i in indices]
         batch = collate(examples, self.pad_id)
         to = lambda t: None if t is None else t.to(self.device, non_blocking=True)  # noqa: E731
-        # The shared prefix ends before the position that predicts the first trained token.
-        prefix_len = shared_prefix_len([e.input_ids for e in examples], min(e.prompt_len for e in examples) - 1)
         loss, trained = response_only_loss(model, to(batch["input_ids"]), to(batch["attention_mask"]),
-                                           to(batch["labels"]), prefix_len)
+                                           to(batch["labels"]), batch_prefix_len(examples))
         return StepOutput(loss, len(indices), batch["tokens"], trained)
