@@ -707,6 +707,28 @@ def print_table(rows: list[dict], device: str) -> None:
               f"{r['peak_rss_gib']:>12.2f} {r['share']:>12.0%}{extra}")
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer of at least 1 (the parser names the option when it refuses one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def _dropout(text: str) -> float:
+    """An argparse type: a LoRA dropout probability in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -716,19 +738,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="model folder (default: MODELS_DIR/<model id with / as -->)")
     parser.add_argument("--random-init", action="store_true",
                         help="build the model from the folder's config.json + tokenizer with seeded random weights")
-    parser.add_argument("--sft-records", type=int, default=64)
-    parser.add_argument("--dpo-pairs", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=20, help="SFT optimizer steps (product and tuned TRL)")
-    parser.add_argument("--trl-default-steps", type=int, default=3)
-    parser.add_argument("--dpo-steps", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--max-seq-length", type=int, default=512)
-    parser.add_argument("--lora-dropout", type=float, default=0.05, help="SFT rows (DPO rows use 0, TRL's default)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
-    parser.add_argument("--repeats", type=int, default=1, help="runs of the product and tuned-TRL rows (medians)")
+    parser.add_argument("--sft-records", type=_positive, default=64)
+    parser.add_argument("--dpo-pairs", type=_positive, default=32)
+    parser.add_argument("--steps", type=_positive, default=20, help="SFT optimizer steps (product and tuned TRL)")
+    parser.add_argument("--trl-default-steps", type=_positive, default=3)
+    parser.add_argument("--dpo-steps", type=_positive, default=8)
+    parser.add_argument("--batch-size", type=_positive, default=4)
+    parser.add_argument("--max-seq-length", type=_positive, default=512)
+    parser.add_argument("--lora-dropout", type=_dropout, default=0.05, help="SFT rows (DPO rows use 0, TRL's default)")
+    parser.add_argument("--threads", type=_positive, default=2, help="torch threads on CPU")
+    parser.add_argument("--repeats", type=_positive, default=1, help="runs of the product and tuned-TRL rows (medians)")
     parser.add_argument("--rows", default="", help="comma-separated subset of rows to run")
-    parser.add_argument("--watchers", type=int, default=20)
-    parser.add_argument("--event-steps", type=int, default=120, help="steps of the tiny-model job of the events row")
+    parser.add_argument("--watchers", type=_positive, default=20)
+    parser.add_argument("--event-steps", type=_positive, default=120, help="steps of the tiny-model job of the events row")
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="reuse sft.jsonl and dpo.jsonl from here (a previous run's WORK/data) instead of exporting")
