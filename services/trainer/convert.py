@@ -1,4 +1,8 @@
-"""Protobuf <-> the trainer's plain types, at the edge only (the servicer is the one caller)."""
+"""Protobuf <-> the trainer's plain types, at the edge only (the servicer is the one caller).
+
+A job's ``TrainingConfig`` is converted by ``services.common.training_config`` (shared with the gateway), which
+takes the field list from the message descriptor.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from google.protobuf import timestamp_pb2
 
 from aragora.training.v1 import trainer_pb2 as pb
 from services.common.errors import InvalidArgument
+from services.common import training_config
 from services.trainer.events import EventType, JobEventRecord
 from services.trainer.jobs import Artifacts, JobMetrics
 from services.trainer.orm import Job, JobStatus
@@ -22,10 +27,6 @@ STATUS_TO_PB = {
 }
 STATUS_FROM_PB = {v: k for k, v in STATUS_TO_PB.items()}
 
-QUANTIZATION_TO_PB = {"4bit": pb.QUANTIZATION_4BIT, "8bit": pb.QUANTIZATION_8BIT, "none": pb.QUANTIZATION_NONE}
-QUANTIZATION_FROM_PB = {v: k for k, v in QUANTIZATION_TO_PB.items()}
-METHOD_TO_PB = {"sft": pb.TRAINING_METHOD_SFT, "dpo": pb.TRAINING_METHOD_DPO}
-METHOD_FROM_PB = {v: k for k, v in METHOD_TO_PB.items()}
 EVENT_TYPE_TO_PB = {
     EventType.STATUS: pb.EVENT_TYPE_STATUS,
     EventType.STEP: pb.EVENT_TYPE_STEP,
@@ -36,9 +37,9 @@ EVENT_TYPE_TO_PB = {
     EventType.ERROR: pb.EVENT_TYPE_ERROR,
 }
 
-_OPTIONAL_CONFIG_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "num_epochs", "batch_size", "learning_rate",
-                           "max_seq_length", "gradient_checkpointing", "dataset_path", "beta", "min_confidence",
-                           "min_confidence_diff", "max_steps", "seed", "checkpoint_every_steps")
+# A request's config: the fields the client SET, as ``spec.validate_spec`` takes them; a stored config back.
+config_from_pb = training_config.config_from_pb
+config_to_pb = training_config.config_to_pb
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -56,37 +57,6 @@ def status_from_pb(value: int, field: str = "status") -> JobStatus | None:
     if value not in STATUS_FROM_PB:
         raise InvalidArgument(f"unknown job status {value}", field=field)
     return STATUS_FROM_PB[value]
-
-
-def config_from_pb(config: pb.TrainingConfig) -> dict:
-    """The fields the client SET, snake_case, as ``spec.validate_spec`` takes them (unset ones absent)."""
-    raw: dict = {}
-    for name in _OPTIONAL_CONFIG_FIELDS:
-        if config.HasField(name):
-            raw[name] = getattr(config, name)
-    if config.quantization != pb.QUANTIZATION_UNSPECIFIED:
-        if config.quantization not in QUANTIZATION_FROM_PB:
-            raise InvalidArgument(f"unknown quantization {config.quantization}", field="training_config.quantization")
-        raw["quantization"] = QUANTIZATION_FROM_PB[config.quantization]
-    if config.method != pb.TRAINING_METHOD_UNSPECIFIED:
-        if config.method not in METHOD_FROM_PB:
-            raise InvalidArgument(f"unknown training method {config.method}", field="training_config.method")
-        raw["method"] = METHOD_FROM_PB[config.method]
-    if config.target_modules:
-        raw["target_modules"] = list(config.target_modules)
-    return raw
-
-
-def config_to_pb(config: dict) -> pb.TrainingConfig:
-    out = pb.TrainingConfig()
-    for name in _OPTIONAL_CONFIG_FIELDS:
-        value = config.get(name)
-        if value is not None:
-            setattr(out, name, value)
-    out.quantization = QUANTIZATION_TO_PB.get(config.get("quantization"), pb.QUANTIZATION_UNSPECIFIED)
-    out.method = METHOD_TO_PB.get(config.get("method"), pb.TRAINING_METHOD_UNSPECIFIED)
-    out.target_modules.extend(config.get("target_modules") or [])
-    return out
 
 
 def job_to_pb(job: Job) -> pb.Job:

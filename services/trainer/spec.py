@@ -1,9 +1,9 @@
-"""The training spec: one validated model of a job's ``training_config``.
+"""Validating a job's ``training_config`` against the one ``TrainingSpec`` (``services/common/training_spec.py``).
 
-Field names follow PEFT/TRL (``lora_r`` -> ``LoraConfig.r``, ``learning_rate``, ``max_seq_length``...); the
-guide's camelCase names (``loraR``, ``numEpochs``...) are accepted as aliases. ``validate_spec`` is what the
-trainer calls at create time: every bad value becomes an ``InvalidArgument`` naming ``training_config.<field>``,
-and the stored config is ``spec.model_dump()`` with every default filled in. The worker reads that dump back
+``TrainingSpec`` (names, types, defaults, ranges, help) is defined in ``services/common`` because the gateway
+builds its models from it too; this module adds what only the trainer knows (the base model's sequence limit,
+the data root). ``validate_spec`` is what the trainer calls at create time: every bad value becomes an
+``InvalidArgument`` naming ``training_config.<field>``, and the stored config is ``spec.model_dump()`` with every default filled in. The worker reads that dump back
 with ``TrainingSpec.model_validate``. No ML library is imported here (the service imports this module).
 """
 
@@ -11,100 +11,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import get_args
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from services.common.errors import FieldViolation, InvalidArgument
-
-DEFAULT_TARGET_MODULES = ["q_proj", "v_proj"]
-DEFAULT_MAX_SEQ_LENGTH = 2048
-QUANTIZATIONS = ("4bit", "8bit", "none")
-METHODS = ("sft", "dpo")
-
-
-def _alias(snake: str, camel: str | None = None):
-    return AliasChoices(snake, camel) if camel else AliasChoices(snake)
-
-
-class TrainingSpec(BaseModel):
-    """A job's training parameters with the user guide's defaults."""
-
-    # strict: "8" is not a rank and true is not 1 (a wrong-typed value is refused, not coerced);
-    # forbid: a misspelled field is an error rather than silently ignored.
-    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True, frozen=True)
-
-    lora_r: int = Field(8, gt=0, le=1024, validation_alias=_alias("lora_r", "loraR"),
-                        description="LoRA rank (LoraConfig.r)")
-    lora_alpha: float = Field(16.0, gt=0, validation_alias=_alias("lora_alpha", "loraAlpha"),
-                              description="LoRA scaling factor (LoraConfig.lora_alpha)")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, validation_alias=_alias("lora_dropout", "loraDropout"),
-                                description="Dropout of the LoRA layers, in [0, 1)")
-    num_epochs: int = Field(3, gt=0, le=1000, validation_alias=_alias("num_epochs", "numEpochs"))
-    batch_size: int = Field(4, gt=0, le=4096, validation_alias=_alias("batch_size", "batchSize"))
-    learning_rate: float = Field(2e-4, gt=0, le=1.0, validation_alias=_alias("learning_rate", "learningRate"))
-    max_seq_length: int = Field(DEFAULT_MAX_SEQ_LENGTH, gt=0,
-                                validation_alias=_alias("max_seq_length", "maxSeqLength"),
-                                description="Longest training sequence in tokens; longer ones are truncated")
-    quantization: Literal["4bit", "8bit", "none"] = Field("4bit", validation_alias=_alias("quantization"))
-    gradient_checkpointing: bool = Field(True, validation_alias=_alias("gradient_checkpointing",
-                                                                       "gradientCheckpointing"))
-    dataset_path: str | None = Field(None, validation_alias=_alias("dataset_path", "datasetPath"),
-                                     description="A JSONL file inside the data root (relative or absolute)")
-    method: Literal["sft", "dpo"] = Field("sft", validation_alias=_alias("method"))
-    beta: float = Field(0.1, gt=0, le=100, validation_alias=_alias("beta"))
-    min_confidence: float = Field(0.7, ge=0, le=1, validation_alias=_alias("min_confidence", "minConfidence"))
-    min_confidence_diff: float = Field(0.0, ge=0, le=1,
-                                       validation_alias=_alias("min_confidence_diff", "minConfidenceDiff"))
-    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_MODULES),
-                                      validation_alias=_alias("target_modules", "targetModules"))
-    max_steps: int | None = Field(None, gt=0, validation_alias=_alias("max_steps", "maxSteps"))
-    seed: int = Field(42, ge=0, lt=2**32, validation_alias=_alias("seed"))
-    checkpoint_every_steps: int | None = Field(None, gt=0, validation_alias=_alias("checkpoint_every_steps",
-                                                                                  "checkpointEverySteps"))
-
-    @field_validator("lora_alpha", "lora_dropout", "learning_rate", "beta", "min_confidence",
-                     "min_confidence_diff", mode="before")
-    @classmethod
-    def _int_is_a_float(cls, v):
-        # JSON and protobuf give 16 for 16.0; strict mode would otherwise refuse it. A bool is not a number.
-        if isinstance(v, bool):
-            raise ValueError("Input should be a valid number")
-        return float(v) if isinstance(v, int) else v
-
-    @field_validator("dataset_path", mode="before")
-    @classmethod
-    def _empty_path_is_none(cls, v):
-        return None if v == "" else v
-
-    @field_validator("target_modules", mode="before")
-    @classmethod
-    def _empty_modules_is_default(cls, v):
-        # A protobuf repeated field cannot say "unset": an empty list means the default.
-        return list(DEFAULT_TARGET_MODULES) if v is None or v == [] else v
-
-    @field_validator("target_modules")
-    @classmethod
-    def _module_names(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if not name or not all(c.isalnum() or c in "_." for c in name):
-                raise ValueError(f"{name!r} is not a module name (letters, digits, '_' and '.')")
-        if len(set(v)) != len(v):
-            raise ValueError("module names must not repeat")
-        return v
-
-    def to_lora_config(self):
-        """The peft ``LoraConfig`` of this spec (peft is imported here, lazily)."""
-        from peft import LoraConfig, TaskType
-
-        return LoraConfig(
-            task_type=TaskType.CAUSAL_LM,
-            r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            target_modules=list(self.target_modules),
-            bias="none",
-        )
+from services.common.training_spec import (  # noqa: F401  (re-exported: the worker and tests import them here)
+    CANONICAL,
+    DEFAULT_MAX_SEQ_LENGTH,
+    DEFAULT_TARGET_MODULES,
+    METHODS,
+    QUANTIZATIONS,
+    TrainingSpec,
+)
 
 
 def resolve_dataset_path(dataset_path: str, data_root: Path) -> Path:
@@ -166,23 +85,16 @@ def _invalid(exc: ValidationError) -> InvalidArgument:
         loc = [str(p) for p in err.get("loc", ())]
         # Report the canonical snake_case name whichever alias the client used.
         if loc:
-            loc[0] = _CANONICAL.get(loc[0], loc[0])
+            loc[0] = CANONICAL.get(loc[0], loc[0])
         field = ".".join(["training_config", *loc[:1]])
         msg = err.get("msg", "invalid value")
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         if err.get("type") == "extra_forbidden":
             msg = "unknown field"
-        elif err.get("type") == "literal_error" and loc and loc[0] in ("quantization", "method"):
-            allowed = QUANTIZATIONS if loc[0] == "quantization" else METHODS
+        elif err.get("type") == "literal_error" and loc and loc[0] in TrainingSpec.model_fields:
+            allowed = get_args(TrainingSpec.model_fields[loc[0]].annotation)
             msg = f"{err.get('input')!r} is not one of {', '.join(allowed)}"
         out.append(FieldViolation(field, msg))
     return InvalidArgument(out)
 
-
-_CANONICAL = {
-    choice: name
-    for name, info in TrainingSpec.model_fields.items()
-    for choice in (info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else [])
-    if isinstance(choice, str)
-}

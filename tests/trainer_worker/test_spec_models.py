@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import get_args
 
 import pytest
 
@@ -126,3 +127,94 @@ def test_resolve_model(tmp_path, tiny_model):
             resolve_model(tiny_model.parent, model_id)
         assert exc.value.violations[0].field == "base_model"
         assert words in exc.value.violations[0].reason
+
+
+# --- one source of truth: the proto's TrainingConfig, TrainingSpec, the gateway's models, the JSON Schema ---------
+
+def _field_set(pb_fields, spec_fields):
+    missing_in_spec = sorted(set(pb_fields) - set(spec_fields))
+    missing_in_proto = sorted(set(spec_fields) - set(pb_fields))
+    return missing_in_spec, missing_in_proto
+
+
+def test_the_proto_and_the_spec_have_the_same_training_parameters():
+    """A field added to one and not the other fails here (the trainer would otherwise drop it silently)."""
+    from aragora.training.v1 import trainer_pb2 as pb
+    from services.common.training_config import enum_names
+
+    fields = {f.name: f for f in pb.TrainingConfig.DESCRIPTOR.fields}
+    missing_in_spec, missing_in_proto = _field_set(fields, TrainingSpec.model_fields)
+    assert not missing_in_spec, f"TrainingConfig fields with no TrainingSpec entry: {missing_in_spec}"
+    assert not missing_in_proto, f"TrainingSpec fields with no TrainingConfig field: {missing_in_proto}"
+    for name, field in fields.items():
+        info = TrainingSpec.model_fields[name]
+        assert info.description and info.title, f"{name}: give it a title (label) and a description (help)"
+        if field.enum_type is not None:
+            # The spec's choices are the enum's values by plain name (QUANTIZATION_4BIT -> "4bit").
+            assert set(get_args(info.annotation)) == set(enum_names(field.enum_type).values()), name
+        elif not field.is_repeated:
+            # "Unset takes the default" needs presence: `optional` in the proto.
+            assert field.has_presence, f"TrainingConfig.{name} must be declared `optional`"
+
+
+def _non_defaults() -> dict:
+    """A value for every parameter that differs from its default and lies in its range."""
+    values = {}
+    for name, info in TrainingSpec.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        choices = get_args(info.annotation)
+        if all(isinstance(c, str) for c in choices) and choices:
+            values[name] = next(c for c in choices if c != default)
+        elif info.annotation is bool:
+            values[name] = not default
+        elif "list" in str(info.annotation):
+            values[name] = ["k_proj"]
+        elif "str" in str(info.annotation):
+            values[name] = "data.jsonl"
+        elif "float" in str(info.annotation):
+            values[name] = default / 2 if default else 0.5
+        else:
+            values[name] = default + 1 if default else 5
+    return values
+
+
+def test_every_parameter_travels_through_protobuf_and_the_gateway(tmp_path):
+    """Each spec field, set to a non-default value under its camelCase name, reaches the trainer's config
+    (gateway request model -> protobuf -> the trainer's dict -> TrainingSpec) and comes back in the response."""
+    from services.common.training_config import config_from_pb, config_to_pb
+    from services.common.training_spec import camel_name
+    from services.gateway.routers.jobs import TrainingJobCreate, config_public
+
+    values = _non_defaults()
+    (tmp_path / "data.jsonl").write_text("{}\n")
+    body = TrainingJobCreate.model_validate({"jobName": "j", "trainingConfig": {
+        camel_name(k): v for k, v in values.items()}})
+    message = body.training_config.to_pb()
+    raw = config_from_pb(message)
+    assert raw == values
+    spec = validate_spec(raw, Model(), tmp_path)
+    assert {k: getattr(spec, k) for k in values} == values
+    # The stored config back to protobuf and out of the gateway.
+    assert config_public(config_to_pb(spec.model_dump())).model_dump() == spec.model_dump()
+    assert set(TrainingJobCreate.model_fields["training_config"].annotation.model_fields) == set(values)
+
+
+def test_the_json_schema_has_every_default_range_and_name():
+    from services.common.training_spec import config_json_schema
+
+    schema = config_json_schema()
+    props = schema["properties"]
+    assert schema["x-order"] == list(props) == list(TrainingSpec.model_fields)
+    defaults = {k: p["default"] for k, p in props.items()}
+    # The user guide's defaults.
+    assert defaults == {
+        "lora_r": 8, "lora_alpha": 16.0, "lora_dropout": 0.05, "num_epochs": 3, "batch_size": 4,
+        "learning_rate": 2e-4, "max_seq_length": 2048, "quantization": "4bit", "gradient_checkpointing": True,
+        "dataset_path": None, "method": "sft", "beta": 0.1, "min_confidence": 0.7, "min_confidence_diff": 0.0,
+        "target_modules": ["q_proj", "v_proj"], "max_steps": None, "seed": 42, "checkpoint_every_steps": None,
+    }
+    assert props["lora_dropout"]["minimum"] == 0 and props["lora_dropout"]["exclusiveMaximum"] == 1
+    assert props["lora_r"]["exclusiveMinimum"] == 0
+    assert props["quantization"]["enum"] == ["4bit", "8bit", "none"]
+    assert props["lora_r"]["x-camelCase"] == "loraR" and props["max_seq_length"]["x-camelCase"] == "maxSeqLength"
+    assert props["max_steps"]["x-group"] == "advanced" and "x-group" not in props["dataset_path"]

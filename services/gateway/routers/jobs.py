@@ -1,8 +1,10 @@
 """Training-job routes (served by the trainer over gRPC): list, counts, get, create, start, cancel, metrics,
-artifacts and artifact downloads.
+artifacts and artifact downloads, and the training parameters' JSON Schema.
 
-The request model only checks types (strict: ``"8"`` is not a rank) and accepts the guide's camelCase names;
-the trainer validates ranges and the model's limits, and its field errors come back as 422 with the field.
+The training-config models are built from ``TrainingSpec`` (``services/common/training_spec.py``) and converted
+to and from protobuf by ``services/common/training_config.py``: no parameter is named here. The request model
+only checks types (strict: ``"8"`` is not a rank) and accepts the guide's camelCase names; the trainer validates
+ranges and the model's limits, and its field errors come back as 422 with the field.
 """
 
 from __future__ import annotations
@@ -10,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import quote
 
 import grpc
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 from aragora.training.v1 import trainer_pb2 as pb
+from services.common.training_config import config_from_pb, config_to_pb
+from services.common.training_spec import CANONICAL, TrainingSpec, aliases, config_json_schema
 from services.gateway.deps import TimeoutDep, TrainerDep
 
 router = APIRouter(prefix="/api/training", tags=["jobs"])
@@ -33,10 +39,6 @@ STATUS_NAMES: dict[int, str] = {
     pb.JOB_STATUS_CANCELLED: "cancelled",
 }
 STATUS_VALUES = {v: k for k, v in STATUS_NAMES.items()}
-QUANTIZATION_NAMES = {pb.QUANTIZATION_4BIT: "4bit", pb.QUANTIZATION_8BIT: "8bit", pb.QUANTIZATION_NONE: "none"}
-QUANTIZATION_VALUES = {v: k for k, v in QUANTIZATION_NAMES.items()}
-METHOD_NAMES = {pb.TRAINING_METHOD_SFT: "sft", pb.TRAINING_METHOD_DPO: "dpo"}
-METHOD_VALUES = {v: k for k, v in METHOD_NAMES.items()}
 
 INT32 = dict(ge=-(2**31), le=2**31 - 1)
 
@@ -45,62 +47,64 @@ def _alias(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-# -- requests --------------------------------------------------------------------------------------------------
+# -- the training parameters, built from the one TrainingSpec -------------------------------------------------
 
 
-class TrainingConfigCreate(BaseModel):
-    """A job's training parameters; every field optional (unset takes the trainer's default)."""
+def _default_text(info: FieldInfo) -> str | None:
+    value = info.get_default(call_default_factory=True)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
+
+def _base_type(annotation: Any) -> Any:
+    """``int | None`` -> ``int``; other annotations as they are."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return args[0] if get_origin(annotation) in (Union, UnionType) and len(args) == 1 else annotation
+
+
+def _config_fields(*, request: bool) -> dict[str, Any]:
+    """Every ``TrainingSpec`` field as an optional field (None: unset, the trainer fills in the default). The
+    request's fields accept the camelCase name too, and are bounded to what the protobuf field holds (int32,
+    finite floats); the ranges themselves are the trainer's to check (its errors name the field)."""
+    fields: dict[str, Any] = {}
+    for name, info in TrainingSpec.model_fields.items():
+        base = _base_type(info.annotation)
+        if not request:
+            # A repeated field has no "unset": an empty list.
+            fields[name] = (base, Field([], description=info.description)) if get_origin(base) is list else (
+                base | None, Field(None, description=info.description))
+            continue
+        default = _default_text(info)
+        extra: dict[str, Any] = {}
+        if base is int:
+            extra.update(INT32)
+        elif base is float:
+            extra["allow_inf_nan"] = False
+        fields[name] = (base | None, Field(
+            None, validation_alias=aliases(name), **extra,
+            description=f"{info.description} (default {default})" if default is not None else info.description))
+    return fields
+
+
+class _TrainingConfigCreateBase(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
 
-    lora_r: int | None = Field(None, validation_alias=_alias("lora_r", "loraR"), description="LoRA rank (default 8)", **INT32)
-    lora_alpha: float | None = Field(None, validation_alias=_alias("lora_alpha", "loraAlpha"), allow_inf_nan=False,
-                                     description="LoRA scaling factor (default 16)")
-    lora_dropout: float | None = Field(None, validation_alias=_alias("lora_dropout", "loraDropout"), allow_inf_nan=False,
-                                       description="Dropout of the LoRA layers, in [0, 1) (default 0.05)")
-    num_epochs: int | None = Field(None, validation_alias=_alias("num_epochs", "numEpochs"), description="Epochs (default 3)", **INT32)
-    batch_size: int | None = Field(None, validation_alias=_alias("batch_size", "batchSize"), description="Batch size (default 4)", **INT32)
-    learning_rate: float | None = Field(None, validation_alias=_alias("learning_rate", "learningRate"), allow_inf_nan=False,
-                                        description="Learning rate (default 2e-4)")
-    max_seq_length: int | None = Field(None, validation_alias=_alias("max_seq_length", "maxSeqLength"),
-                                       description="Longest sequence in tokens (default 2048, capped at the model's limit)", **INT32)
-    quantization: Literal["4bit", "8bit", "none"] | None = Field(None, description="Base model loading (default 4bit)")
-    gradient_checkpointing: bool | None = Field(None, validation_alias=_alias("gradient_checkpointing", "gradientCheckpointing"),
-                                                description="Recompute activations to save memory (default true)")
-    dataset_path: str | None = Field(None, validation_alias=_alias("dataset_path", "datasetPath"),
-                                     description="A JSONL file inside the trainer's data root (default: the exporter's SFT export)")
-    method: Literal["sft", "dpo"] | None = Field(None, description="Training method (default sft)")
-    beta: float | None = Field(None, allow_inf_nan=False, description="DPO temperature (default 0.1)")
-    min_confidence: float | None = Field(None, validation_alias=_alias("min_confidence", "minConfidence"), allow_inf_nan=False,
-                                         description="SFT data: minimum consensus confidence (default 0.7)")
-    min_confidence_diff: float | None = Field(None, validation_alias=_alias("min_confidence_diff", "minConfidenceDiff"),
-                                              allow_inf_nan=False, description="DPO data: minimum confidence difference (default 0)")
-    target_modules: list[str] | None = Field(None, validation_alias=_alias("target_modules", "targetModules"),
-                                             description="Modules LoRA adapts (default q_proj, v_proj)")
-    max_steps: int | None = Field(None, validation_alias=_alias("max_steps", "maxSteps"), description="Stop after this many steps", **INT32)
-    seed: int | None = Field(None, description="Random seed (default 42)", **INT32)
-    checkpoint_every_steps: int | None = Field(None, validation_alias=_alias("checkpoint_every_steps", "checkpointEverySteps"),
-                                               description="Steps between checkpoints (default: the trainer's setting)", **INT32)
-
     def to_pb(self) -> pb.TrainingConfig:
-        out = pb.TrainingConfig()
-        for name, value in self.model_dump(exclude_none=True).items():
-            if name == "quantization":
-                out.quantization = QUANTIZATION_VALUES[value]
-            elif name == "method":
-                out.method = METHOD_VALUES[value]
-            elif name == "target_modules":
-                out.target_modules.extend(value)
-            else:
-                setattr(out, name, value)
-        return out
+        return config_to_pb(self.model_dump(exclude_none=True))
 
+
+TrainingConfigCreate = create_model(
+    "TrainingConfigCreate", __base__=_TrainingConfigCreateBase, __module__=__name__,
+    __doc__="A job's training parameters; every field optional (unset takes the trainer's default).",
+    **_config_fields(request=True))
 
 # Every name a training parameter goes by (snake_case and camelCase), to spot them at the top level.
-_CONFIG_KEYS = set(TrainingConfigCreate.model_fields)
-for _info in TrainingConfigCreate.model_fields.values():
-    if isinstance(_info.validation_alias, AliasChoices):
-        _CONFIG_KEYS |= {c for c in _info.validation_alias.choices if isinstance(c, str)}
+_CONFIG_KEYS = set(CANONICAL)
 
 
 class TrainingJobCreate(BaseModel):
@@ -135,28 +139,22 @@ class TrainingJobCreate(BaseModel):
         return rest
 
 
+@router.get("/config-schema", response_model=dict[str, Any])
+async def read_config_schema() -> dict[str, Any]:
+    """The JSON Schema of ``training_config``: every training parameter with its type, default, range
+    (``minimum`` / ``exclusiveMinimum`` / ``maximum`` / ``exclusiveMaximum``), choices (``enum``), label
+    (``title``) and help (``description``), plus ``x-camelCase`` (the other name it is accepted under) and
+    ``x-group`` (``advanced`` beyond the guide's table). The dashboard's New Job form is built from it."""
+    return config_json_schema()
+
+
 # -- responses -------------------------------------------------------------------------------------------------
 
 
-class TrainingConfigPublic(BaseModel):
-    lora_r: int | None = None
-    lora_alpha: float | None = None
-    lora_dropout: float | None = None
-    num_epochs: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    max_seq_length: int | None = None
-    quantization: Literal["4bit", "8bit", "none"] | None = None
-    gradient_checkpointing: bool | None = None
-    dataset_path: str | None = None
-    method: Literal["sft", "dpo"] | None = None
-    beta: float | None = None
-    min_confidence: float | None = None
-    min_confidence_diff: float | None = None
-    target_modules: list[str] = []
-    max_steps: int | None = None
-    seed: int | None = None
-    checkpoint_every_steps: int | None = None
+TrainingConfigPublic = create_model(
+    "TrainingConfigPublic", __module__=__name__,
+    __doc__="A job's training parameters, every default filled in (null: a parameter with no default, unset).",
+    **_config_fields(request=False))
 
 
 class TrainingJobPublic(BaseModel):
@@ -243,15 +241,7 @@ def _opt(msg, name: str):
 
 
 def config_public(c: pb.TrainingConfig) -> TrainingConfigPublic:
-    return TrainingConfigPublic(
-        **{name: _opt(c, name) for name in (
-            "lora_r", "lora_alpha", "lora_dropout", "num_epochs", "batch_size", "learning_rate", "max_seq_length",
-            "gradient_checkpointing", "dataset_path", "beta", "min_confidence", "min_confidence_diff", "max_steps",
-            "seed", "checkpoint_every_steps")},
-        quantization=QUANTIZATION_NAMES.get(c.quantization),
-        method=METHOD_NAMES.get(c.method),
-        target_modules=list(c.target_modules),
-    )
+    return TrainingConfigPublic(**config_from_pb(c, strict=False))
 
 
 def job_public(j: pb.Job) -> TrainingJobPublic:

@@ -1,0 +1,164 @@
+"""The training spec: the one definition of a job's training parameters (names, types, defaults, ranges, help).
+
+Every other description of a training parameter is derived from ``TrainingSpec``:
+
+- the trainer validates a job's ``training_config`` with it (``services/trainer/spec.py``) and the worker reads
+  the stored dump back with it;
+- the gateway builds its request and response models from it (``services/gateway/routers/jobs.py``) and serves
+  its JSON Schema at ``GET /api/training/config-schema`` (``config_json_schema``);
+- the dashboard's New Job form is built from that JSON Schema (``web/src/api/trainingConfig.schema.json``,
+  written by scripts/build_dashboard.sh);
+- the protobuf ``TrainingConfig`` message must have exactly these fields (``tests/trainer_worker/test_spec_models.py``
+  fails otherwise), and both edges convert it with ``services/common/training_config.py``, which reads the field
+  list from the message descriptor.
+
+It lives in ``services/common`` because both the trainer and the gateway import it and the gateway is stateless
+and must not depend on the trainer's package. No ML library and no protobuf is imported here.
+
+Field names follow PEFT/TRL (``lora_r`` -> ``LoraConfig.r``, ``learning_rate``, ``max_seq_length``...); each
+is also accepted under its camelCase name (``loraR``, ``numEpochs``...), the user guide's. A field's ``title``
+is the form's label, its ``description`` the help text; ``json_schema_extra={"x-group": "advanced"}`` puts it
+under the form's "Advanced" section (the others are the guide's parameter table, in this order).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, AliasGenerator, BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+DEFAULT_TARGET_MODULES = ["q_proj", "v_proj"]
+DEFAULT_MAX_SEQ_LENGTH = 2048
+QUANTIZATIONS = ("4bit", "8bit", "none")
+METHODS = ("sft", "dpo")
+
+ADVANCED = {"x-group": "advanced"}
+
+
+def camel_name(name: str) -> str:
+    """The camelCase name a parameter is also accepted under (``lora_r`` -> ``loraR``)."""
+    return to_camel(name)
+
+
+def aliases(name: str) -> AliasChoices:
+    """Every name a parameter is accepted under: snake_case first, then camelCase (when it differs)."""
+    camel = camel_name(name)
+    return AliasChoices(name, camel) if camel != name else AliasChoices(name)
+
+
+class TrainingSpec(BaseModel):
+    """A job's training parameters with the user guide's defaults."""
+
+    # strict: "8" is not a rank and true is not 1 (a wrong-typed value is refused, not coerced);
+    # forbid: a misspelled field is an error rather than silently ignored.
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True, frozen=True,
+                              alias_generator=AliasGenerator(validation_alias=aliases))
+
+    lora_r: int = Field(8, gt=0, le=1024, title="LoRA rank",
+                        description="LoRA rank, LoraConfig.r (higher = more parameters)")
+    lora_alpha: float = Field(16.0, gt=0, title="LoRA alpha", description="LoRA scaling factor")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, title="LoRA dropout", description="Dropout for regularization")
+    num_epochs: int = Field(3, gt=0, le=1000, title="Epochs", description="Training epochs")
+    batch_size: int = Field(4, gt=0, le=4096, title="Batch size", description="Training batch size")
+    learning_rate: float = Field(2e-4, gt=0, le=1.0, title="Learning rate", description="Learning rate")
+    max_seq_length: int = Field(DEFAULT_MAX_SEQ_LENGTH, gt=0, title="Max sequence length",
+                                description="Maximum sequence length in tokens (capped at the base model's limit); "
+                                            "longer examples are truncated")
+    quantization: Literal["4bit", "8bit", "none"] = Field(
+        "4bit", title="Quantization", description="Quantization level of the base model (4bit, 8bit, none)")
+    gradient_checkpointing: bool = Field(True, title="Gradient checkpointing",
+                                         description="Enable gradient checkpointing (saves memory)")
+    dataset_path: str | None = Field(None, title="Dataset path",
+                                     description="Custom dataset: a JSONL file inside the trainer's data root "
+                                                 "(relative or absolute); empty uses the exporter's debates")
+    method: Literal["sft", "dpo"] = Field(
+        "sft", title="Method", json_schema_extra=ADVANCED,
+        description="sft: learn the consensus answers; dpo: prefer the winning answer over a losing one")
+    beta: float = Field(0.1, gt=0, le=100, title="DPO beta", json_schema_extra=ADVANCED,
+                        description="DPO temperature (DPO only)")
+    min_confidence: float = Field(0.7, ge=0, le=1, title="Min. consensus confidence", json_schema_extra=ADVANCED,
+                                  description="SFT data: keep debates whose consensus confidence is at least this")
+    min_confidence_diff: float = Field(0.0, ge=0, le=1, title="Min. confidence difference",
+                                       json_schema_extra=ADVANCED,
+                                       description="DPO data: keep pairs whose confidence difference is at least this")
+    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_MODULES), title="Target modules",
+                                      json_schema_extra=ADVANCED,
+                                      description="Modules LoRA adapts (the attention projections by default)")
+    max_steps: int | None = Field(None, gt=0, title="Max steps", json_schema_extra=ADVANCED,
+                                  description="Stop after this many optimizer steps; empty trains every epoch in full")
+    seed: int = Field(42, ge=0, lt=2**32, title="Seed", json_schema_extra=ADVANCED,
+                      description="Random seed (same seed, same data: same run)")
+    checkpoint_every_steps: int | None = Field(None, gt=0, title="Checkpoint every", json_schema_extra=ADVANCED,
+                                               description="Optimizer steps between checkpoints; empty uses the "
+                                                           "trainer's setting")
+
+    @field_validator("lora_alpha", "lora_dropout", "learning_rate", "beta", "min_confidence",
+                     "min_confidence_diff", mode="before")
+    @classmethod
+    def _int_is_a_float(cls, v):
+        # JSON and protobuf give 16 for 16.0; strict mode would otherwise refuse it. A bool is not a number.
+        if isinstance(v, bool):
+            raise ValueError("Input should be a valid number")
+        return float(v) if isinstance(v, int) else v
+
+    @field_validator("dataset_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, v):
+        return None if v == "" else v
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _empty_modules_is_default(cls, v):
+        # A protobuf repeated field cannot say "unset": an empty list means the default.
+        return list(DEFAULT_TARGET_MODULES) if v is None or v == [] else v
+
+    @field_validator("target_modules")
+    @classmethod
+    def _module_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not name or not all(c.isalnum() or c in "_." for c in name):
+                raise ValueError(f"{name!r} is not a module name (letters, digits, '_' and '.')")
+        if len(set(v)) != len(v):
+            raise ValueError("module names must not repeat")
+        return v
+
+    def to_lora_config(self):
+        """The peft ``LoraConfig`` of this spec (peft is imported here, lazily)."""
+        from peft import LoraConfig, TaskType
+
+        return LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=list(self.target_modules),
+            bias="none",
+        )
+
+
+# Every name a parameter goes by (snake_case and camelCase) -> its snake_case name.
+CANONICAL: dict[str, str] = {
+    choice: name
+    for name, info in TrainingSpec.model_fields.items()
+    for choice in (info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else [name])
+    if isinstance(choice, str)
+}
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a job's ``training_config`` (``GET /api/training/config-schema``).
+
+    Each property carries its ``default``, its range (``minimum`` / ``exclusiveMinimum`` / ``maximum`` /
+    ``exclusiveMaximum``), ``enum`` for a choice, ``title`` (label) and ``description`` (help), plus
+    ``x-camelCase`` (the other name it is accepted under) and ``x-group`` (``"advanced"`` for the parameters
+    beyond the guide's table). ``x-order`` lists the properties in the spec's order.
+    """
+    schema = TrainingSpec.model_json_schema(mode="validation")
+    schema["title"] = "TrainingConfig"
+    for name, prop in schema["properties"].items():
+        # A default_factory's value is a default too (pydantic leaves it out of the schema).
+        prop.setdefault("default", TrainingSpec.model_fields[name].get_default(call_default_factory=True))
+        prop["x-camelCase"] = camel_name(name)
+    schema["x-order"] = list(TrainingSpec.model_fields)
+    return schema
