@@ -27,6 +27,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/training/config-schema": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Config Schema
+         * @description The JSON Schema of ``training_config``: every training parameter with its type, default, range
+         *     (``minimum`` / ``exclusiveMinimum`` / ``maximum`` / ``exclusiveMaximum``), choices (``enum``), label
+         *     (``title``) and help (``description``), plus ``x-camelCase`` (the other name it is accepted under) and
+         *     ``x-group`` (``advanced`` beyond the guide's table). The dashboard's New Job form is built from it.
+         */
+        get: operations["read_config_schema_api_training_config_schema_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/training/export/{export_format}": {
         parameters: {
             query?: never;
@@ -351,6 +374,28 @@ export interface components {
             /** Models */
             models: components["schemas"]["BaseModelPublic"][];
         };
+        /**
+         * ErrorBody
+         * @description Every error response of /api/: what went wrong, the gRPC-style code, and the bad fields if any.
+         */
+        ErrorBody: {
+            /** Code */
+            code: string;
+            /** Detail */
+            detail: string;
+            /**
+             * Errors
+             * @default []
+             */
+            errors?: components["schemas"]["ErrorField"][];
+        };
+        /** ErrorField */
+        ErrorField: {
+            /** Field */
+            field: string;
+            /** Reason */
+            reason: string;
+        };
         /** ExportFilePublic */
         ExportFilePublic: {
             /** Created At */
@@ -424,11 +469,6 @@ export interface components {
             formats: {
                 [key: string]: components["schemas"]["FormatPublic"];
             };
-        };
-        /** HTTPValidationError */
-        HTTPValidationError: {
-            /** Detail */
-            detail?: components["schemas"]["ValidationError"][];
         };
         /** HealthPublic */
         HealthPublic: {
@@ -520,32 +560,32 @@ export interface components {
         TrainingConfigCreate: {
             /**
              * Batch Size
-             * @description Batch size (default 4)
+             * @description Training batch size (default 4)
              */
             batch_size?: number | null;
             /**
              * Beta
-             * @description DPO temperature (default 0.1)
+             * @description DPO temperature (DPO only) (default 0.1)
              */
             beta?: number | null;
             /**
              * Checkpoint Every Steps
-             * @description Steps between checkpoints (default: the trainer's setting)
+             * @description Optimizer steps between checkpoints; empty uses the trainer's setting
              */
             checkpoint_every_steps?: number | null;
             /**
              * Dataset Path
-             * @description A JSONL file inside the trainer's data root (default: the exporter's SFT export)
+             * @description Custom dataset: a JSONL file inside the trainer's data root (relative or absolute); empty uses the exporter's debates
              */
             dataset_path?: string | null;
             /**
              * Gradient Checkpointing
-             * @description Recompute activations to save memory (default true)
+             * @description Enable gradient checkpointing (saves memory) (default true)
              */
             gradient_checkpointing?: boolean | null;
             /**
              * Learning Rate
-             * @description Learning rate (default 2e-4)
+             * @description Learning rate (default 0.0002)
              */
             learning_rate?: number | null;
             /**
@@ -555,98 +595,153 @@ export interface components {
             lora_alpha?: number | null;
             /**
              * Lora Dropout
-             * @description Dropout of the LoRA layers, in [0, 1) (default 0.05)
+             * @description Dropout for regularization (default 0.05)
              */
             lora_dropout?: number | null;
             /**
              * Lora R
-             * @description LoRA rank (default 8)
+             * @description LoRA rank, LoraConfig.r (higher = more parameters) (default 8)
              */
             lora_r?: number | null;
             /**
              * Max Seq Length
-             * @description Longest sequence in tokens (default 2048, capped at the model's limit)
+             * @description Maximum sequence length in tokens (capped at the base model's limit); longer examples are truncated (default 2048)
              */
             max_seq_length?: number | null;
             /**
              * Max Steps
-             * @description Stop after this many steps
+             * @description Stop after this many optimizer steps; empty trains every epoch in full
              */
             max_steps?: number | null;
             /**
              * Method
-             * @description Training method (default sft)
+             * @description sft: learn the consensus answers; dpo: prefer the winning answer over a losing one (default sft)
              */
             method?: ("sft" | "dpo") | null;
             /**
              * Min Confidence
-             * @description SFT data: minimum consensus confidence (default 0.7)
+             * @description SFT data: keep debates whose consensus confidence is at least this (default 0.7)
              */
             min_confidence?: number | null;
             /**
              * Min Confidence Diff
-             * @description DPO data: minimum confidence difference (default 0)
+             * @description DPO data: keep pairs whose confidence difference is at least this (default 0)
              */
             min_confidence_diff?: number | null;
             /**
              * Num Epochs
-             * @description Epochs (default 3)
+             * @description Training epochs (default 3)
              */
             num_epochs?: number | null;
             /**
              * Quantization
-             * @description Base model loading (default 4bit)
+             * @description Quantization level of the base model (4bit, 8bit, none) (default 4bit)
              */
             quantization?: ("4bit" | "8bit" | "none") | null;
             /**
              * Seed
-             * @description Random seed (default 42)
+             * @description Random seed (same seed, same data: same run) (default 42)
              */
             seed?: number | null;
             /**
              * Target Modules
-             * @description Modules LoRA adapts (default q_proj, v_proj)
+             * @description Modules LoRA adapts (the attention projections by default) (default q_proj, v_proj)
              */
             target_modules?: string[] | null;
         };
-        /** TrainingConfigPublic */
+        /**
+         * TrainingConfigPublic
+         * @description A job's training parameters, every default filled in (null: a parameter with no default, unset).
+         */
         TrainingConfigPublic: {
-            /** Batch Size */
+            /**
+             * Batch Size
+             * @description Training batch size
+             */
             batch_size?: number | null;
-            /** Beta */
+            /**
+             * Beta
+             * @description DPO temperature (DPO only)
+             */
             beta?: number | null;
-            /** Checkpoint Every Steps */
+            /**
+             * Checkpoint Every Steps
+             * @description Optimizer steps between checkpoints; empty uses the trainer's setting
+             */
             checkpoint_every_steps?: number | null;
-            /** Dataset Path */
+            /**
+             * Dataset Path
+             * @description Custom dataset: a JSONL file inside the trainer's data root (relative or absolute); empty uses the exporter's debates
+             */
             dataset_path?: string | null;
-            /** Gradient Checkpointing */
+            /**
+             * Gradient Checkpointing
+             * @description Enable gradient checkpointing (saves memory)
+             */
             gradient_checkpointing?: boolean | null;
-            /** Learning Rate */
+            /**
+             * Learning Rate
+             * @description Learning rate
+             */
             learning_rate?: number | null;
-            /** Lora Alpha */
+            /**
+             * Lora Alpha
+             * @description LoRA scaling factor
+             */
             lora_alpha?: number | null;
-            /** Lora Dropout */
+            /**
+             * Lora Dropout
+             * @description Dropout for regularization
+             */
             lora_dropout?: number | null;
-            /** Lora R */
+            /**
+             * Lora R
+             * @description LoRA rank, LoraConfig.r (higher = more parameters)
+             */
             lora_r?: number | null;
-            /** Max Seq Length */
+            /**
+             * Max Seq Length
+             * @description Maximum sequence length in tokens (capped at the base model's limit); longer examples are truncated
+             */
             max_seq_length?: number | null;
-            /** Max Steps */
+            /**
+             * Max Steps
+             * @description Stop after this many optimizer steps; empty trains every epoch in full
+             */
             max_steps?: number | null;
-            /** Method */
+            /**
+             * Method
+             * @description sft: learn the consensus answers; dpo: prefer the winning answer over a losing one
+             */
             method?: ("sft" | "dpo") | null;
-            /** Min Confidence */
+            /**
+             * Min Confidence
+             * @description SFT data: keep debates whose consensus confidence is at least this
+             */
             min_confidence?: number | null;
-            /** Min Confidence Diff */
+            /**
+             * Min Confidence Diff
+             * @description DPO data: keep pairs whose confidence difference is at least this
+             */
             min_confidence_diff?: number | null;
-            /** Num Epochs */
+            /**
+             * Num Epochs
+             * @description Training epochs
+             */
             num_epochs?: number | null;
-            /** Quantization */
+            /**
+             * Quantization
+             * @description Quantization level of the base model (4bit, 8bit, none)
+             */
             quantization?: ("4bit" | "8bit" | "none") | null;
-            /** Seed */
+            /**
+             * Seed
+             * @description Random seed (same seed, same data: same run)
+             */
             seed?: number | null;
             /**
              * Target Modules
+             * @description Modules LoRA adapts (the attention projections by default)
              * @default []
              */
             target_modules?: string[];
@@ -763,19 +858,6 @@ export interface components {
             /** Total */
             total: number;
         };
-        /** ValidationError */
-        ValidationError: {
-            /** Context */
-            ctx?: Record<string, never>;
-            /** Input */
-            input?: unknown;
-            /** Location */
-            loc: (string | number)[];
-            /** Message */
-            msg: string;
-            /** Error Type */
-            type: string;
-        };
         /** WrittenExportPublic */
         WrittenExportPublic: {
             /** Created At */
@@ -812,6 +894,46 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ImportSummaryPublic"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    read_config_schema_api_training_config_schema_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -855,13 +977,22 @@ export interface operations {
                     "application/x-ndjson": unknown;
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -906,13 +1037,22 @@ export interface operations {
                     "application/json": components["schemas"]["WrittenExportPublic"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -933,6 +1073,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["FormatsPublic"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -962,13 +1111,22 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingJobsPublic"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -995,13 +1153,22 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingJobPublic"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -1022,6 +1189,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobCountsPublic"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -1047,13 +1223,22 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingJobPublic"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -1079,13 +1264,22 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingJobPublic"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -1111,13 +1305,22 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingJobArtifactsPublic"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -1144,13 +1347,22 @@ export interface operations {
                     "application/octet-stream": unknown;
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -1182,13 +1394,22 @@ export interface operations {
                     "text/event-stream": unknown;
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -1214,13 +1435,22 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingJobMetricsPublic"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -1246,13 +1476,22 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingJobPublic"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -1275,6 +1514,15 @@ export interface operations {
                     "application/json": components["schemas"]["BaseModelsPublic"];
                 };
             };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     read_stats_api_training_stats_get: {
@@ -1293,6 +1541,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StatsPublic"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
