@@ -1,99 +1,17 @@
 import { useEffect, useMemo, useState, type ReactNode } from 'react';
-import { QUANTIZATIONS, TRAINING_METHODS, type BaseModel, type CreateJobRequest, type FieldError, type Job, type TrainingConfigInput } from '../api/types';
+import { TRAINING_PARAMS, type ParamSpec } from '../api/trainingConfig';
+import type { BaseModel, CreateJobRequest, FieldError, Job, TrainingConfigInput } from '../api/types';
 import type { UseFineTuningResult } from '../hooks/useFineTuning';
 import { formatParams } from '../format';
 
-type Kind = 'int' | 'number' | 'select' | 'bool' | 'text';
-
-interface ParamSpec {
-  /** The API's name (snake_case). */
-  key: keyof TrainingConfigInput;
-  /** The name the guide's parameter table uses. */
-  guide: string;
-  label: string;
-  kind: Kind;
-  /** The documented default, as the form shows it ('' for none). */
-  initial: string | boolean;
-  help: string;
-  options?: readonly string[];
-  check?: (v: number) => string | null;
-  optional?: boolean;
-}
-
-const positive = (v: number) => (v > 0 ? null : 'must be greater than 0');
-
-/** The guide's "Configure Training Parameters" table, in its order, with its defaults. */
-export const GUIDE_PARAMS: ParamSpec[] = [
-  { key: 'lora_r', guide: 'loraR', label: 'LoRA rank', kind: 'int', initial: '8', help: 'LoRA rank (higher = more parameters).', check: positive },
-  { key: 'lora_alpha', guide: 'loraAlpha', label: 'LoRA alpha', kind: 'number', initial: '16', help: 'LoRA scaling factor.', check: positive },
-  {
-    key: 'lora_dropout',
-    guide: 'loraDropout',
-    label: 'LoRA dropout',
-    kind: 'number',
-    initial: '0.05',
-    help: 'Dropout for regularization.',
-    check: (v) => (v >= 0 && v < 1 ? null : 'must be at least 0 and below 1'),
-  },
-  { key: 'num_epochs', guide: 'numEpochs', label: 'Epochs', kind: 'int', initial: '3', help: 'Training epochs.', check: positive },
-  { key: 'batch_size', guide: 'batchSize', label: 'Batch size', kind: 'int', initial: '4', help: 'Training batch size.', check: positive },
-  { key: 'learning_rate', guide: 'learningRate', label: 'Learning rate', kind: 'number', initial: '2e-4', help: 'Learning rate.', check: positive },
-  { key: 'max_seq_length', guide: 'maxSeqLength', label: 'Max sequence length', kind: 'int', initial: '2048', help: 'Maximum sequence length in tokens.', check: positive },
-  {
-    key: 'quantization',
-    guide: 'quantization',
-    label: 'Quantization',
-    kind: 'select',
-    initial: '4bit',
-    options: QUANTIZATIONS,
-    help: 'Quantization level (4bit, 8bit, none).',
-  },
-  { key: 'gradient_checkpointing', guide: 'gradientCheckpointing', label: 'Gradient checkpointing', kind: 'bool', initial: true, help: 'Enable gradient checkpointing (saves memory).' },
-  {
-    key: 'dataset_path',
-    guide: 'datasetPath',
-    label: 'Dataset path',
-    kind: 'text',
-    initial: '',
-    optional: true,
-    help: "Custom dataset path (a JSONL file inside the trainer's data root); empty uses the exporter's debates.",
-  },
-];
+/** The guide's "Configure Training Parameters" table, in its order, with its defaults (from the training spec). */
+export const GUIDE_PARAMS: ParamSpec[] = TRAINING_PARAMS.filter((p) => p.group === 'guide');
 
 /** Beyond the guide's table: how the job trains and on which data. Empty fields take the trainer's defaults. */
-export const ADVANCED_PARAMS: ParamSpec[] = [
-  {
-    key: 'method',
-    guide: 'method',
-    label: 'Method',
-    kind: 'select',
-    initial: 'sft',
-    options: TRAINING_METHODS,
-    help: 'sft: learn the consensus answers; dpo: prefer the winning answer over a losing one.',
-  },
-  {
-    key: 'min_confidence',
-    guide: 'minConfidence',
-    label: 'Min. consensus confidence',
-    kind: 'number',
-    initial: '0.7',
-    help: 'SFT data: keep debates whose consensus confidence is at least this (0–1).',
-    check: (v) => (v >= 0 && v <= 1 ? null : 'must be between 0 and 1'),
-  },
-  {
-    key: 'max_steps',
-    guide: 'maxSteps',
-    label: 'Max steps',
-    kind: 'int',
-    initial: '',
-    optional: true,
-    help: 'Stop after this many optimizer steps; empty trains every epoch in full.',
-    check: positive,
-  },
-  { key: 'seed', guide: 'seed', label: 'Seed', kind: 'int', initial: '42', help: 'Random seed (same seed, same data: same run).' },
-];
+export const ADVANCED_PARAMS: ParamSpec[] = TRAINING_PARAMS.filter((p) => p.group === 'advanced');
 
-const ALL_PARAMS = [...GUIDE_PARAMS, ...ADVANCED_PARAMS];
+const ALL_PARAMS = TRAINING_PARAMS;
+const MAX_SEQ_DEFAULT = Number(ALL_PARAMS.find((p) => p.key === 'max_seq_length')?.initial ?? 0);
 
 type Values = Record<string, string | boolean>;
 
@@ -150,7 +68,13 @@ function toRequest(values: Values): CreateJobRequest {
   for (const p of ALL_PARAMS) {
     const v = values[p.key];
     if (p.kind === 'bool') cfg[p.key] = Boolean(v);
-    else if (p.kind === 'int' || p.kind === 'number') {
+    else if (p.kind === 'list') {
+      const items = String(v)
+        .split(',')
+        .map((x) => x.trim())
+        .filter((x) => x !== '');
+      if (items.length > 0) cfg[p.key] = items;
+    } else if (p.kind === 'int' || p.kind === 'number') {
       if (String(v).trim() !== '') cfg[p.key] = Number(v);
     } else if (String(v).trim() !== '') cfg[p.key] = String(v).trim();
   }
@@ -221,10 +145,10 @@ export function NewJobTab({
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [preselectModel, sortedModels]);
 
-  // The trainer caps the default 2048 at the model's limit; the form shows the value the job will get.
+  // The trainer caps the default (2048) at the model's limit; the form shows the value the job will get.
   useEffect(() => {
     if (touched.max_seq_length || !model?.max_seq_length) return;
-    const capped = String(Math.min(2048, model.max_seq_length));
+    const capped = String(Math.min(MAX_SEQ_DEFAULT, model.max_seq_length));
     if (values.max_seq_length !== capped) setValues((v) => ({ ...v, max_seq_length: capped }));
   }, [model?.id, model?.max_seq_length, touched.max_seq_length, values.max_seq_length]);
 
@@ -316,7 +240,7 @@ export function NewJobTab({
       input = (
         <input
           type="text"
-          inputMode={p.kind === 'text' ? 'text' : 'decimal'}
+          inputMode={p.kind === 'text' || p.kind === 'list' ? 'text' : 'decimal'}
           {...common}
           value={String(values[id])}
           placeholder={p.optional ? 'optional' : String(p.initial)}
@@ -326,7 +250,7 @@ export function NewJobTab({
       );
     }
     const def = p.initial === '' ? 'Optional' : `Default ${p.initial === true ? 'on' : p.initial === false ? 'off' : p.initial}`;
-    let help = `${p.help} ${def}.`;
+    let help = `${p.help}. ${def}.`;
     if (p.key === 'max_seq_length' && model?.max_seq_length) help += ` ${model.name || model.id} takes at most ${model.max_seq_length}.`;
     return (
       <Field key={id} id={id} label={p.label} guide={p.guide} help={help} error={err}>
@@ -400,7 +324,7 @@ export function NewJobTab({
         <div className="grid">{GUIDE_PARAMS.map(renderParam)}</div>
       </fieldset>
       <details open={showAdvanced} onToggle={(e) => setShowAdvanced((e.target as HTMLDetailsElement).open)}>
-        <summary>Advanced: method, data filter, max steps, seed</summary>
+        <summary>Advanced: method, data filters, LoRA modules, steps, seed</summary>
         <div className="grid">{ADVANCED_PARAMS.map(renderParam)}</div>
       </details>
       <div className="actions">
