@@ -19,7 +19,7 @@ if ! command -v npm >/dev/null 2>&1; then
   exit 1
 fi
 
-echo "== gateway OpenAPI schema -> web/src/api/openapi.json"
+echo "== gateway OpenAPI schema and training-spec JSON Schema -> web/src/api/"
 HF_HUB_OFFLINE=1 "$PY" web/scripts/dump_openapi.py
 
 cd web
@@ -41,8 +41,9 @@ echo "== copy into $OUT"
 rm -rf "$OUT"
 mkdir -p "$OUT/hooks" "$OUT/api"
 cp -R web/dist/. "$OUT/"
-# The hook's source and the modules it imports, in the same relative layout as web/src.
-cp web/src/hooks/useFineTuning.ts "$OUT/hooks/"
-cp web/src/api/client.ts web/src/api/events.ts web/src/api/types.ts "$OUT/api/"
+# The hook's sources (useFineTuning and the small hooks it composes) and the modules they import, in the same
+# relative layout as web/src. These copies are build output (.gitattributes marks them linguist-generated).
+cp web/src/hooks/*.ts "$OUT/hooks/"
+cp web/src/api/client.ts web/src/api/events.ts web/src/api/types.ts web/src/api/schema.gen.ts "$OUT/api/"
 "$PY" web/scripts/source_hash.py --write "$OUT/build-info.json" >/dev/null
 echo "== built: $(du -sh "$OUT" | cut -f1) in $OUT, source hash $(sed -n 's/.*"source_hash": "\(.*\)".*/\1/p' "$OUT/build-info.json" | cut -c1-12)"

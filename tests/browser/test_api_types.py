@@ -1,8 +1,10 @@
 """The dashboard's TypeScript types match what the gateway sends, checked without Node.js.
 
-- The OpenAPI snapshot the types are generated from (web/src/api/openapi.json -> schema.gen.ts, compared with the
-  hand-written types by `tsc` through web/src/api/schema.check.ts) still matches the gateway's live schema for
-  every schema and path the dashboard uses.
+- The OpenAPI snapshot the types are generated from (web/src/api/openapi.json -> schema.gen.ts, which the REST
+  types in web/src/api/types.ts alias) still matches the gateway's live schema for every schema and path the
+  dashboard uses.
+- The training spec's JSON Schema the New Job form is built from (web/src/api/trainingConfig.schema.json) is
+  what the gateway serves at GET /api/training/config-schema.
 - What the schema does not describe is compared field by field with its source: the SSE event payloads with
   the gateway's serialiser, the export records with the JSON Schema the exporter publishes.
 """
@@ -41,6 +43,7 @@ CLIENT_CALLS = [
     ("get", "/api/training/export/{export_format}"),
     ("post", "/api/training/export/{export_format}"),
     ("get", "/api/training/stats"),
+    ("get", "/api/training/config-schema"),
 ]
 
 
@@ -54,7 +57,8 @@ def _structure(node):
 
 
 def _used_schemas() -> list[str]:
-    return sorted(set(re.findall(r"S\['(\w+)'\]", (API / "schema.check.ts").read_text())))
+    text = (API / "types.ts").read_text() + (API / "schema.check.ts").read_text()
+    return sorted(set(re.findall(r"S\['(\w+)'\]", text)))
 
 
 def test_the_types_snapshot_matches_the_gateway_schema():
@@ -73,6 +77,22 @@ def test_every_path_the_client_calls_exists():
     for method, path in CLIENT_CALLS:
         # The artifact path parameter is declared as {name} (a :path converter in the route).
         assert path in paths and method in paths[path], f"{method.upper()} {path} is not in the gateway's schema"
+
+
+def test_the_form_schema_snapshot_is_what_the_gateway_serves():
+    from fastapi.testclient import TestClient
+
+    from services.common.training_spec import config_json_schema
+
+    snapshot = json.loads((API / "trainingConfig.schema.json").read_text())
+    assert snapshot == config_json_schema(), (
+        f"the training spec changed; {STALE}")
+    # Key order matters too: the form shows the parameters in the spec's order.
+    assert list(snapshot["properties"]) == snapshot["x-order"]
+    with TestClient(create_app()) as client:
+        served = client.get("/api/training/config-schema")
+    assert served.status_code == 200
+    assert served.json() == snapshot
 
 
 # --- the parts the OpenAPI schema does not describe ----------------------------------------------------------

@@ -7,6 +7,7 @@ a change to any source without a rebuild (or a rebuild without committing the bu
 from __future__ import annotations
 
 import json
+import re
 import runpy
 from pathlib import Path
 
@@ -14,6 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "services" / "gateway" / "static" / "dashboard"
 source_hash = runpy.run_path(str(REPO / "web" / "scripts" / "source_hash.py"))["source_hash"]
 
+SERVED_API = ("client.ts", "events.ts", "types.ts", "schema.gen.ts")
 REBUILD = "the dashboard bundle is stale: run scripts/build_dashboard.sh and commit web/ and services/gateway/static/dashboard/"
 
 
@@ -30,9 +32,18 @@ def test_bundle_has_the_page_its_assets_and_the_hook_source():
         # Every asset the page loads is there, under the /training/ base the gateway serves it from.
         if asset.suffix in (".js", ".css"):
             assert f"/training/assets/{asset.name}" in index, asset.name
-    # The served copies of the hook and its modules are the sources themselves.
-    for rel in ("hooks/useFineTuning.ts", "api/client.ts", "api/events.ts", "api/types.ts"):
+    # The served copies of the hook, the small hooks it composes and the modules they import are the sources.
+    hooks = sorted(p.name for p in (REPO / "web" / "src" / "hooks").glob("*.ts"))
+    assert "useFineTuning.ts" in hooks
+    assert sorted(p.name for p in (BUNDLE / "hooks").glob("*.ts")) == hooks, REBUILD
+    rels = [f"hooks/{name}" for name in hooks] + [f"api/{name}" for name in SERVED_API]
+    for rel in rels:
         assert (BUNDLE / rel).read_bytes() == (REPO / "web" / "src" / rel).read_bytes(), REBUILD
+    # Everything they import (relative imports) is served too, so a copy of these files compiles elsewhere.
+    for rel in rels:
+        for target in re.findall(r"from '(\.\.?/[\w/.]+)'", (BUNDLE / rel).read_text()):
+            resolved = ((BUNDLE / rel).parent / f"{target}.ts").resolve()
+            assert resolved.is_file(), f"{rel} imports {target}, which is not served"
 
 
 def test_the_hash_sees_a_source_change(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from pathlib import Path
 
@@ -47,10 +48,19 @@ async def test_the_hook_source_and_its_modules(client):
     assert r.headers["content-type"].startswith("text/plain")
     assert "export function useFineTuning" in r.text
     assert r.text == (REPO / "web/src/hooks/useFineTuning.ts").read_text()
-    # What it imports is served beside it, at the same relative paths.
-    for module in re.findall(r"from '\.\./api/(\w+)'", r.text):
-        m = await client.get(f"/training/api/{module}.ts")
-        assert m.status_code == 200 and m.text == (REPO / f"web/src/api/{module}.ts").read_text()
+    # What it imports (the small hooks it composes, the API modules), and what those import, is served beside
+    # it at the same relative paths.
+    seen, todo = set(), ["hooks/useFineTuning.ts"]
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        m = await client.get(f"/training/{rel}")
+        assert m.status_code == 200 and m.text == (REPO / "web/src" / rel).read_text(), rel
+        for target in re.findall(r"from '(\.\.?/[\w/.]+)'", m.text):
+            todo.append(posixpath.normpath(posixpath.join(posixpath.dirname(rel), target)) + ".ts")
+    assert {"hooks/useJobs.ts", "api/client.ts", "api/types.ts", "api/schema.gen.ts"} <= seen
 
 
 @pytest.mark.parametrize("path", ["/training/assets/nope.js", "/training/../services/gateway/app.py",

@@ -6,8 +6,9 @@ The dashboard is a single-page app built from ``web/`` by ``scripts/build_dashbo
 - ``/training`` and ``/admin/training``, and any sub-path of either without a file extension (the tabs:
   ``/training/jobs``, ``/training/new``, ...), answer the app's ``index.html``;
 - ``/training/assets/*`` are the bundle's hashed assets (cached for a year: a new build has new names);
-- ``/training/hooks/useFineTuning.ts`` is the hook's TypeScript source, and ``/training/api/{client,events,types}.ts``
-  the modules it imports (same relative layout as in ``web/src``), for frontends that embed the same features;
+- ``/training/hooks/useFineTuning.ts`` is the hook's TypeScript source, ``/training/hooks/*.ts`` the small hooks it
+  composes and ``/training/api/{client,events,types,schema.gen}.ts`` the modules they import (same relative layout
+  as in ``web/src``), for frontends that embed the same features;
 - ``/training/build-info.json`` names the source hash the bundle was built from.
 
 When the bundle is missing, the pages answer 503 with the command that builds it, never a blank page.

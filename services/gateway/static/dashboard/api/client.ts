@@ -23,6 +23,7 @@ import type {
   TrainingStats,
   WrittenExport,
 } from './types';
+import type { paths } from './schema.gen';
 
 /** Where the optional API token is kept between visits. */
 export const TOKEN_STORAGE_KEY = 'aragora.training.apiToken';
@@ -56,10 +57,11 @@ export class ApiError extends Error {
   }
 }
 
-export interface ListJobsFilters {
-  status?: JobStatus | '';
-  vertical?: string;
-}
+/** The query of `GET /api/training/jobs`, as the gateway's schema declares it. */
+type ListJobsQuery = NonNullable<paths['/api/training/jobs']['get']['parameters']['query']>;
+
+/** The job-list filters the dashboard sets (`''`: any status). */
+export type ListJobsFilters = Pick<ListJobsQuery, 'vertical'> & { status?: JobStatus | '' };
 
 export interface ApiClientOptions {
   /** Prefix of every path; '' for the page's own origin. */
