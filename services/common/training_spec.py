@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, AliasGenerator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, AliasGenerator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 DEFAULT_TARGET_MODULES = ["q_proj", "v_proj"]
@@ -93,14 +93,15 @@ class TrainingSpec(BaseModel):
                                                description="Optimizer steps between checkpoints; empty uses the "
                                                            "trainer's setting")
 
-    @field_validator("lora_alpha", "lora_dropout", "learning_rate", "beta", "min_confidence",
-                     "min_confidence_diff", mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _int_is_a_float(cls, v):
-        # JSON and protobuf give 16 for 16.0; strict mode would otherwise refuse it. A bool is not a number.
-        if isinstance(v, bool):
-            raise ValueError("Input should be a valid number")
-        return float(v) if isinstance(v, int) else v
+    def _int_is_a_float(cls, v, info: ValidationInfo):
+        # Every float field: JSON and protobuf give 16 for 16.0, taken as 16.0. A bool is not a number.
+        if cls.model_fields[info.field_name].annotation in (float, float | None):
+            if isinstance(v, bool):
+                raise ValueError("Input should be a valid number")
+            return float(v) if isinstance(v, int) else v
+        return v
 
     @field_validator("dataset_path", mode="before")
     @classmethod

@@ -3,8 +3,9 @@
 ``TrainingSpec`` (names, types, defaults, ranges, help) is defined in ``services/common`` because the gateway
 builds its models from it too; this module adds what only the trainer knows (the base model's sequence limit,
 the data root). ``validate_spec`` is what the trainer calls at create time: every bad value becomes an
-``InvalidArgument`` naming ``training_config.<field>``, and the stored config is ``spec.model_dump()`` with every default filled in. The worker reads that dump back
-with ``TrainingSpec.model_validate``. No ML library is imported here (the service imports this module).
+``InvalidArgument`` naming ``training_config.<field>``, and the stored config is ``spec.model_dump()`` with every
+default filled in. The worker reads that dump back with ``TrainingSpec.model_validate``. No ML library is
+imported here (the service imports this module).
 """
 
 from __future__ import annotations
