@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,20 +31,14 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from services.exporter.formats import SFT_INSTRUCTION  # noqa: E402
-from services.exporter.importer import Importer  # noqa: E402
-from services.exporter.samples.generate import generate  # noqa: E402
-from services.exporter.store import DebateStore  # noqa: E402
+from scripts.samples.generate import generate
+from services.exporter.formats import SFT_INSTRUCTION
+from services.exporter.importer import Importer
+from services.exporter.store import DebateStore
+from tests.support.net import free_port
+from tests.support.services import ServiceProcess, wait_http
 
 FORMATS = ("sft", "dpo", "gauntlet")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_databases(workdir: Path, debates: int, small: int, gauntlet: int) -> tuple[Path, Path]:
@@ -154,23 +146,17 @@ class Services:
                    EXPORTER_LOG_LEVEL="WARNING",
                    GATEWAY_PORT=str(self.http_port), GATEWAY_EXPORTER_ADDRESS=f"127.0.0.1:{self.grpc_port}",
                    GATEWAY_TRAINER_ADDRESS=f"127.0.0.1:{free_port()}", GATEWAY_LOG_LEVEL="WARNING")
-        self.exporter = subprocess.Popen([sys.executable, "-m", "services.exporter"], cwd=REPO, env=env)
-        self.gateway = subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=REPO, env=env)
+        self.exporter = ServiceProcess("exporter", env, workdir / "exporter.log")
+        self.gateway = ServiceProcess("gateway", env, workdir / "gateway.log")
         self.url = f"http://127.0.0.1:{self.http_port}"
         # One client for every request: creating an httpx client costs tens of milliseconds (its SSL context),
         # which would count against the service on small exports.
         self.client = httpx.Client(base_url=self.url, timeout=600)
-        deadline = time.time() + 60
-        while True:
-            try:
-                if self.client.get("/api/training/formats", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                self.stop()
-                raise RuntimeError("services did not start")
-            time.sleep(0.2)
+        try:
+            wait_http([self.exporter, self.gateway], self.url, timeout=60, path="/api/training/formats")
+        except AssertionError:
+            self.stop()
+            raise
 
     def export(self, fmt: str) -> tuple[int, float, int, float]:
         """(records, seconds, bytes, CPU seconds of exporter + gateway + this client) of one JSONL export
@@ -190,13 +176,7 @@ class Services:
     def stop(self) -> None:
         self.client.close()
         for p in (self.gateway, self.exporter):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in (self.gateway, self.exporter):
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            p.stop(20)
 
 
 def measure(db: Path, workdir: Path, label: str, repeat: int) -> dict:

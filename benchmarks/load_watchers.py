@@ -26,9 +26,6 @@ import asyncio
 import json
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,13 +37,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.support.net import free_port
+from tests.support.services import ServiceProcess, http_ready
+
 TINY = "test/tiny-llama"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentiles(values: list[float]) -> str:
@@ -137,27 +131,6 @@ class Watcher:
             self.delays.append(max(0.0, time.time() - datetime.fromisoformat(sent.replace("Z", "+00:00")).timestamp()))
 
 
-def start(name: str, argv: list[str], env: dict, log: Path) -> subprocess.Popen:
-    fh = open(log, "ab")
-    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-async def wait_http(base_url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=5) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"a service exited with {proc.returncode}")
-            try:
-                r = await client.get(f"{base_url}/healthz")
-                if r.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.3)
-    raise RuntimeError("services not ready")
-
-
 async def main_async(args, root: Path) -> int:
     from tests.support.tiny_model import build_tiny_model
 
@@ -168,23 +141,24 @@ async def main_async(args, root: Path) -> int:
     words = "the court ruled that the contract clause was void because the party lacked notice".split()
     with open(data / "train.jsonl", "w") as fh:
         for i in range(2 * args.steps):
-            fh.write(json.dumps({"instruction": "Answer with the consensus.", "input": f"Question {i}: {words[i % 14]}?",
+            fh.write(json.dumps({"instruction": "Answer with the consensus.",
+                                 "input": f"Question {i}: {words[i % 14]}?",
                                  "output": " ".join(words[(i + k) % 14] for k in range(8)) + ".",
                                  "metadata": {"debate_id": f"d{i}"}}) + "\n")
     trainer_port, gateway_port, exporter_port = free_port(), free_port(), free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false",
                TRAINER_PORT=str(trainer_port), TRAINER_DATABASE_URL=f"sqlite:///{root}/trainer/jobs.db",
-               TRAINER_JOBS_DIR=str(root / "jobs"), TRAINER_MODELS_DIR=str(models), TRAINER_DATA_ROOT=str(root / "data"),
+               TRAINER_JOBS_DIR=str(root / "jobs"), TRAINER_MODELS_DIR=str(models),
+               TRAINER_DATA_ROOT=str(root / "data"),
                TRAINER_MAX_CONCURRENT_JOBS="2", TRAINER_LOG_LEVEL="WARNING", TRAINER_GRACE_SECONDS="1",
                GATEWAY_PORT=str(gateway_port), GATEWAY_TRAINER_ADDRESS=f"127.0.0.1:{trainer_port}",
                GATEWAY_EXPORTER_ADDRESS=f"127.0.0.1:{exporter_port}", GATEWAY_LOG_LEVEL="WARNING",
                EXPORTER_PORT=str(exporter_port), EXPORTER_DATABASE_URL=f"sqlite:///{root}/exporter/debates.db",
                EXPORTER_EXPORT_DIR=str(root / "exports"), EXPORTER_LOAD_SAMPLES="false", EXPORTER_LOG_LEVEL="WARNING")
-    procs = [start(n, [sys.executable, "-m", f"services.{n}"], env, root / f"{n}.log")
-             for n in ("exporter", "trainer", "gateway")]
+    procs = [ServiceProcess(n, env, root / f"{n}.log") for n in ("exporter", "trainer", "gateway")]
     base_url = f"http://127.0.0.1:{gateway_port}"
     try:
-        await wait_http(base_url, procs[2])
+        await http_ready(procs[2], base_url, timeout=120, ok=lambda r: r.status_code == 200)
         limits = httpx.Limits(max_connections=args.clients + 10, max_keepalive_connections=args.clients + 10)
         async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as rest:
             # -- baseline: REST alone -----------------------------------------------------------------------
@@ -233,16 +207,8 @@ async def main_async(args, root: Path) -> int:
                 truth[job_id] = truth_watcher.ids
             finals = [(await rest.get(f"/api/training/jobs/{j}")).json() for j in job_ids]
     finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        for p in reversed(procs):
+            p.stop(20)
 
     missing = repeated = disorder = 0
     for w in watchers:
@@ -263,7 +229,8 @@ async def main_async(args, root: Path) -> int:
     print(f"watchers: {args.watchers} SSE ({args.watchers // 2} from the start, the rest joining within "
           f"{args.late_join:g} s), {sum(w.connects for w in watchers)} connections")
     print(f"REST clients: {args.clients} hammering list/get/counts")
-    print(f"  baseline (idle)  {percentiles(baseline.latencies)}  {len(baseline.latencies) / args.baseline_seconds:6.0f} req/s")
+    baseline_rate = len(baseline.latencies) / args.baseline_seconds
+    print(f"  baseline (idle)  {percentiles(baseline.latencies)}  {baseline_rate:6.0f} req/s")
     print(f"  under load       {percentiles(load.latencies)}  {len(load.latencies) / elapsed:6.0f} req/s")
     print(f"SSE delivery delay (event time -> watcher), live watchers: {percentiles(live_delays)}")
     print(f"errors: {len(errors)}" + "".join(f"\n  {e}" for e in errors[:10]))
@@ -287,7 +254,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="load-watchers-"))
     try:
         return asyncio.run(asyncio.wait_for(main_async(args, root), args.timeout))
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         print(f"RESULT: did not finish within {args.timeout:g} s (logs in {root})")
         return 2
     finally:

@@ -29,8 +29,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,43 +39,13 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.support.net import free_port
+from tests.support.services import ServiceProcess
+
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Service:
-    """One ``python -m services.<name>`` process with its log in the work folder."""
-
-    def __init__(self, name: str, env: dict, workdir: Path, cpus: set[int] | None) -> None:
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        log = open(self.log_path, "ab")
-        preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-        self.proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=REPO, env=env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
-        log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-    def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-
-def wait_healthy(api: httpx.Client, services: list[Service], timeout: float = 120) -> None:
+def wait_healthy(api: httpx.Client, services: list[ServiceProcess], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for s in services:
@@ -170,7 +138,8 @@ def table(results: list[dict]) -> str:
     pair_row("held-out loss (nats/token)", "heldout_loss", ".4f")
     pair_row("perplexity", "perplexity", ".2f")
     pair_row("preference accuracy", "preference_accuracy")
-    verticals = sorted({v for res in results for v in (res["metrics"].get("adapter") or {}).get("vertical_accuracy", {})})
+    verticals = sorted({v for res in results
+                        for v in (res["metrics"].get("adapter") or {}).get("vertical_accuracy", {})})
     for v in verticals:
         cells = []
         for res in results:
@@ -186,7 +155,8 @@ def table(results: list[dict]) -> str:
     cells = []
     for res in results:
         w = res["worker"].get("evaluation", {})
-        cells += ["", f"{w.get('wins', '?')}/{w.get('draws', '?')}/{w.get('losses', '?')} of {res['metrics']['eval_matches']}"]
+        record = f"{w.get('wins', '?')}/{w.get('draws', '?')}/{w.get('losses', '?')}"
+        cells += ["", f"{record} of {res['metrics']['eval_matches']}"]
     rows.append(("matches won/drawn/lost", cells))
     cells = []
     for res in results:
@@ -196,12 +166,14 @@ def table(results: list[dict]) -> str:
     cells = []
     for res in results:
         w = res["worker"]
-        cells += [f"{w.get('training_examples')} ex, {w.get('steps')} steps", f"final loss {fmt(res['metrics'].get('final_loss'), '.4f')}"]
+        cells += [f"{w.get('training_examples')} ex, {w.get('steps')} steps",
+                  f"final loss {fmt(res['metrics'].get('final_loss'), '.4f')}"]
     rows.append(("training", cells))
     cells = []
     for res in results:
         w = res["worker"]
-        cells += [f"train {w.get('train_seconds', 0):.0f} s", f"eval {w.get('evaluation', {}).get('seconds', 0):.0f} s, job {res['wall_seconds']:.0f} s"]
+        cells += [f"train {w.get('train_seconds', 0):.0f} s",
+                  f"eval {w.get('evaluation', {}).get('seconds', 0):.0f} s, job {res['wall_seconds']:.0f} s"]
     rows.append(("time", cells))
 
     width0 = max(len(r[0]) for r in rows)
@@ -280,8 +252,9 @@ def main() -> int:
     t0 = time.monotonic()
     print(f"machine: {machine()}; load average {load0[0]:.1f}; trainer pinned to "
           f"{'all CPUs' if cpus is None else f'CPU(s) {sorted(cpus)}'}", flush=True)
-    services = [Service("exporter", env_exp, work, None), Service("trainer", env_tr, work, cpus),
-                Service("gateway", env_gw, work, None)]
+    services = [ServiceProcess("exporter", env_exp, work / "exporter.log"),
+                ServiceProcess("trainer", env_tr, work / "trainer.log", cpus=cpus),
+                ServiceProcess("gateway", env_gw, work / "gateway.log")]
     results = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{ports['gateway']}", timeout=60) as api:

@@ -3,8 +3,9 @@
     python scripts/generate_samples.py                      # the committed file (750 debates, 200 gauntlet runs)
     python scripts/generate_samples.py --debates 50000 --out /tmp/big.jsonl
 
-The content and why it is learnable are described in services/exporter/samples/generate.py. Output is
-deterministic for a given --seed, so regenerating the committed file gives the same bytes.
+The content and why it is learnable are described in scripts/samples/generate.py; the topics are data, in
+scripts/samples/cases.json. Output is deterministic for a given --seed, so regenerating the committed file gives
+the same bytes (tests/exporter/test_samples.py checks it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a plain script from a checkout
 
-from services.exporter.samples.generate import generate  # noqa: E402
+from scripts.samples.generate import generate
 
 DEFAULT_OUT = REPO / "services" / "exporter" / "samples" / "debates.jsonl"
 

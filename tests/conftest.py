@@ -4,7 +4,6 @@ talking to them over real gRPC. Room-specific fixtures live in tests/<room>/conf
 from __future__ import annotations
 
 import os
-import socket
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,12 +21,6 @@ from services.trainer import server as trainer_server
 from services.trainer.config import TrainerSettings
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def exporter_settings(tmp_path: Path, **kw) -> ExporterSettings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ PROTOS = sorted(str(p.relative_to(REPO / "protos")) for p in (REPO / "protos").r
 
 
 def _protoc(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", ".", *args, *PROTOS], cwd=REPO / "protos", check=True)
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", ".", *args, *PROTOS], cwd=REPO / "protos",
+                   check=True)
 
 
 def test_generated_is_not_stale(tmp_path):
@@ -28,10 +30,19 @@ def test_generated_is_not_stale(tmp_path):
     assert not stale, f"generated/ is stale for {stale}: run `make protos`"
 
 
-def test_imports_follow_the_proto_package():
-    from aragora.training.v1 import exporter_pb2, exporter_pb2_grpc, trainer_pb2, trainer_pb2_grpc  # noqa: F401
+def _module(proto: str, suffix: str = "_pb2"):
+    """The generated module of one proto file (``aragora/training/v1/trainer.proto`` -> ``...trainer_pb2``)."""
+    return importlib.import_module(proto.removesuffix(".proto").replace("/", ".") + suffix)
 
-    assert trainer_pb2.DESCRIPTOR.package == "aragora.training.v1"
+
+@pytest.mark.parametrize("proto", PROTOS)
+def test_imports_follow_the_proto_package(proto):
+    """Each proto file's messages and its service stubs import by the proto's package name."""
+    messages = _module(proto)
+    assert messages.DESCRIPTOR.name == proto
+    assert messages.DESCRIPTOR.package == str(Path(proto).parent).replace("/", ".")
+    if messages.DESCRIPTOR.services_by_name:
+        assert _module(proto, "_pb2_grpc")
 
 
 def _documented_paths(fds: descriptor_pb2.FileDescriptorSet) -> tuple[list[str], set[tuple]]:
@@ -66,14 +77,22 @@ def test_every_rpc_field_and_enum_value_is_documented(tmp_path):
     assert not missing, f"undocumented in protos/: {missing}"
 
 
+def _enums(messages):
+    yield from messages.enum_types
+    for msg in messages.nested_types:
+        yield from _enums(msg)
+
+
 @pytest.mark.parametrize("proto", PROTOS)
 def test_enums_have_a_zero_unspecified_value(proto):
-    from aragora.training.v1 import exporter_pb2, trainer_pb2
-
-    for mod in (exporter_pb2, trainer_pb2):
-        for enum in mod.DESCRIPTOR.enum_types_by_name.values():
-            zero = enum.values_by_number[0]
-            assert zero.name.endswith("_UNSPECIFIED"), zero.name
+    """Every enum of this proto file (top-level and nested in messages) starts with ``<NAME>_UNSPECIFIED = 0``."""
+    file = _module(proto).DESCRIPTOR
+    enums = [*file.enum_types_by_name.values()]
+    for msg in file.message_types_by_name.values():
+        enums += _enums(msg)
+    for enum in enums:
+        zero = enum.values_by_number[0]
+        assert zero.name.endswith("_UNSPECIFIED"), f"{proto}: {enum.full_name} starts with {zero.name}"
 
 
 def test_one_request_response_pair_per_rpc():

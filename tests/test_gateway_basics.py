@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import grpc
-import pytest
 
 from services.gateway.errors import GRPC_TO_HTTP
-from tests.conftest import free_port, gateway_client
+from tests.conftest import gateway_client
+from tests.support.net import free_port
 
 
 async def test_formats_through_the_gateway(gateway):

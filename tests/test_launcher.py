@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import REPO, free_port
+from tests.support.net import free_port
 
 
 @pytest.fixture
@@ -33,7 +33,8 @@ def launched(tmp_path):
         TRAINER_DATA_ROOT=str(tmp_path / "data"),
     )
     log = open(tmp_path / "launcher.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "services.launcher"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "services.launcher"], cwd=tmp_path, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
     deadline = time.monotonic() + 90
     while True:
@@ -81,7 +82,8 @@ def test_one_service_failing_stops_the_others(tmp_path):
     port = free_port()
     env = dict(os.environ, EXPORTER_PORT="not-a-port", GATEWAY_PORT=str(port), TRAINER_PORT=str(free_port()),
                TRAINER_DATABASE_URL=f"sqlite:///{tmp_path}/t.db", EXPORTER_DATABASE_URL=f"sqlite:///{tmp_path}/e.db")
-    out = subprocess.run([sys.executable, "-m", "services.launcher"], cwd=tmp_path, env=env, capture_output=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "services.launcher"], cwd=tmp_path, env=env, capture_output=True,
+                         timeout=120)
     assert out.returncode == 1
     text = out.stdout.decode()
     assert "exporter exited with code" in text and "stopping the others" in text

@@ -33,14 +33,15 @@ async def test_health_and_reflection(exporter, trainer, which, name):
             names |= {s.name for s in r.list_services_response.service}
         assert {name, "grpc.health.v1.Health"} <= names
 
-        responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(file_containing_symbol=name)]))
+        request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=name)
+        responses = stub.ServerReflectionInfo(iter([request]))
         async for r in responses:
             assert r.file_descriptor_response.file_descriptor_proto, "reflection returned no descriptor"
 
 
 async def test_health_goes_not_serving_on_stop(tmp_path):
-    from tests.conftest import exporter_settings
     from services.exporter import server
+    from tests.conftest import exporter_settings
 
     running = await server.start(exporter_settings(tmp_path), port=0)
     await running.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -76,10 +77,11 @@ class _Faulty(exporter_pb2_grpc.ExporterServiceServicer):
 
 
 async def test_error_interceptor_maps_domain_errors():
-    from grpc_status import rpc_status
     from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
 
-    running = await start_server([ServiceBinding(_Faulty(), exporter_pb2_grpc.add_ExporterServiceServicer_to_server, EXPORTER)])
+    binding = ServiceBinding(_Faulty(), exporter_pb2_grpc.add_ExporterServiceServicer_to_server, EXPORTER)
+    running = await start_server([binding])
     try:
         async with grpc.aio.insecure_channel(running.address) as ch:
             stub = exporter_pb2_grpc.ExporterServiceStub(ch)

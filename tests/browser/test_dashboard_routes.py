@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from services.gateway.routers import dashboard
-from tests.conftest import free_port, gateway_client
+from tests.conftest import gateway_client
+from tests.support.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

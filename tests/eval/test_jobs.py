@@ -15,7 +15,8 @@ from aragora.training.v1 import trainer_pb2 as pb
 from services.exporter import server as exporter_server
 from services.trainer.worker.evaluate import elo_from_win_rate
 from tests.conftest import REPO, exporter_settings, gateway_client
-from tests.trainer.conftest import running_trainer, wait_for, watch_all
+from tests.support.wait import until as wait_for
+from tests.trainer.conftest import running_trainer, watch_all
 
 pytestmark = pytest.mark.slow
 

@@ -97,7 +97,8 @@ async def api(tmp_path_factory):
     """The gateway in front of one exporter shared by a module's tests (for requests that change no data or
     use their own ids); the trainer is not needed by these routes, so its address points nowhere."""
     from services.exporter import server
-    from tests.conftest import exporter_settings, free_port, gateway_client
+    from tests.conftest import exporter_settings, gateway_client
+    from tests.support.net import free_port
 
     running = await server.start(exporter_settings(tmp_path_factory.mktemp("api")), port=0)
     async with gateway_client(running.address, f"127.0.0.1:{free_port()}") as client:

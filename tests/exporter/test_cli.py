@@ -64,7 +64,7 @@ async def test_a_missing_file_or_exporter(tmp_path):
     rc, _, err = await _run("import", str(tmp_path / "nope.jsonl"))
     assert rc == 2 and "no such file" in err
     (tmp_path / "f.jsonl").write_bytes(orjson.dumps(debate("d-1")) + b"\n")
-    from tests.conftest import free_port
+    from tests.support.net import free_port
 
     rc, _, err = await _run("import", str(tmp_path / "f.jsonl"), "--address", f"127.0.0.1:{free_port()}")
     assert rc == 2 and "UNAVAILABLE" in err

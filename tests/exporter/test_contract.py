@@ -10,7 +10,8 @@ import jsonschema
 import pytest
 
 from services.exporter.server import BUNDLED_SAMPLES
-from tests.conftest import exporter_settings, free_port, gateway_client
+from tests.conftest import exporter_settings, gateway_client
+from tests.support.net import free_port
 
 
 @pytest.fixture(scope="module")

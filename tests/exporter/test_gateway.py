@@ -174,7 +174,8 @@ async def test_formats_publish_the_import_schema(api):
 
 
 async def test_an_unreachable_exporter_is_a_503_not_a_500():
-    from tests.conftest import free_port, gateway_client
+    from tests.conftest import gateway_client
+    from tests.support.net import free_port
 
     dead = f"127.0.0.1:{free_port()}"
     async with gateway_client(dead, dead, rpc_timeout_seconds=2) as client:

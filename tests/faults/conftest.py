@@ -10,9 +10,7 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -21,11 +19,10 @@ import pytest
 
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
-from tests.conftest import free_port
+from tests.support import services
+from tests.support.services import ServiceProcess, base_env
 from tests.trainer.conftest import DATASET, TINY, sft_records
 
-REPO = Path(__file__).resolve().parents[2]
-_STARTED: list["ServiceProcess"] = []
 _ROOTS: set[str] = set()
 
 
@@ -44,48 +41,6 @@ def write_dataset(data_root: Path, name: str = DATASET, n: int = 24) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in sft_records(n)), encoding="utf-8")
     return path
-
-
-class ServiceProcess:
-    """One service (``python -m services.<name>``) in its own session, output in ``log``."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.name, self.log = name, log
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as fh:
-            self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=fh,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        _STARTED.append(self)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.alive():
-            os.kill(self.proc.pid, sig)
-
-    def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout)
-
-    def tail(self, n: int = 3000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-    def kill_group(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def worker_pids(trainer: ServiceProcess) -> dict[str, int]:
@@ -108,13 +63,7 @@ def worker_pids(trainer: ServiceProcess) -> dict[str, int]:
 
 
 def trainer_env(root: Path, port: int, models_dir: Path, exporter_address: str = "127.0.0.1:1", **settings) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false",
-               TRAINER_HOST="127.0.0.1", TRAINER_PORT=str(port),
-               TRAINER_DATABASE_URL=f"sqlite:///{root}/trainer/jobs.db", TRAINER_JOBS_DIR=str(root / "jobs"),
-               TRAINER_MODELS_DIR=str(models_dir), TRAINER_DATA_ROOT=str(root / "data"),
-               TRAINER_EXPORTER_ADDRESS=exporter_address, TRAINER_GRACE_SECONDS="0.5", TRAINER_LOG_LEVEL="INFO")
-    env.update({f"TRAINER_{k.upper()}": str(v) for k, v in settings.items()})
-    return env
+    return base_env(**services.trainer_env(root, port, models_dir, exporter_address, log_level="INFO", **settings))
 
 
 def start_trainer(root: Path, port: int, models_dir: Path, *, prefix: list[str] | None = None, label: str = "trainer",
@@ -124,52 +73,13 @@ def start_trainer(root: Path, port: int, models_dir: Path, *, prefix: list[str] 
     env = trainer_env(root, port, models_dir, **settings)
     _ROOTS.add(str(Path(env["TRAINER_JOBS_DIR"]).absolute()))
     argv = [*(prefix or []), sys.executable, "-m", "services.trainer"]
-    return ServiceProcess(label, argv, env, root / f"{label}.log")
+    return ServiceProcess(label, env, root / f"{label}.log", argv=argv)
 
 
 def start_gateway(root: Path, port: int, trainer_address: str, exporter_address: str = "127.0.0.1:1",
                   label: str = "gateway", **settings) -> ServiceProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port),
-               GATEWAY_TRAINER_ADDRESS=trainer_address, GATEWAY_EXPORTER_ADDRESS=exporter_address,
-               GATEWAY_LOG_LEVEL="WARNING")
-    env.update({f"GATEWAY_{k.upper()}": str(v) for k, v in settings.items()})
-    return ServiceProcess(label, [sys.executable, "-m", "services.gateway"], env, root / f"{label}.log")
-
-
-async def grpc_ready(service: ServiceProcess, address: str, timeout: float = 90.0) -> None:
-    """Waits until the server at ``address`` answers its health check SERVING (fails fast if it died)."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + timeout
-    async with grpc.aio.insecure_channel(address) as channel:
-        while True:
-            if not service.alive():
-                raise AssertionError(f"{service.name} exited with {service.proc.returncode}:\n{service.tail()}")
-            try:
-                resp = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
-                if resp.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{service.name} not ready after {timeout}s:\n{service.tail()}")
-            await asyncio.sleep(0.2)
-
-
-async def http_ready(service: ServiceProcess, base_url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2) as client:
-        while True:
-            if not service.alive():
-                raise AssertionError(f"{service.name} exited with {service.proc.returncode}:\n{service.tail()}")
-            try:
-                await client.get(f"{base_url}/healthz")
-                return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{service.name} not ready after {timeout}s:\n{service.tail()}")
-            await asyncio.sleep(0.2)
+    env = base_env(**services.gateway_env(port, trainer_address, exporter_address, log_level="WARNING", **settings))
+    return ServiceProcess(label, env, root / f"{label}.log", argv=[sys.executable, "-m", "services.gateway"])
 
 
 class Follower:
@@ -281,20 +191,6 @@ def steps(events) -> list[pb.StepEvent]:
     return [e.step for e in events if e.WhichOneof("payload") == "step"]
 
 
-async def until(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Polls ``predicate`` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _kill_leftovers():
     """Whatever a module started dies with it: each service's process group, and any worker a killed trainer
@@ -302,9 +198,7 @@ def _kill_leftovers():
     yield
     import psutil
 
-    for service in list(_STARTED):
-        service.kill_group()
-        _STARTED.remove(service)
+    services.kill_started()
     roots = tuple(f"{r}/" for r in _ROOTS)
     _ROOTS.clear()
     for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -314,13 +208,6 @@ def _kill_leftovers():
                 os.killpg(proc.pid, signal.SIGKILL)
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue
-
-
-def free_ports(n: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < n:
-        ports.add(free_port())
-    return sorted(ports)
 
 
 class BackgroundBackends:
@@ -334,7 +221,8 @@ class BackgroundBackends:
 
         from services.exporter import server as exporter_server
         from services.trainer import server as trainer_server
-        from tests.conftest import exporter_settings, trainer_settings as make_trainer_settings
+        from tests.conftest import exporter_settings
+        from tests.conftest import trainer_settings as make_trainer_settings
         from tests.trainer.conftest import fake_model_folder
 
         self.loop = asyncio.new_event_loop()

@@ -10,13 +10,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from aragora.training.v1 import exporter_pb2, exporter_pb2_grpc
+from aragora.training.v1 import exporter_pb2, exporter_pb2_grpc, trainer_pb2_grpc
 from aragora.training.v1 import trainer_pb2 as pb
-from aragora.training.v1 import trainer_pb2_grpc
 from services.common.grpc_server import auth_metadata, client_interceptors
 from services.exporter import server as exporter_server
 from tests.conftest import exporter_settings, gateway_client
-from tests.trainer.conftest import TINY, running_trainer, wait_for, watch_all
+from tests.support.wait import until as wait_for
+from tests.trainer.conftest import TINY, running_trainer, watch_all
 
 TOKEN = "s3cret-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -26,7 +26,9 @@ import pytest
 
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
-from tests.faults.conftest import free_ports, grpc_ready, start_trainer, statuses
+from tests.faults.conftest import start_trainer, statuses
+from tests.support.net import free_ports
+from tests.support.services import grpc_ready
 from tests.trainer.conftest import TINY, sft_records, watch_all
 
 pytestmark = pytest.mark.slow

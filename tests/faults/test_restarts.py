@@ -25,8 +25,19 @@ import pytest
 
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
-from tests.faults.conftest import (Follower, SSEFollower, free_ports, grpc_ready, http_ready, start_gateway,
-                                   start_trainer, statuses, steps, until, write_dataset, worker_pids)
+from tests.faults.conftest import (
+    Follower,
+    SSEFollower,
+    start_gateway,
+    start_trainer,
+    statuses,
+    steps,
+    worker_pids,
+    write_dataset,
+)
+from tests.support.net import free_ports
+from tests.support.services import grpc_ready, http_ready
+from tests.support.wait import until
 from tests.trainer.conftest import TINY, pid_alive
 
 pytestmark = pytest.mark.slow

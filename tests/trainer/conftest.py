@@ -4,7 +4,6 @@ Llama built once per session."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from contextlib import asynccontextmanager
@@ -98,21 +97,6 @@ def tiny_models_dir(tmp_path_factory) -> Path:
 def create_request(name: str, **config) -> pb.CreateJobRequest:
     return pb.CreateJobRequest(name=name, vertical="legal", base_model=TINY,
                                training_config=pb.TrainingConfig(**config))
-
-
-async def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"):
-    """Polls ``predicate`` (sync or async) until it returns something truthy; fails after ``timeout`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 async def watch_all(stub, job_id: str, after: int = 0, until=None) -> tuple[pb.Job, list[pb.JobEvent]]:

@@ -15,8 +15,8 @@ import pytest
 
 from aragora.training.v1 import trainer_pb2 as pb
 from tests.conftest import gateway_client
-from tests.trainer.conftest import (FAST, LONG, TINY, create_request, parse_sse, pid_alive, running_trainer, wait_for,
-                                    watch_all)
+from tests.support.wait import until as wait_for
+from tests.trainer.conftest import FAST, LONG, TINY, create_request, parse_sse, pid_alive, running_trainer, watch_all
 
 pytestmark = pytest.mark.slow
 

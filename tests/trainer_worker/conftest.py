@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.net import free_port
+from tests.support.services import ServiceProcess, base_env, exporter_env, wait_grpc
 from tests.support.tiny_model import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,14 +138,6 @@ def run_worker(job_dir: Path, timeout: float = 300) -> tuple[int, Worker]:
     return w.wait(timeout), w
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ExporterProcess:
     """The real exporter service (``python -m services.exporter``) on a fresh SQLite file, in its own process,
     so worker subprocesses and the test's blocking waits never share an event loop with it."""
@@ -153,19 +147,15 @@ class ExporterProcess:
 
         port = free_port()
         self.address = f"127.0.0.1:{port}"
-        env = dict(os.environ, EXPORTER_PORT=str(port), EXPORTER_DATABASE_URL=f"sqlite:///{root}/exporter.db",
-                   EXPORTER_EXPORT_DIR=str(root / "exports"), EXPORTER_LOAD_SAMPLES="false",
-                   EXPORTER_GRACE_SECONDS="0.5")
-        self.log = root / "exporter.log"
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "services.exporter"], cwd=REPO, env=env,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        env = base_env(**exporter_env(root, port, database_url=f"sqlite:///{root}/exporter.db"))
+        self.service = ServiceProcess("exporter", env, root / "exporter.log")
+        self.log = self.service.log
         self.channel = grpc.insecure_channel(self.address)
         try:
-            grpc.channel_ready_future(self.channel).result(timeout=60)
-        except grpc.FutureTimeoutError:
+            wait_grpc(self.service, self.address, timeout=60)
+        except AssertionError:
             self.close()
-            raise AssertionError(f"exporter did not start: {self.log.read_text()[-2000:]}") from None
+            raise
 
     def stub(self):
         from aragora.training.v1 import exporter_pb2_grpc
@@ -174,13 +164,7 @@ class ExporterProcess:
 
     def close(self) -> None:
         self.channel.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.service.stop(10)
 
 
 def debate(i: int, vertical: str, confidence: float) -> dict:

@@ -15,22 +15,31 @@ Each losing agent has a recognisable flaw:
 Wording is drawn from many sentence templates and topic-specific content (cases per vertical with slots), the
 sentence order varies, and proposals stay at roughly 40-120 words so that a small model with a short context
 can train on them. Everything comes from one ``random.Random(seed)``: the same arguments give the same file.
+
+The topics are data, in ``cases.json`` next to this file: per vertical, a list of cases. Each case has question
+templates (``q``), slot values (``slots``), constraints (``text`` put in the question, the short phrase ``key`` a
+good answer names, ``good`` recommendations that respect it and ``bad`` ones that ignore it), ``assumptions``,
+``counters`` (pairs of counter-argument and rebuttal), ``uncertainties``, neutral ``facts`` any agent may cite,
+and off-topic ``tangents`` (pairs of topic and elaboration). Every string may use the case's ``{slot}`` names.
+Content grows by editing that file; the logic here stays put.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from services.exporter.samples.cases import CASES
+CASES: dict[str, list[dict]] = json.loads((Path(__file__).with_name("cases.json")).read_text(encoding="utf-8"))
 
 VERTICALS = ("legal", "medical", "code", "finance", "general")
 AGENTS = ("claude", "gpt", "gemini", "mistral", "llama", "grok", "qwen", "deepseek", "command-r", "phi")
 LOSER_KINDS = ("overconfident", "ignores_constraint", "off_topic", "near_miss")
 LOSER_WEIGHTS = (3, 3, 2, 2)
 MIN_WORDS, MAX_WORDS = 40, 120
-BASE_TIME = datetime(2024, 1, 1, 8, 0, tzinfo=timezone.utc)
+BASE_TIME = datetime(2024, 1, 1, 8, 0, tzinfo=UTC)
 
 # --- sentence templates ---------------------------------------------------------------------------------
 
