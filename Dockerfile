@@ -15,13 +15,13 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 # torch first, pinned, so nothing below can pull another build.
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
-COPY requirements.txt .
-RUN pip install -r requirements.txt "torch==${TORCH_VERSION}"
-COPY pyproject.toml README.md ./
+# The runtime dependencies pyproject.toml declares (the `gpu` extra: bitsandbytes for 4-bit/8-bit), at the
+# versions of the lock (requirements.txt as constraints): no test, lint or benchmark package in the image.
+COPY requirements.txt pyproject.toml README.md ./
 COPY protos ./protos
 COPY generated ./generated
 COPY services ./services
-RUN pip install --no-deps -e .
+RUN pip install -c requirements.txt "torch==${TORCH_VERSION}" -e ".[gpu]"
 
 RUN useradd --create-home --uid 1000 app && mkdir -p /data && chown app /data
 USER app

@@ -8,7 +8,7 @@ PROTOS := $(shell cd protos && find . -name '*.proto' | sed 's|^\./||' | sort)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: up venv test fuzz protos provision dashboard clean-var
+.PHONY: up venv test lint fuzz protos provision dashboard clean-var
 
 ## Create the virtual environment and install everything (torch first, pinned to the CPU build).
 venv: $(VENV)/.installed
@@ -28,9 +28,12 @@ up: venv provision
 provision: venv
 	$(PY) -m services.trainer provision
 
-## Run the whole test suite.
-test: venv
+## Lint (ruff, configured in pyproject.toml), then run the whole test suite.
+test: venv lint
 	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check .
 
 ## A longer hostile-input run: schemathesis over every REST operation and hypothesis over every RPC.
 fuzz: venv

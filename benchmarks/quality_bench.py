@@ -39,10 +39,9 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from services.trainer.models import DEFAULT_MODEL_ID as DEFAULT_MODEL
 from tests.support.net import free_port
 from tests.support.services import ServiceProcess
-
-DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def wait_healthy(api: httpx.Client, services: list[ServiceProcess], timeout: float = 120) -> None:

@@ -7,6 +7,7 @@ start is never half-running.
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -31,7 +32,10 @@ def _pump(name: str, proc: subprocess.Popen, color: bool) -> None:
             sys.stdout.flush()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.launcher", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)
     color = sys.stdout.isatty()
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
     procs: dict[str, subprocess.Popen] = {}

@@ -78,4 +78,8 @@ def test_trainer_can_use_an_nvidia_gpu():
 
 def test_dockerfile_installs_torch_pinned_before_the_rest():
     text = (REPO / "Dockerfile").read_text()
-    assert text.index('pip install "torch==${TORCH_VERSION}"') < text.index("pip install -r requirements.txt")
+    first = text.index('pip install "torch==${TORCH_VERSION}"')
+    rest = text.index("pip install -c requirements.txt")
+    assert first < rest
+    # The rest keeps that torch: the same pin, so pip cannot swap the build.
+    assert '"torch==${TORCH_VERSION}"' in text[rest:].splitlines()[0]

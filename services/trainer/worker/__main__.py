@@ -17,6 +17,9 @@ OOM_MESSAGE = "out of memory: reduce batch_size or max_seq_length, or enable gra
 
 
 def main(argv: list[str] | None = None) -> int:
+    if {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+        print(f"usage: python -m services.trainer.worker JOB_DIR\n\n{__doc__.strip()}")
+        return 0
     # First of all, before any library starts a thread: block the stop signals and start their watcher.
     guard = StopGuard()
     guard.install()
