@@ -4,11 +4,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION := 2.13.0
+# buf (protos lint and breaking-change check) from npm, run with npx; tests/test_contract.py reads this pin.
+BUF_VERSION := 1.75.0
 PROTOS := $(shell cd protos && find . -name '*.proto' | sed 's|^\./||' | sort)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: up venv test lint fuzz protos provision dashboard clean-var
+.PHONY: up venv test lint fuzz protos release-contract provision dashboard clean-var
 
 ## Create the virtual environment and install everything (torch first, pinned to the CPU build).
 venv: $(VENV)/.installed
@@ -46,6 +48,10 @@ dashboard:
 ## Regenerate generated/ from protos/ with the pinned grpcio-tools.
 protos: venv
 	cd protos && ../$(PY) -m grpc_tools.protoc -I . --python_out=../generated --grpc_python_out=../generated --pyi_out=../generated $(PROTOS)
+
+## At a release: record protos/ as the released contract that `buf breaking` (in the tests) compares against.
+release-contract:
+	npx --yes @bufbuild/buf@$(BUF_VERSION) build --exclude-source-info -o protos/released.binpb
 
 clean-var:
 	rm -rf var

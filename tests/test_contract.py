@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import filecmp
 import importlib
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +119,26 @@ def test_training_config_unset_is_distinguishable_from_zero():
         assert not cfg.HasField(name), name
     cfg.lora_dropout = 0.0
     assert cfg.HasField("lora_dropout")
+
+
+BUF_VERSION = re.search(r"^BUF_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.M).group(1)
+
+
+def _buf(*args: str) -> subprocess.CompletedProcess:
+    """buf (buf.yaml at the repository root), fetched from npm by npx on first use and cached."""
+    if shutil.which("npx") is None:
+        pytest.skip("npx (Node.js and npm) is not installed: buf comes from npm (apt-get install npm)")
+    return subprocess.run(["npx", "--yes", f"@bufbuild/buf@{BUF_VERSION}", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_protos_pass_buf_lint_standard():
+    out = _buf("lint")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_protos_make_no_breaking_change_against_the_released_contract():
+    """protos/released.binpb is the contract as last released (`make release-contract` records it); a change
+    that breaks wire, JSON or generated-code compatibility with it fails here."""
+    out = _buf("breaking", "--against", "protos/released.binpb")
+    assert out.returncode == 0, out.stdout + out.stderr
