@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
 
-    for name in SERVICES:
+    for name in reversed(SERVICES):
         procs[name] = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
             stdout=subprocess.PIPE,
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"launcher | {name} did not stop in {STOP_TIMEOUT:.0f}s; killing it", flush=True)
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+        print(f"launcher | {name} stopped ({p.returncode})", flush=True)
     time.sleep(0.1)
     print("launcher | all stopped: " + ", ".join(f"{n}={procs[n].returncode}" for n in SERVICES), flush=True)
     return 1 if failed else 0

@@ -78,6 +78,31 @@ def test_three_processes_serve_and_stop_on_sigterm(launched):
     assert "all stopped: exporter=0, trainer=0, gateway=0" in log
 
 
+def test_stop_order_is_gateway_then_trainer_then_exporter(launched):
+    """The gateway stops first (no new requests), then the trainer (checkpoints its jobs), the exporter last (the
+    trainer's workers may still read from it): each only after the one before it has exited."""
+    proc, _, logfile = launched
+    by_name = {c.cmdline()[-1].split(".")[-1]: c for c in psutil.Process(proc.pid).children()}
+    assert sorted(by_name) == ["exporter", "gateway", "trainer"]
+    order = ["gateway", "trainer", "exporter"]
+
+    def gone(c: psutil.Process) -> bool:
+        try:
+            return not c.is_running() or c.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    proc.send_signal(signal.SIGTERM)
+    while proc.poll() is None:
+        dead = [name for name in order if gone(by_name[name])]
+        # Whenever a service is gone, every one before it in the order is gone too.
+        assert dead == order[: len(dead)], f"{dead} stopped before {order[: len(dead)]}"
+        time.sleep(0.005)
+    assert proc.wait(60) == 0
+    lines = [ln for ln in logfile.read_text().splitlines() if ln.startswith("launcher | ") and "stopped (" in ln]
+    assert lines == [f"launcher | {name} stopped (0)" for name in order]
+
+
 def test_one_service_failing_stops_the_others(tmp_path):
     port = free_port()
     env = dict(os.environ, EXPORTER_PORT="not-a-port", GATEWAY_PORT=str(port), TRAINER_PORT=str(free_port()),
