@@ -81,6 +81,7 @@ class Worker:
     def __init__(self, job_dir: Path) -> None:
         self.job_dir = job_dir
         self.events: list[dict] = []
+        self.arrivals: list[float] = []  # time.monotonic() when each event was read, in step with events
         self.bad_lines: list[str] = []
         self._cond = threading.Condition()
         log = open(job_dir / "worker.log", "ab")
@@ -102,6 +103,7 @@ class Worker:
                 continue
             with self._cond:
                 self.events.append(obj)
+                self.arrivals.append(time.monotonic())
                 self._cond.notify_all()
 
     def wait_for(self, predicate, timeout: float = 120) -> dict:

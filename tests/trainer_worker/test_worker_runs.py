@@ -238,10 +238,11 @@ def test_bad_data_fails_with_the_line_and_reason(tmp_path, tiny_model):
 
 def test_unreachable_exporter_fails_after_bounded_retries(tmp_path, tiny_model):
     job = make_job(tmp_path, "job-noexp", tiny_model, {}, exporter_address="127.0.0.1:9", exporter_timeout_s=1.5)
-    t0 = time.monotonic()
     rc, w = run_worker(job, timeout=180)
     assert rc == 1
-    assert 1.5 <= time.monotonic() - t0 < 30
+    # Retries for the budget (1.5 s), then gives up: timed from the first event, so the worker's start (imports,
+    # slow on a loaded 2-core machine) does not count; the default budget (30 s) would exceed the bound.
+    assert 1.5 <= w.arrivals[-1] - w.arrivals[0] < 25
     kinds = [e["type"] for e in w.events]
     assert kinds == ["status", "warning", "error"]
     assert "retrying for up to 1.5 s" in w.events[1]["message"]
