@@ -176,3 +176,36 @@ def test_the_runtime_image_installs_no_test_or_benchmark_package():
         for req in PROJECT["optional-dependencies"][extra]:
             if _name(req) not in runtime:
                 assert _name(req) not in text.lower(), f"{req} ({extra}) in the runtime image"
+
+
+def test_the_wheel_holds_the_services_their_data_and_the_console_scripts(tmp_path):
+    """What `pip install .` installs: the services with their data files (sample debates, catalogue,
+    migrations, the dashboard bundle), the generated proto package, the console scripts; no tests."""
+    import shutil
+    import zipfile
+
+    # Built from a copy: an in-tree build would leave build/ and *.egg-info in the checkout.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    for name in ("services", "generated"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path / "dist"), str(src)], check=True, timeout=300, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        entry_points = zf.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+        metadata = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert {n.split("/")[0] for n in names if not n.endswith(".dist-info") and ".dist-info/" not in n} == \
+        {"services", "aragora"}
+    for data in ("services/exporter/samples/debates.jsonl", "services/trainer/catalogue.json",
+                 "services/exporter/migrations/env.py", "aragora/training/v1/trainer_pb2.py",
+                 "services/gateway/static/dashboard/index.html"):
+        assert data in names, data
+    for script, target in PROJECT["scripts"].items():
+        assert f"{script} = {target}" in entry_points
+    requires = [ln for ln in metadata.splitlines() if ln.startswith("Requires-Dist:")]
+    assert any(ln.startswith("Requires-Dist: torch==") and "extra" not in ln for ln in requires)
+    assert all("extra ==" in ln for ln in requires if "pytest" in ln or "trl" in ln), "test/bench deps in runtime"
