@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import pytest
 
@@ -104,7 +103,6 @@ def test_bad_pairs_fail_before_the_model_loads(tmp_path, tiny_model_dir):
     write_jsonl(tmp_path / "data" / "bad.jsonl", [json.dumps(p) for p in good] + [
         '{"prompt": "q", "chosen": "a"}', "not json", '{"prompt": "q", "chosen": "x", "rejected": " x "}'])
     job = make_job(tmp_path, "job-bad", tiny_model_dir, dict(CONFIG, dataset_path="bad.jsonl"))
-    t0 = time.monotonic()
     rc, w = run_worker(job, timeout=120)
     assert rc == 1
     assert [e["type"] for e in w.events] == ["status", "error"]
@@ -112,4 +110,6 @@ def test_bad_pairs_fail_before_the_model_loads(tmp_path, tiny_model_dir):
     assert msg.startswith("dataset_path bad.jsonl (method dpo): 3 bad DPO pairs: line 3: missing or empty field "
                           "'rejected'"), msg
     assert "line 4: invalid JSON" in msg and "line 5: 'chosen' and 'rejected' are the same text" in msg
-    assert time.monotonic() - t0 < 60
+    # Before the model loads: no "loading <model>" event (an event check, not a time bound that a loaded machine
+    # could break).
+    assert not any(e["message"].startswith("loading ") for e in w.events)
