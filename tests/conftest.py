@@ -19,6 +19,7 @@ from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 from services.trainer import server as trainer_server
 from services.trainer.config import TrainerSettings
+from tests.support.services import kill_started
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,6 +46,14 @@ def trainer_settings(tmp_path: Path, exporter_address: str = "127.0.0.1:1", **kw
     )
     base.update(kw)
     return TrainerSettings(**base)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_service_outlives_the_session():
+    """Whatever service process a test or fixture started (tests/support/services.py) ends with the session,
+    its process group (a trainer's workers) included, even when the test that started it failed."""
+    yield
+    kill_started()
 
 
 @pytest.fixture

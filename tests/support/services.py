@@ -79,6 +79,8 @@ class ServiceProcess:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             pass
+        if self in STARTED:
+            STARTED.remove(self)
 
     def tail(self, n: int = 3000) -> str:
         """The last ``n`` characters of the log."""
@@ -93,9 +95,9 @@ class ServiceProcess:
 
 
 def kill_started() -> None:
-    """SIGKILL to the group of every service started through this module and not yet ended."""
-    while STARTED:
-        STARTED.pop().kill_group()
+    """SIGKILL to the group of every service started through this module (its workers included)."""
+    for service in list(STARTED):
+        service.kill_group()
 
 
 def base_env(**extra: str) -> dict[str, str]:
