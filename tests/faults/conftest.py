@@ -63,7 +63,8 @@ def worker_pids(trainer: ServiceProcess) -> dict[str, int]:
 
 
 def trainer_env(root: Path, port: int, models_dir: Path, exporter_address: str = "127.0.0.1:1", **settings) -> dict:
-    return base_env(**services.trainer_env(root, port, models_dir, exporter_address, log_level="INFO", **settings))
+    return base_env(**services.trainer_env(root, port, models_dir, exporter_address, **{"log_level": "INFO",
+                                                                                         **settings}))
 
 
 def start_trainer(root: Path, port: int, models_dir: Path, *, prefix: list[str] | None = None, label: str = "trainer",
@@ -78,7 +79,8 @@ def start_trainer(root: Path, port: int, models_dir: Path, *, prefix: list[str] 
 
 def start_gateway(root: Path, port: int, trainer_address: str, exporter_address: str = "127.0.0.1:1",
                   label: str = "gateway", **settings) -> ServiceProcess:
-    env = base_env(**services.gateway_env(port, trainer_address, exporter_address, log_level="WARNING", **settings))
+    env = base_env(**services.gateway_env(port, trainer_address, exporter_address, **{"log_level": "WARNING",
+                                                                                       **settings}))
     return ServiceProcess(label, env, root / f"{label}.log", argv=[sys.executable, "-m", "services.gateway"])
 
 
