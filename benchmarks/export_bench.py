@@ -176,7 +176,7 @@ class Services:
     def stop(self) -> None:
         self.client.close()
         for p in (self.gateway, self.exporter):
-            p.stop(20)
+            p.stop(timeout=20)
 
 
 def measure(db: Path, workdir: Path, label: str, repeat: int) -> dict:

@@ -208,7 +208,7 @@ async def main_async(args, root: Path) -> int:
             finals = [(await rest.get(f"/api/training/jobs/{j}")).json() for j in job_ids]
     finally:
         for p in reversed(procs):
-            p.stop(20)
+            p.stop(timeout=20)
 
     missing = repeated = disorder = 0
     for w in watchers:

@@ -18,8 +18,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import httpx
 import pytest
 
 from tests.support.net import free_port
+from tests.support.services import ServiceProcess
 from tests.support.wait import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -43,44 +42,6 @@ SHOTS = REPO / "tests" / "artifacts" / "screenshots"
 TINY = "test/tiny-llama"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-
-
-class Service:
-    """One service as its own process (own process group, so stopping it also ends the trainer's workers)."""
-
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path, label: str | None = None) -> None:
-        self.name, self.env, self.log_path = name, env, log_dir / f"{label or name}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", f"services.{self.name}"], cwd=REPO, env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def kill_group(self) -> None:
-        """Ends what is left of this service's own process group (its workers)."""
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
 
 
 def healthy(url: str) -> bool:
@@ -115,7 +76,7 @@ def stack(tmp_path_factory):
                         GATEWAY_TRAINER_ADDRESS=trainer_addr, GATEWAY_RPC_TIMEOUT_SECONDS="5"),
     }
     (root / "data").mkdir()
-    services = {name: Service(name, env, root) for name, env in envs.items()}
+    services = {name: ServiceProcess(name, env, root / f"{name}.log", start=False) for name, env in envs.items()}
     url = f"http://127.0.0.1:{ports['gateway']}"
     try:
         for s in services.values():
@@ -181,7 +142,7 @@ def with_browser(scenario) -> None:
     assert errors == []
 
 
-def run_scenario(page: Page, url: str, services: dict[str, Service], jobs_dir: Path) -> None:
+def run_scenario(page: Page, url: str, services: dict[str, ServiceProcess], jobs_dir: Path) -> None:
     page.goto(f"{url}/training")
     expect(page.get_by_role("heading", name="Fine-tuning")).to_be_visible()
     expect(page.get_by_test_id("health")).to_have_text(re.compile("All services up"), timeout=15_000)
@@ -403,8 +364,8 @@ def test_dashboard_asks_for_the_api_token(stack):
     done_id = completed_job(url)
     token = "e2e-s3cret-token"
     port = free_port()
-    guarded = Service("gateway", dict(services["gateway"].env, GATEWAY_PORT=str(port), GATEWAY_API_TOKEN=token),
-                      root, label="gateway-token")
+    guarded = ServiceProcess("gateway", dict(services["gateway"].env, GATEWAY_PORT=str(port), GATEWAY_API_TOKEN=token),
+                             root / "gateway-token.log", start=False)
     guarded_url = f"http://127.0.0.1:{port}"
     guarded.start()
     try:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from signal import SIGTERM
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,29 +28,39 @@ STARTED: list[ServiceProcess] = []
 class ServiceProcess:
     """One service process in its own session (process group), stdout and stderr appended to ``log``.
 
-    ``argv`` defaults to ``python -m services.<name>``; ``cpus`` pins it (and its children) to those CPUs."""
+    ``argv`` defaults to ``python -m services.<name>``; ``cpus`` pins it (and its children) to those CPUs. With
+    ``start=False`` nothing runs until :meth:`start`, which also starts it again after a stop (a restart)."""
 
     def __init__(self, name: str, env: dict[str, str], log: Path, *, argv: list[str] | None = None,
-                 cpus: set[int] | None = None, cwd: Path = REPO) -> None:
-        self.name, self.log = name, Path(log)
+                 cpus: set[int] | None = None, cwd: Path = REPO, start: bool = True) -> None:
+        self.name, self.env, self.log = name, env, Path(log)
+        self.argv = argv or [sys.executable, "-m", f"services.{name}"]
+        self.cpus, self.cwd = cpus, cwd
+        self.proc: subprocess.Popen | None = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        argv = argv or [sys.executable, "-m", f"services.{name}"]
+        cpus = self.cpus
         preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
         with open(self.log, "ab") as fh:
-            self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=fh,
+            self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=fh,
                                          stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
-        STARTED.append(self)
+        if self not in STARTED:
+            STARTED.append(self)
 
     @property
     def pid(self) -> int:
+        assert self.proc is not None, f"{self.name} was never started"
         return self.proc.pid
 
     @property
     def returncode(self) -> int | None:
-        return self.proc.returncode
+        return None if self.proc is None else self.proc.returncode
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.proc is not None and self.proc.poll() is None
 
     def signal(self, sig: int) -> None:
         """Sends ``sig`` to the service process itself (not its group)."""
@@ -59,18 +70,20 @@ class ServiceProcess:
     def wait(self, timeout: float) -> int:
         return self.proc.wait(timeout)
 
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM to the service, then SIGKILL to its whole group if it has not exited within ``timeout``."""
+    def stop(self, sig: int = SIGTERM, timeout: float = 20.0) -> int | None:
+        """``sig`` to the service, then SIGKILL to its whole group if it has not exited within ``timeout``."""
         if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill_group()
-        return self.proc.returncode
+        return self.returncode
 
     def kill_group(self) -> None:
         """SIGKILL to the service's whole process group (what is left of it and its children)."""
+        if self.proc is None:
+            return
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -91,7 +104,7 @@ class ServiceProcess:
 
     def _check_alive(self) -> None:
         if not self.alive():
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            raise AssertionError(f"{self.name} exited with {self.returncode}:\n{self.tail()}")
 
 
 def kill_started() -> None:

@@ -166,7 +166,7 @@ class ExporterProcess:
 
     def close(self) -> None:
         self.channel.close()
-        self.service.stop(10)
+        self.service.stop(timeout=10)
 
 
 def debate(i: int, vertical: str, confidence: float) -> dict:
