@@ -148,8 +148,6 @@ class JobStore:
                  .order_by(JobEvent.sequence))
         if limit > 0:
             query = query.limit(limit)
-        if offset > 0:
-            query = query.offset(offset)
         with self.db.session() as s:
             return [_record(r) for r in s.scalars(query)]
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import quote
 
 import grpc
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
@@ -25,6 +25,7 @@ from pydantic.fields import FieldInfo
 from aragora.training.v1 import trainer_pb2 as pb
 from services.common.training_config import config_from_pb, config_to_pb
 from services.common.training_spec import CANONICAL, TrainingSpec, aliases, config_json_schema
+from services.gateway import compat
 from services.gateway.deps import TimeoutDep, TrainerDep
 
 router = APIRouter(prefix="/api/training", tags=["jobs"])
@@ -39,6 +40,9 @@ STATUS_NAMES: dict[int, str] = {
     pb.JOB_STATUS_CANCELLED: "cancelled",
 }
 STATUS_VALUES = {v: k for k, v in STATUS_NAMES.items()}
+# Aragora's status words (its TrainingStatus and its TypeScript client's) for the list filter.
+ARAGORA_STATUS = {"pending": "queued", "exporting_data": "preparing", "running": "training",
+                  "evaluating": "training", "ready": "completed"}
 
 INT32 = dict(ge=-(2**31), le=2**31 - 1)
 
@@ -174,11 +178,32 @@ class TrainingJobPublic(BaseModel):
     completed_at: datetime | None
     error: str | None
     training_config: TrainingConfigPublic
+    # The names Aragora's clients read (see docs/aragora_clients.md), beside ours.
+    training_data_examples: int = 0
+    """The same as ``training_examples``."""
+    total_epochs: int | None = None
+    """The job's ``training_config.num_epochs``."""
+    checkpoint_path: str | None = None
+    """A completed job's adapter folder (or newest checkpoint) on the trainer, as its artifacts show it."""
+    output_path: str | None = None
+    """The same as ``checkpoint_path``."""
 
 
 class TrainingJobsPublic(BaseModel):
     jobs: list[TrainingJobPublic]
     total: int
+    limit: int = 0
+    """The ``limit`` applied (0: none)."""
+    offset: int = 0
+    """The ``offset`` applied."""
+
+
+class CancelResultPublic(TrainingJobPublic):
+    """``DELETE`` / ``POST .../cancel``: the job after the call, and Aragora's keys."""
+
+    success: bool = True
+    """Whether the job is cancelled now (false: it had already completed or failed)."""
+    job_id: str = ""
 
 
 class JobCountsPublic(BaseModel):
@@ -214,6 +239,13 @@ class TrainingJobMetricsPublic(BaseModel):
     eval_matches: int
     eval_sft_records: int
     eval_dpo_pairs: int
+    complete: bool = True
+    """False in the answer to an Aragora client about a job that has not completed: what is known so far
+    (status, examples, the latest loss and progress); the measured figures are null."""
+    loss: float | None = None
+    progress: float | None = None
+    current_step: int | None = None
+    total_steps: int | None = None
 
 
 class ArtifactFilePublic(BaseModel):
@@ -244,14 +276,31 @@ def config_public(c: pb.TrainingConfig) -> TrainingConfigPublic:
     return TrainingConfigPublic(**config_from_pb(c, strict=False))
 
 
-def job_public(j: pb.Job) -> TrainingJobPublic:
-    return TrainingJobPublic(
+def job_public(j: pb.Job, cls: type[TrainingJobPublic] | None = None, **extra) -> TrainingJobPublic:
+    return (cls or TrainingJobPublic)(
         id=j.id, name=j.name, vertical=j.vertical, base_model=j.base_model, status=STATUS_NAMES[j.status],
         progress=j.progress, current_epoch=j.current_epoch, current_step=j.current_step, total_steps=j.total_steps,
         loss=_opt(j, "loss"), training_examples=j.training_examples, created_at=_ts(j, "created_at"),
         started_at=_ts(j, "started_at"), completed_at=_ts(j, "completed_at"), error=j.error or None,
         training_config=config_public(j.training_config),
+        training_data_examples=j.training_examples, total_epochs=_opt(j.training_config, "num_epochs"), **extra,
     )
+
+
+async def with_paths(trainer, timeout: float, jobs: list[TrainingJobPublic]) -> list[TrainingJobPublic]:
+    """Fills ``checkpoint_path`` / ``output_path`` of the completed jobs from their artifacts (one call each,
+    concurrently; a job whose artifacts cannot be read keeps null)."""
+    done = [j for j in jobs if j.status == "completed"]
+
+    async def one(job: TrainingJobPublic) -> None:
+        try:
+            a = await trainer.GetJobArtifacts(pb.GetJobArtifactsRequest(job_id=job.id), timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return
+        job.checkpoint_path = job.output_path = a.checkpoint_path or None
+
+    await asyncio.gather(*(one(j) for j in done))
+    return jobs
 
 
 def _evaluation_public(m: pb.GetJobMetricsResponse, name: str) -> ModelEvaluationPublic | None:
@@ -269,21 +318,31 @@ JobId = Annotated[str, Path(description="The job's id (job-...)", max_length=200
 # -- routes ----------------------------------------------------------------------------------------------------
 
 
+AragoraStatusName = Literal["pending", "exporting_data", "running", "evaluating", "ready"]
+
+
 @router.get("/jobs", response_model=TrainingJobsPublic)
 async def read_jobs(
     trainer: TrainerDep,
     timeout: TimeoutDep,
     vertical: Annotated[str, Query(description="Only this vertical", max_length=200)] = "",
-    status: Annotated[JobStatusName | None, BeforeValidator(lambda v: v or None),
-                      Query(description="Only this status (empty: any)")] = None,
+    status: Annotated[JobStatusName | AragoraStatusName | None, BeforeValidator(lambda v: v or None),
+                      Query(description="Only this status (empty: any). Aragora's words are accepted: pending "
+                                        "(queued), exporting_data (preparing), running and evaluating (training), "
+                                        "ready (completed)")] = None,
     limit: Annotated[int, Query(ge=0, le=10_000, description="At most this many jobs (0: all)")] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="Skip this many matching jobs first")] = 0,
 ) -> TrainingJobsPublic:
-    """Lists training jobs, newest first; ``total`` counts every job matching the filters."""
+    """Lists training jobs, newest first; ``total`` counts every job matching the filters; ``limit`` and
+    ``offset`` are echoed."""
+    status = ARAGORA_STATUS.get(status, status) if status else None
     resp = await trainer.ListJobs(
-        pb.ListJobsRequest(vertical=vertical, status=STATUS_VALUES[status] if status else 0, limit=limit),
+        pb.ListJobsRequest(vertical=vertical, status=STATUS_VALUES[status] if status else 0, limit=limit,
+                           offset=offset),
         timeout=timeout,
     )
-    return TrainingJobsPublic(jobs=[job_public(j) for j in resp.jobs], total=resp.total)
+    jobs = await with_paths(trainer, timeout, [job_public(j) for j in resp.jobs])
+    return TrainingJobsPublic(jobs=jobs, total=resp.total, limit=limit, offset=offset)
 
 
 @router.get("/jobs/counts", response_model=JobCountsPublic)
@@ -298,7 +357,7 @@ async def read_job_counts(trainer: TrainerDep, timeout: TimeoutDep) -> JobCounts
 async def read_job(job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> TrainingJobPublic:
     """One job. 404 for an unknown id."""
     resp = await trainer.GetJob(pb.GetJobRequest(job_id=job_id), timeout=timeout)
-    return job_public(resp.job)
+    return (await with_paths(trainer, timeout, [job_public(resp.job)]))[0]
 
 
 @router.post("/jobs", response_model=TrainingJobPublic, status_code=201)
@@ -321,19 +380,47 @@ async def start_job(job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> 
     return job_public(resp.job)
 
 
-@router.delete("/jobs/{job_id}", response_model=TrainingJobPublic)
-async def cancel_job(job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> TrainingJobPublic:
+@router.delete("/jobs/{job_id}", response_model=CancelResultPublic)
+async def cancel_job(request: Request, job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> CancelResultPublic:
     """Cancels a job: its worker process is ended (within about 5 s) and the job becomes ``cancelled``; its
-    checkpoints stay. 409 for a job that already ended."""
-    # Ending a worker may take its SIGTERM grace (5 s) on top of the usual deadline.
-    resp = await trainer.CancelJob(pb.CancelJobRequest(job_id=job_id), timeout=timeout + 10)
-    return job_public(resp.job)
+    checkpoints stay. 409 for a job that already ended; to Aragora's clients (docs/aragora_clients.md) 200 with
+    the job as it is and ``success`` false when it had completed or failed."""
+    return await cancel(job_id, trainer, timeout, compat.is_aragora_client(request))
+
+
+async def cancel(job_id: str, trainer, timeout: float, lenient: bool) -> CancelResultPublic:
+    try:
+        # Ending a worker may take its SIGTERM grace (5 s) on top of the usual deadline.
+        resp = await trainer.CancelJob(pb.CancelJobRequest(job_id=job_id), timeout=timeout + 10)
+    except grpc.aio.AioRpcError as exc:
+        if not lenient or exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+            raise
+        job = (await trainer.GetJob(pb.GetJobRequest(job_id=job_id), timeout=timeout)).job
+        if job.status not in (pb.JOB_STATUS_COMPLETED, pb.JOB_STATUS_FAILED, pb.JOB_STATUS_CANCELLED):
+            raise
+        return job_public(job, CancelResultPublic, success=job.status == pb.JOB_STATUS_CANCELLED, job_id=job.id)
+    return job_public(resp.job, CancelResultPublic, success=True, job_id=resp.job.id)
 
 
 @router.get("/jobs/{job_id}/metrics", response_model=TrainingJobMetricsPublic)
-async def read_job_metrics(job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> TrainingJobMetricsPublic:
-    """A completed job's measured metrics (absent figures are null). 409 for a job that did not complete."""
-    m = await trainer.GetJobMetrics(pb.GetJobMetricsRequest(job_id=job_id), timeout=timeout)
+async def read_job_metrics(request: Request, job_id: JobId, trainer: TrainerDep,
+                           timeout: TimeoutDep) -> TrainingJobMetricsPublic:
+    """A completed job's measured metrics (absent figures are null). 409 for a job that did not complete; to
+    Aragora's clients (docs/aragora_clients.md) 200 with what is known so far and ``complete`` false."""
+    try:
+        m = await trainer.GetJobMetrics(pb.GetJobMetricsRequest(job_id=job_id), timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or not compat.is_aragora_client(request):
+            raise
+        j = (await trainer.GetJob(pb.GetJobRequest(job_id=job_id), timeout=timeout)).job
+        if j.status == pb.JOB_STATUS_COMPLETED:
+            raise
+        return TrainingJobMetricsPublic(
+            job_id=j.id, status=STATUS_NAMES[j.status], training_data_examples=j.training_examples,
+            training_data_debates=0, final_loss=None, elo_rating=None, win_rate=None, vertical_accuracy={},
+            base=None, adapter=None, eval_matches=0, eval_sft_records=0, eval_dpo_pairs=0, complete=False,
+            loss=_opt(j, "loss"), progress=j.progress, current_step=j.current_step, total_steps=j.total_steps,
+        )
     return TrainingJobMetricsPublic(
         job_id=m.job_id, status=STATUS_NAMES[m.status], training_data_examples=m.training_data_examples,
         training_data_debates=m.training_data_debates, final_loss=_opt(m, "final_loss"),
