@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import grpc
 import orjson
 from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -322,6 +323,18 @@ class StatsFilePublic(ExportFilePublic):
     it into place, and never changed)."""
 
 
+class AragoraStatsPublic(BaseModel):
+    """The stats as Aragora's clients get them: each file also has ``modified_at``."""
+
+    available_exporters: list[str]
+    export_directory: str
+    exported_files: list[StatsFilePublic]
+    sft_available: bool
+    debates_per_vertical: dict[str, int]
+    total_debates: int
+    total_gauntlet_runs: int
+
+
 class WrittenExportPublic(ExportFilePublic):
     record_count: int
 
@@ -363,7 +376,7 @@ async def create_export(
 class StatsPublic(BaseModel):
     available_exporters: list[str]
     export_directory: str
-    exported_files: list[StatsFilePublic]
+    exported_files: list[ExportFilePublic]
     sft_available: bool
     debates_per_vertical: dict[str, int]
     total_debates: int
@@ -371,20 +384,25 @@ class StatsPublic(BaseModel):
 
 
 @router.get("/stats", response_model=StatsPublic)
-async def read_stats(exporter: ExporterDep, timeout: TimeoutDep) -> StatsPublic:
-    """The exporters available, the export directory and its files, and the debates stored per vertical."""
+async def read_stats(request: Request, exporter: ExporterDep, timeout: TimeoutDep) -> StatsPublic:
+    """The exporters available, the export directory and its files, and the debates stored per vertical.
+    Aragora's clients (docs/aragora_clients.md) get ``AragoraStatsPublic`` (each file with ``modified_at``)."""
     s = await exporter.GetExportStats(pb.GetExportStatsRequest(), timeout=timeout)
-    return StatsPublic(
+    aragora = compat.is_aragora_client(request)
+    files = [ExportFilePublic(name=f.name, size_bytes=f.size_bytes, created_at=_ts(f.created_at))
+             for f in s.exported_files]
+    out = dict(
         available_exporters=list(s.available_exporters),
         export_directory=s.export_directory,
-        exported_files=[StatsFilePublic(name=f.name, size_bytes=f.size_bytes, created_at=_ts(f.created_at),
-                                         modified_at=_ts(f.created_at))
-                        for f in s.exported_files],
         sft_available=s.sft_available,
         debates_per_vertical=dict(sorted(s.debates_per_vertical.items())),
         total_debates=s.total_debates,
         total_gauntlet_runs=s.total_gauntlet_runs,
     )
+    if not aragora:
+        return StatsPublic(exported_files=files, **out)
+    files = [StatsFilePublic(**f.model_dump(), modified_at=f.created_at) for f in files]
+    return JSONResponse(jsonable_encoder(AragoraStatsPublic(exported_files=files, **out)))
 
 
 class FormatPublic(BaseModel):

@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 import grpc
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 
@@ -41,7 +42,7 @@ STATUS_NAMES: dict[int, str] = {
 }
 STATUS_VALUES = {v: k for k, v in STATUS_NAMES.items()}
 # Aragora's status words (its TrainingStatus and its TypeScript client's) for the list filter.
-ARAGORA_STATUS = {"pending": "queued", "exporting_data": "preparing", "running": "training",
+ARAGORA_STATUS = {"pending": "queued", "exporting_data": "preparing",
                   "evaluating": "training", "ready": "completed"}
 
 INT32 = dict(ge=-(2**31), le=2**31 - 1)
@@ -178,7 +179,11 @@ class TrainingJobPublic(BaseModel):
     completed_at: datetime | None
     error: str | None
     training_config: TrainingConfigPublic
-    # The names Aragora's clients read (see docs/aragora_clients.md), beside ours.
+
+
+class AragoraJobPublic(TrainingJobPublic):
+    """A job as Aragora's clients get it (docs/aragora_clients.md): ours plus the names they read."""
+
     training_data_examples: int = 0
     """The same as ``training_examples``."""
     total_epochs: int | None = None
@@ -192,13 +197,20 @@ class TrainingJobPublic(BaseModel):
 class TrainingJobsPublic(BaseModel):
     jobs: list[TrainingJobPublic]
     total: int
-    limit: int = 0
+
+
+class AragoraJobsPublic(BaseModel):
+    """The job list as Aragora's clients get it: their job shape, and ``limit`` / ``offset`` echoed."""
+
+    jobs: list[AragoraJobPublic]
+    total: int
+    limit: int
     """The ``limit`` applied (0: none)."""
-    offset: int = 0
+    offset: int
     """The ``offset`` applied."""
 
 
-class CancelResultPublic(TrainingJobPublic):
+class CancelResultPublic(AragoraJobPublic):
     """``DELETE`` / ``POST .../cancel``: the job after the call, and Aragora's keys."""
 
     success: bool = True
@@ -239,7 +251,12 @@ class TrainingJobMetricsPublic(BaseModel):
     eval_matches: int
     eval_sft_records: int
     eval_dpo_pairs: int
-    complete: bool = True
+
+
+class MetricsSoFarPublic(TrainingJobMetricsPublic):
+    """The metrics of a job that has not completed, as Aragora's clients get them (200, not 409)."""
+
+    complete: bool = False
     """False in the answer to an Aragora client about a job that has not completed: what is known so far
     (status, examples, the latest loss and progress); the measured figures are null."""
     loss: float | None = None
@@ -276,18 +293,25 @@ def config_public(c: pb.TrainingConfig) -> TrainingConfigPublic:
     return TrainingConfigPublic(**config_from_pb(c, strict=False))
 
 
-def job_public(j: pb.Job, cls: type[TrainingJobPublic] | None = None, **extra) -> TrainingJobPublic:
-    return (cls or TrainingJobPublic)(
+def job_public(j: pb.Job, cls: type[TrainingJobPublic] = TrainingJobPublic, **extra) -> TrainingJobPublic:
+    if issubclass(cls, AragoraJobPublic):
+        extra = {"training_data_examples": j.training_examples,
+                 "total_epochs": _opt(j.training_config, "num_epochs"), **extra}
+    return cls(
         id=j.id, name=j.name, vertical=j.vertical, base_model=j.base_model, status=STATUS_NAMES[j.status],
         progress=j.progress, current_epoch=j.current_epoch, current_step=j.current_step, total_steps=j.total_steps,
         loss=_opt(j, "loss"), training_examples=j.training_examples, created_at=_ts(j, "created_at"),
         started_at=_ts(j, "started_at"), completed_at=_ts(j, "completed_at"), error=j.error or None,
-        training_config=config_public(j.training_config),
-        training_data_examples=j.training_examples, total_epochs=_opt(j.training_config, "num_epochs"), **extra,
+        training_config=config_public(j.training_config), **extra,
     )
 
 
-async def with_paths(trainer, timeout: float, jobs: list[TrainingJobPublic]) -> list[TrainingJobPublic]:
+def aragora_json(model: BaseModel) -> JSONResponse:
+    """An Aragora client's answer, in its own model (the route's response_model documents the guide's)."""
+    return JSONResponse(jsonable_encoder(model))
+
+
+async def with_paths(trainer, timeout: float, jobs: list[AragoraJobPublic]) -> list[AragoraJobPublic]:
     """Fills ``checkpoint_path`` / ``output_path`` of the completed jobs from their artifacts (one call each,
     concurrently; a job whose artifacts cannot be read keeps null)."""
     done = [j for j in jobs if j.status == "completed"]
@@ -318,31 +342,36 @@ JobId = Annotated[str, Path(description="The job's id (job-...)", max_length=200
 # -- routes ----------------------------------------------------------------------------------------------------
 
 
-AragoraStatusName = Literal["pending", "exporting_data", "running", "evaluating", "ready"]
+StatusFilterName = Literal["queued", "preparing", "training", "completed", "failed", "cancelled",
+                          "pending", "exporting_data", "evaluating", "ready"]
+"""Our status words and Aragora's (ARAGORA_STATUS)."""
 
 
 @router.get("/jobs", response_model=TrainingJobsPublic)
 async def read_jobs(
+    request: Request,
     trainer: TrainerDep,
     timeout: TimeoutDep,
     vertical: Annotated[str, Query(description="Only this vertical", max_length=200)] = "",
-    status: Annotated[JobStatusName | AragoraStatusName | None, BeforeValidator(lambda v: v or None),
+    status: Annotated[StatusFilterName | None, BeforeValidator(lambda v: v or None),
                       Query(description="Only this status (empty: any). Aragora's words are accepted: pending "
-                                        "(queued), exporting_data (preparing), running and evaluating (training), "
+                                        "(queued), exporting_data (preparing), evaluating (training), "
                                         "ready (completed)")] = None,
     limit: Annotated[int, Query(ge=0, le=10_000, description="At most this many jobs (0: all)")] = 0,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="Skip this many matching jobs first")] = 0,
 ) -> TrainingJobsPublic:
-    """Lists training jobs, newest first; ``total`` counts every job matching the filters; ``limit`` and
-    ``offset`` are echoed."""
+    """Lists training jobs, newest first; ``total`` counts every job matching the filters. Aragora's clients
+    (docs/aragora_clients.md) get ``AragoraJobsPublic``: their job keys, and ``limit`` / ``offset`` echoed."""
     status = ARAGORA_STATUS.get(status, status) if status else None
     resp = await trainer.ListJobs(
         pb.ListJobsRequest(vertical=vertical, status=STATUS_VALUES[status] if status else 0, limit=limit,
                            offset=offset),
         timeout=timeout,
     )
-    jobs = await with_paths(trainer, timeout, [job_public(j) for j in resp.jobs])
-    return TrainingJobsPublic(jobs=jobs, total=resp.total, limit=limit, offset=offset)
+    if not compat.is_aragora_client(request):
+        return TrainingJobsPublic(jobs=[job_public(j) for j in resp.jobs], total=resp.total)
+    jobs = await with_paths(trainer, timeout, [job_public(j, AragoraJobPublic) for j in resp.jobs])
+    return aragora_json(AragoraJobsPublic(jobs=jobs, total=resp.total, limit=limit, offset=offset))
 
 
 @router.get("/jobs/counts", response_model=JobCountsPublic)
@@ -354,10 +383,12 @@ async def read_job_counts(trainer: TrainerDep, timeout: TimeoutDep) -> JobCounts
 
 
 @router.get("/jobs/{job_id}", response_model=TrainingJobPublic)
-async def read_job(job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> TrainingJobPublic:
-    """One job. 404 for an unknown id."""
+async def read_job(request: Request, job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> TrainingJobPublic:
+    """One job. 404 for an unknown id. Aragora's clients get ``AragoraJobPublic``."""
     resp = await trainer.GetJob(pb.GetJobRequest(job_id=job_id), timeout=timeout)
-    return (await with_paths(trainer, timeout, [job_public(resp.job)]))[0]
+    if not compat.is_aragora_client(request):
+        return job_public(resp.job)
+    return aragora_json((await with_paths(trainer, timeout, [job_public(resp.job, AragoraJobPublic)]))[0])
 
 
 @router.post("/jobs", response_model=TrainingJobPublic, status_code=201)
@@ -380,20 +411,26 @@ async def start_job(job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> 
     return job_public(resp.job)
 
 
-@router.delete("/jobs/{job_id}", response_model=CancelResultPublic)
-async def cancel_job(request: Request, job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> CancelResultPublic:
+@router.delete("/jobs/{job_id}", response_model=TrainingJobPublic)
+async def cancel_job(request: Request, job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> TrainingJobPublic:
     """Cancels a job: its worker process is ended (within about 5 s) and the job becomes ``cancelled``; its
-    checkpoints stay. 409 for a job that already ended; to Aragora's clients (docs/aragora_clients.md) 200 with
-    the job as it is and ``success`` false when it had completed or failed."""
-    return await cancel(job_id, trainer, timeout, compat.is_aragora_client(request))
+    checkpoints stay. 409 for a job that already ended. Aragora's clients (docs/aragora_clients.md) get
+    ``CancelResultPublic``, and for a job that already ended 200 with the job as it is (``success`` false when
+    it had completed or failed)."""
+    if not compat.is_aragora_client(request):
+        # Ending a worker may take its SIGTERM grace (5 s) on top of the usual deadline.
+        resp = await trainer.CancelJob(pb.CancelJobRequest(job_id=job_id), timeout=timeout + 10)
+        return job_public(resp.job)
+    return aragora_json(await cancel(job_id, trainer, timeout))
 
 
-async def cancel(job_id: str, trainer, timeout: float, lenient: bool) -> CancelResultPublic:
+async def cancel(job_id: str, trainer, timeout: float) -> CancelResultPublic:
+    """Cancels as Aragora's clients expect: a job that already ended is answered as it is, not refused."""
     try:
         # Ending a worker may take its SIGTERM grace (5 s) on top of the usual deadline.
         resp = await trainer.CancelJob(pb.CancelJobRequest(job_id=job_id), timeout=timeout + 10)
     except grpc.aio.AioRpcError as exc:
-        if not lenient or exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
             raise
         job = (await trainer.GetJob(pb.GetJobRequest(job_id=job_id), timeout=timeout)).job
         if job.status not in (pb.JOB_STATUS_COMPLETED, pb.JOB_STATUS_FAILED, pb.JOB_STATUS_CANCELLED):
@@ -415,12 +452,12 @@ async def read_job_metrics(request: Request, job_id: JobId, trainer: TrainerDep,
         j = (await trainer.GetJob(pb.GetJobRequest(job_id=job_id), timeout=timeout)).job
         if j.status == pb.JOB_STATUS_COMPLETED:
             raise
-        return TrainingJobMetricsPublic(
+        return aragora_json(MetricsSoFarPublic(
             job_id=j.id, status=STATUS_NAMES[j.status], training_data_examples=j.training_examples,
             training_data_debates=0, final_loss=None, elo_rating=None, win_rate=None, vertical_accuracy={},
             base=None, adapter=None, eval_matches=0, eval_sft_records=0, eval_dpo_pairs=0, complete=False,
             loss=_opt(j, "loss"), progress=j.progress, current_step=j.current_step, total_steps=j.total_steps,
-        )
+        ))
     return TrainingJobMetricsPublic(
         job_id=m.job_id, status=STATUS_NAMES[m.status], training_data_examples=m.training_data_examples,
         training_data_debates=m.training_data_debates, final_loss=_opt(m, "final_loss"),
