@@ -79,6 +79,7 @@ async def test_load_jobs_and_map_backend_job(aragora):
         assert [j["id"] for j in jobs] == [created["id"]]
         assert jobs[0]["status"] == "queued" and jobs[0]["startedAt"]  # created_at when not started
     raw = r.json()["jobs"][0]
+    assert raw["status"] == "pending" and raw["job_status"] == "queued"  # Aragora's word, and ours
     assert raw["training_data_examples"] == raw["training_examples"] == 0
     assert raw["total_epochs"] == 3 and raw["output_path"] is None and raw["checkpoint_path"] is None
 
@@ -120,7 +121,7 @@ async def test_metrics_of_a_job_not_completed_are_what_is_known(aragora):
     r = await aragora.get(f"/api/training/jobs/{created['id']}/metrics", headers=BROWSER_FETCH)
     assert r.status_code == 200, r.text
     m = r.json()  # JobMetrics
-    assert m["job_id"] == created["id"] and m["status"] == "queued" and m["complete"] is False
+    assert m["job_id"] == created["id"] and m["status"] == "pending" and m["complete"] is False
     assert m["training_data_examples"] == 0 and m["training_data_debates"] == 0
     assert m["final_loss"] is None and m["elo_rating"] is None and m["win_rate"] is None
     assert m["vertical_accuracy"] == {}

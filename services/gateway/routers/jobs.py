@@ -182,8 +182,12 @@ class TrainingJobPublic(BaseModel):
 
 
 class AragoraJobPublic(TrainingJobPublic):
-    """A job as Aragora's clients get it (docs/aragora_clients.md): ours plus the names they read."""
+    """A job as Aragora's clients get it (docs/aragora_clients.md): ours plus the names they read, and a
+    queued job's ``status`` in Aragora's word, ``pending`` (its pages offer Start only for that word)."""
 
+    status: Literal["pending", "queued", "preparing", "training", "completed", "failed", "cancelled"]
+    job_status: JobStatusName
+    """The status in the guide's words (``queued`` where ``status`` says ``pending``)."""
     training_data_examples: int = 0
     """The same as ``training_examples``."""
     total_epochs: int | None = None
@@ -254,7 +258,10 @@ class TrainingJobMetricsPublic(BaseModel):
 
 
 class MetricsSoFarPublic(TrainingJobMetricsPublic):
-    """The metrics of a job that has not completed, as Aragora's clients get them (200, not 409)."""
+    """The metrics of a job that has not completed, as Aragora's clients get them (200, not 409); a queued
+    job's status is Aragora's ``pending``."""
+
+    status: Literal["pending", "queued", "preparing", "training", "completed", "failed", "cancelled"]
 
     complete: bool = False
     """False in the answer to an Aragora client about a job that has not completed: what is known so far
@@ -294,11 +301,13 @@ def config_public(c: pb.TrainingConfig) -> TrainingConfigPublic:
 
 
 def job_public(j: pb.Job, cls: type[TrainingJobPublic] = TrainingJobPublic, **extra) -> TrainingJobPublic:
+    status = STATUS_NAMES[j.status]
     if issubclass(cls, AragoraJobPublic):
-        extra = {"training_data_examples": j.training_examples,
+        extra = {"training_data_examples": j.training_examples, "job_status": status,
                  "total_epochs": _opt(j.training_config, "num_epochs"), **extra}
+        status = "pending" if status == "queued" else status
     return cls(
-        id=j.id, name=j.name, vertical=j.vertical, base_model=j.base_model, status=STATUS_NAMES[j.status],
+        id=j.id, name=j.name, vertical=j.vertical, base_model=j.base_model, status=status,
         progress=j.progress, current_epoch=j.current_epoch, current_step=j.current_step, total_steps=j.total_steps,
         loss=_opt(j, "loss"), training_examples=j.training_examples, created_at=_ts(j, "created_at"),
         started_at=_ts(j, "started_at"), completed_at=_ts(j, "completed_at"), error=j.error or None,
@@ -453,7 +462,8 @@ async def read_job_metrics(request: Request, job_id: JobId, trainer: TrainerDep,
         if j.status == pb.JOB_STATUS_COMPLETED:
             raise
         return aragora_json(MetricsSoFarPublic(
-            job_id=j.id, status=STATUS_NAMES[j.status], training_data_examples=j.training_examples,
+            job_id=j.id, status="pending" if j.status == pb.JOB_STATUS_QUEUED else STATUS_NAMES[j.status],
+            training_data_examples=j.training_examples,
             training_data_debates=0, final_loss=None, elo_rating=None, win_rate=None, vertical_accuracy={},
             base=None, adapter=None, eval_matches=0, eval_sft_records=0, eval_dpo_pairs=0, complete=False,
             loss=_opt(j, "loss"), progress=j.progress, current_step=j.current_step, total_steps=j.total_steps,
