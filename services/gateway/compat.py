@@ -66,7 +66,11 @@ def document(app) -> None:
     which the routes document in their descriptions (their response models are the guide's), to the OpenAPI
     document."""
     from services.gateway.routers.exports import AragoraStatsPublic, ExportEnvelope
-    from services.gateway.routers.jobs import AragoraJobPublic, AragoraJobsPublic, MetricsSoFarPublic
+    from services.gateway.routers.jobs import (
+        AragoraJobPublic,
+        AragoraJobsPublic,
+        MetricsSoFarPublic,
+    )
 
     build = app.openapi
 

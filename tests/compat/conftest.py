@@ -12,7 +12,11 @@ import pytest
 
 from tests.conftest import gateway_client
 from tests.exporter.conftest import debate, gauntlet
-from tests.trainer.conftest import fake_model_folder, running_trainer
+from tests.trainer.conftest import (
+    fake_model_folder,
+    running_trainer,
+    tiny_models_dir,  # noqa: F401 - the session fixture, for test_server_handler
+)
 
 # What a browser's (or Node's) fetch(url) sends when the caller gives no header: the upstream frontend's
 # useFineTuning hook, training pages and admin export panel call fetch that way.
@@ -37,13 +41,13 @@ async def aragora(tmp_path, exporter):
     models_dir = tmp_path / "models"
     fake_model_folder(models_dir)
     fake_model_folder(models_dir, CODELLAMA)
-    async with running_trainer(tmp_path, models_dir=models_dir, exporter_address=exporter.address) as (_, trainer):
-        async with gateway_client(exporter.address, trainer.address) as client:
-            body = b"".join(orjson.dumps(r) + b"\n" for r in seed_records())
-            r = await client.post("/api/debates/import", content=body)
-            assert r.status_code == 200 and r.json()["imported"] == 15, r.text
-            client.trainer = trainer
-            yield client
+    async with (running_trainer(tmp_path, models_dir=models_dir, exporter_address=exporter.address) as (_, trainer),
+                gateway_client(exporter.address, trainer.address) as client):
+        body = b"".join(orjson.dumps(r) + b"\n" for r in seed_records())
+        r = await client.post("/api/debates/import", content=body)
+        assert r.status_code == 200 and r.json()["imported"] == 15, r.text
+        client.trainer = trainer
+        yield client
 
 
 async def wait_status(client, job_id: str, statuses: set[str], timeout: float = 120.0) -> dict:

@@ -41,6 +41,7 @@ async def test_python_sdk_stats_and_formats(aragora):
     assert stats["available_exporters"] == ["sft", "dpo", "gauntlet"] and stats["exported_files"] == []
     formats = (await aragora.get("/api/v1/training/formats", headers=PYTHON_SDK)).json()
     assert formats["output_formats"] == ["json", "jsonl"] and formats["formats"]["dpo"]["schema"]
+    assert formats["endpoints"]["dpo"] == "/api/v1/training/export/dpo"  # as Aragora's server lists them
 
 
 async def test_python_sdk_list_jobs_pages(aragora):
@@ -72,6 +73,8 @@ async def test_python_sdk_errors_carry_the_reason(aragora):
     assert r.status_code == 404 and "job-nope" in sdk_error_message(r) and r.json()["code"] == "NOT_FOUND"
     r = await aragora.get("/api/v1/training/nothing-here", headers=PYTHON_SDK)
     assert r.status_code == 404 and sdk_error_message(r) == "Not Found"
+    r = await aragora.put("/api/v1/training/stats", headers=PYTHON_SDK)
+    assert r.status_code == 405 and sdk_error_message(r) == "Method Not Allowed" and r.headers["allow"] == "GET"
 
 
 async def test_typescript_sdk_exports_with_every_param(aragora):

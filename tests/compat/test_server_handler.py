@@ -10,7 +10,7 @@ import pytest
 
 from tests.compat.conftest import BROWSER_FETCH, PYTHON_SDK, wait_status
 from tests.conftest import exporter_settings, gateway_client
-from tests.trainer.conftest import DATASET, TINY, running_trainer, tiny_models_dir  # noqa: F401 - a fixture
+from tests.trainer.conftest import DATASET, TINY, running_trainer
 
 pytestmark = pytest.mark.asyncio
 
@@ -27,16 +27,16 @@ async def trained(tmp_path_factory, tiny_models_dir):
 
     tmp_path = tmp_path_factory.mktemp("trained")
     exporter = await server.start(exporter_settings(tmp_path), port=0)
-    async with running_trainer(tmp_path, models_dir=tiny_models_dir, exporter_address=exporter.address) as (_, t):
-        async with gateway_client(exporter.address, t.address) as client:
-            r = await client.post("/api/training/jobs", json={"name": "done", "vertical": "legal",
-                                                              "base_model": TINY, "training_config": FAST})
-            assert r.status_code == 201, r.text
-            job_id = r.json()["id"]
-            assert (await client.post(f"/api/training/jobs/{job_id}/start")).status_code == 200
-            client.job = await wait_status(client, job_id, {"completed", "failed"})
-            assert client.job["status"] == "completed", client.job
-            yield client
+    async with (running_trainer(tmp_path, models_dir=tiny_models_dir, exporter_address=exporter.address) as (_, t),
+                gateway_client(exporter.address, t.address) as client):
+        r = await client.post("/api/training/jobs", json={"name": "done", "vertical": "legal",
+                                                          "base_model": TINY, "training_config": FAST})
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+        assert (await client.post(f"/api/training/jobs/{job_id}/start")).status_code == 200
+        client.job = await wait_status(client, job_id, {"completed", "failed"})
+        assert client.job["status"] == "completed", client.job
+        yield client
     await exporter.stop(0.5)
 
 

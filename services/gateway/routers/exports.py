@@ -435,7 +435,7 @@ USE_CASES = {
 
 
 @router.get("/formats", response_model=FormatsPublic)
-async def read_formats(exporter: ExporterDep, timeout: TimeoutDep) -> FormatsPublic:
+async def read_formats(request: Request, exporter: ExporterDep, timeout: TimeoutDep) -> FormatsPublic:
     """Documentation of every export format and of the import record: its JSON Schema, an example record and
     its endpoint."""
     resp = await exporter.GetFormats(pb.GetFormatsRequest(), timeout=timeout)
@@ -447,5 +447,7 @@ async def read_formats(exporter: ExporterDep, timeout: TimeoutDep) -> FormatsPub
             example=json.loads(f.example_json) if f.example_json else {}, schema=schema,
             use_case=USE_CASES.get(f.name, f.description),
         )
+    # Under the prefix the client used (Aragora's server lists its /api/v1 paths).
+    prefix = compat.V1_PREFIX if compat.via_v1(request) else compat.GUIDE_PREFIX
     return FormatsPublic(formats=formats,
-                         endpoints={name: f"/api/training/export/{name}" for name in FILTERS if name in formats})
+                         endpoints={name: f"{prefix}/export/{name}" for name in FILTERS if name in formats})
