@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 
+import grpc
 import pytest
 
+from aragora.training.v1 import trainer_pb2 as pb
+from aragora.training.v1 import trainer_pb2_grpc
 from tests.compat.conftest import BROWSER_FETCH, PYTHON_SDK
 from tests.trainer.conftest import TINY
 
@@ -128,3 +131,19 @@ async def test_frontend_client_class(aragora):
     assert r.status_code == 409 and r.json()["error"]
     r = await aragora.post("/api/training/jobs/job-nope/cancel", json={}, headers=headers)
     assert r.status_code == 404 and "job-nope" in r.json()["error"]
+
+
+async def test_grpc_list_jobs_offset(aragora):
+    """The gRPC side of the paging the SDKs need: ListJobsRequest.offset (an optional field added; a request
+    without it is unchanged) skips that many jobs; a negative one is INVALID_ARGUMENT naming it."""
+    for i in range(3):
+        await aragora.post("/api/training/jobs", json={"name": f"g{i}", "base_model": TINY})
+    async with grpc.aio.insecure_channel(aragora.trainer.address) as channel:
+        stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+        every = await stub.ListJobs(pb.ListJobsRequest())
+        page = await stub.ListJobs(pb.ListJobsRequest(limit=1, offset=1))
+        assert [j.name for j in every.jobs] == ["g2", "g1", "g0"] and every.total == page.total == 3
+        assert [j.name for j in page.jobs] == ["g1"]
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ListJobs(pb.ListJobsRequest(offset=-1))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "offset" in err.value.details()
