@@ -40,6 +40,7 @@ class ExportFilter:
     split: str = "all"
     attack_type: str = ""
     min_severity: float | None = None
+    persona: str = ""
 
     def validated(self) -> "ExportFilter":
         """Checks every filter, naming each bad one; returns the filter normalised (vertical lower-case)."""
@@ -59,7 +60,8 @@ class ExportFilter:
         if bad:
             raise InvalidArgument(bad)
         return ExportFilter(self.min_confidence, self.min_confidence_diff, self.limit,
-                            self.vertical.strip().lower(), self.split, self.attack_type.strip(), self.min_severity)
+                            self.vertical.strip().lower(), self.split, self.attack_type.strip(), self.min_severity,
+                            self.persona.strip())
 
     @property
     def debates(self) -> DebateFilter:
@@ -89,7 +91,7 @@ class Exporter:
     def gauntlet_rows(self, f: ExportFilter) -> Iterator[list[tuple]]:
         """Batches of ``(run_id, prompt, response, attack_type, success, findings)``."""
         f = f.validated()
-        return self.store.gauntlet_rows(f.attack_type, f.min_severity, f.limit, self.batch)
+        return self.store.gauntlet_rows(f.attack_type, f.min_severity, f.limit, self.batch, persona=f.persona)
 
     def records(self, fmt: str, f: ExportFilter) -> Iterator[list[dict]]:
         """Pages of export records as the JSON objects of the user guide."""

@@ -68,6 +68,7 @@ def gauntlet_filter_from_pb(r: pb.ExportGauntletRequest) -> ExportFilter:
         limit=r.limit if r.HasField("limit") else None,
         attack_type=r.attack_type,
         min_severity=r.min_severity if r.HasField("min_severity") else None,
+        persona=r.persona,
     )
 
 

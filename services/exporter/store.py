@@ -142,13 +142,15 @@ class DebateStore:
         return self._stream(q, batch)
 
     def gauntlet_rows(self, attack_type: str, min_severity: float | None, limit: int | None,
-                      batch: int) -> Iterator[list[tuple]]:
+                      batch: int, persona: str = "") -> Iterator[list[tuple]]:
         """Gauntlet rows ordered by run id, in batches: ``(id, prompt, response, attack_type, success, findings)``."""
         where = []
         if attack_type:
             where.append(G.c.attack_type == attack_type)
         if min_severity is not None:
             where.append(G.c.severity >= min_severity)
+        if persona:
+            where.append(G.c.persona == persona)
         q = (select(G.c.id, G.c.prompt, G.c.response, G.c.attack_type, G.c.success, G.c.findings)
              .where(*where).order_by(G.c.id).limit(limit))
         return self._stream(q, batch)

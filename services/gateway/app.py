@@ -6,11 +6,11 @@ import hmac
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 
-from services.gateway import errors
+from services.gateway import compat, errors
 from services.gateway.config import GatewaySettings
 from services.gateway.deps import Backends
+from services.gateway.routers import compat as compat_routes
 from services.gateway.routers import dashboard, debates, events, exports, health, jobs, models
 
 
@@ -29,11 +29,9 @@ class ApiTokenMiddleware:
             got = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
             if got is None or not hmac.compare_digest(got, self._expected):
                 reason = "invalid API token" if got is not None else "missing API token"
-                response = JSONResponse(
-                    {"detail": f"{reason}: send the header 'Authorization: Bearer <token>'",
-                     "code": "UNAUTHENTICATED",
-                     "errors": [{"field": "Authorization", "reason": reason}]},
-                    status_code=401, headers={"WWW-Authenticate": 'Bearer realm="api"'})
+                response = errors.response(
+                    401, f"{reason}: send the header 'Authorization: Bearer <token>'", "UNAUTHENTICATED",
+                    [{"field": "Authorization", "reason": reason}], headers={"WWW-Authenticate": 'Bearer realm="api"'})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -53,18 +51,26 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app = FastAPI(
         title="Aragora fine-tuning gateway",
         version="1.0.0",
-        description="Turns debate outcomes into training data, runs LoRA fine-tuning jobs and streams them live.",
+        description=(
+            "Turns debate outcomes into training data, runs LoRA fine-tuning jobs and streams them live.\n\n"
+            "Every `/api/training/...` route is also served as `/api/v1/training/...` (Aragora's server paths, "
+            "for its SDKs). Aragora's own clients get Aragora's shapes where they differ from the guide's: see "
+            "docs/aragora_clients.md and the `ExportEnvelope` schema."
+        ),
         lifespan=lifespan,
     )
     app.state.settings = settings
     if settings.api_token:
         app.add_middleware(ApiTokenMiddleware, token=settings.api_token)
+    app.add_middleware(compat.V1AliasMiddleware)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(exports.router)
     app.include_router(debates.router)
     app.include_router(jobs.router)
+    app.include_router(compat_routes.router)
     app.include_router(events.router)
     app.include_router(models.router)
     app.include_router(dashboard.router)
+    compat.document(app)
     return app

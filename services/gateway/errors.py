@@ -1,7 +1,8 @@
 """The gateway's one error mapping: gRPC status codes to HTTP status codes, and one exception handler.
 
 A backend's INVALID_ARGUMENT carries its bad fields (google.rpc.BadRequest); they become the JSON body's
-``errors`` list, so a client sees which field is wrong and why.
+``errors`` list, so a client sees which field is wrong and why. Every error body also carries ``error``, the same
+text as ``detail``: Aragora's own clients (the useFineTuning hook, its pages and SDKs) show ``body.error``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import logging
 
 import grpc
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +60,25 @@ def field_errors(exc: grpc.aio.AioRpcError) -> list[dict]:
     return out
 
 
+def body(detail: str, code: str, errors: list[dict] | None = None) -> dict:
+    """The one error body: ``{detail, code, errors, error}`` (``error`` repeats ``detail`` for Aragora's
+    clients, which read that key)."""
+    out: dict = {"detail": detail, "code": code}
+    if errors:
+        out["errors"] = errors
+    out["error"] = detail
+    return out
+
+
+def response(status: int, detail: str, code: str, errors: list[dict] | None = None,
+             headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body(detail, code, errors), status_code=status, headers=headers)
+
+
 def error_body(exc: grpc.aio.AioRpcError) -> tuple[int, dict]:
     code = exc.code()
     http = GRPC_TO_HTTP.get(code, 502)
-    body = {"detail": exc.details() or code.name.lower(), "code": code.name}
-    errors = field_errors(exc)
-    if errors:
-        body["errors"] = errors
-    return http, body
+    return http, body(exc.details() or code.name.lower(), code.name, field_errors(exc))
 
 
 async def _grpc_error_handler(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
@@ -90,7 +104,22 @@ async def _validation_error_handler(request: Request, exc: RequestValidationErro
             msg = msg[len("Value error, "):]
         errors.append({"field": _field_path(err.get("loc", ())), "reason": msg})
     detail = "; ".join(f"{e['field']}: {e['reason']}" if e["field"] else e["reason"] for e in errors)
-    return JSONResponse({"detail": detail or "invalid request", "code": "INVALID_ARGUMENT", "errors": errors}, status_code=422)
+    return response(422, detail or "invalid request", "INVALID_ARGUMENT", errors)
+
+
+HTTP_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+              405: "METHOD_NOT_ALLOWED", 409: "FAILED_PRECONDITION", 413: "RESOURCE_EXHAUSTED",
+              415: "INVALID_ARGUMENT", 422: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED"}
+
+
+async def _http_error_handler(request: Request, exc: StarletteHTTPException):
+    """FastAPI's own errors under /api/ (an unknown route, a wrong method) in the one body; elsewhere (the
+    dashboard's pages) FastAPI's default answer."""
+    if not request.url.path.startswith("/api/"):
+        return await http_exception_handler(request, exc)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return response(exc.status_code, detail, HTTP_CODES.get(exc.status_code, "UNKNOWN"),
+                    headers=getattr(exc, "headers", None))
 
 
 class ErrorField(BaseModel):
@@ -106,6 +135,8 @@ class ErrorBody(BaseModel):
     code: str
     """INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, ALREADY_EXISTS, UNAUTHENTICATED, UNAVAILABLE, ..."""
     errors: list[ErrorField] = []
+    error: str = ""
+    """The same text as ``detail``, for Aragora's clients (they show ``body.error``)."""
 
 
 def _document_errors(app: FastAPI) -> None:
@@ -141,4 +172,5 @@ def _document_errors(app: FastAPI) -> None:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(grpc.aio.AioRpcError, _grpc_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     _document_errors(app)

@@ -388,8 +388,9 @@ class JobManager:
     def get(self, job_id: str) -> Job:
         return self.store.get(job_id)
 
-    def list(self, vertical: str = "", status: JobStatus | None = None, limit: int = 0) -> tuple[list[Job], int]:
-        return self.store.list(vertical, status, limit)
+    def list(self, vertical: str = "", status: JobStatus | None = None, limit: int = 0,
+             offset: int = 0) -> tuple[list[Job], int]:
+        return self.store.list(vertical, status, limit, offset=offset)
 
     def counts(self) -> dict[str, int]:
         return self.store.counts()

@@ -57,9 +57,13 @@ def human_size(parameters: int) -> str:
 
 
 @lru_cache(maxsize=1)
-def _catalogue() -> tuple[dict, ...]:
+def _load_catalogue_file() -> dict:
     with open(CATALOGUE_PATH, encoding="utf-8") as fh:
-        return tuple(json.load(fh)["models"])
+        return json.load(fh)
+
+
+def _catalogue() -> tuple[dict, ...]:
+    return tuple(_load_catalogue_file()["models"])
 
 
 def count_parameters(folder: Path) -> int:
@@ -174,4 +178,8 @@ def resolve_model(models_dir: Path, model_id: str) -> BaseModelInfo:
                 raise InvalidArgument(f"{info.id} is not available: {info.unavailable_reason}", field="base_model")
             return info
     known = ", ".join(m.id for m in list_models(models_dir) if m.available) or "none"
+    aragora_id = _load_catalogue_file().get("aragora_selector_ids", {}).get(model_id)
+    if aragora_id:
+        raise InvalidArgument(f"{model_id!r} ({aragora_id} in Aragora's model selector) is not in this trainer's "
+                              f"catalogue (available here: {known})", field="base_model")
     raise InvalidArgument(f"unknown base model {model_id!r} (available here: {known})", field="base_model")

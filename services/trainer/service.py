@@ -43,8 +43,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     async def ListJobs(self, request: pb.ListJobsRequest, context) -> pb.ListJobsResponse:
         if request.limit < 0:
             raise InvalidArgument("must be >= 0", field="limit")
+        if request.offset < 0:
+            raise InvalidArgument("must be >= 0", field="offset")
         status = convert.status_from_pb(request.status)
-        jobs, total = self.manager.list(request.vertical, status, request.limit)
+        jobs, total = self.manager.list(request.vertical, status, request.limit, offset=request.offset)
         return pb.ListJobsResponse(jobs=[convert.job_to_pb(j) for j in jobs], total=total)
 
     async def GetJobCounts(self, request, context) -> pb.GetJobCountsResponse:

@@ -60,8 +60,9 @@ class JobStore:
                 raise NotFound(f"job {job_id!r} not found")
             return job
 
-    def list(self, vertical: str = "", status: JobStatus | None = None, limit: int = 0) -> tuple[list[Job], int]:
-        """Jobs newest first (and how many match), optionally filtered."""
+    def list(self, vertical: str = "", status: JobStatus | None = None, limit: int = 0,
+             offset: int = 0) -> tuple[list[Job], int]:
+        """Jobs newest first (and how many match), optionally filtered; ``offset`` skips that many first."""
         query = select(Job)
         count = select(func.count()).select_from(Job)
         if vertical:
@@ -71,6 +72,8 @@ class JobStore:
         query = query.order_by(Job.created_at.desc(), Job.id.desc())
         if limit > 0:
             query = query.limit(limit)
+        if offset > 0:
+            query = query.offset(offset)
         with self.db.session() as s:
             return list(s.scalars(query)), int(s.scalar(count) or 0)
 

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from aragora.training.v1 import exporter_pb2 as pb
+from services.gateway import errors
 from services.gateway.deps import ExporterDep
 
 router = APIRouter(prefix="/api/debates", tags=["debates"])
@@ -41,8 +42,7 @@ class ImportSummaryPublic(BaseModel):
 
 
 def _invalid(reason: str, field: str = "body", status: int = 422) -> JSONResponse:
-    return JSONResponse({"detail": f"{field}: {reason}", "code": "INVALID_ARGUMENT",
-                         "errors": [{"field": field, "reason": reason}]}, status_code=status)
+    return errors.response(status, f"{field}: {reason}", "INVALID_ARGUMENT", [{"field": field, "reason": reason}])
 
 
 class _Body:

@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import grpc
+import orjson
 from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from aragora.training.v1 import exporter_pb2 as pb
+from services.gateway import compat, errors
 from services.gateway.deps import ExporterDep, TimeoutDep
 
 router = APIRouter(prefix="/api/training", tags=["exports"])
@@ -30,13 +33,25 @@ FORMAT_TO_PB = {"sft": pb.EXPORT_FORMAT_SFT, "dpo": pb.EXPORT_FORMAT_DPO, "gaunt
 NDJSON = "application/x-ndjson"
 
 # Which filters apply to which export: a filter given to an export it does not apply to is refused rather than
-# silently ignored (min_confidence on a DPO export would otherwise look like it filtered).
+# silently ignored (min_confidence on a DPO export would otherwise look like it filtered). POST (WriteExport)
+# takes these; GET also takes READ_PARAMS.
 FILTERS: dict[str, tuple[str, ...]] = {
     "sft": ("min_confidence", "limit", "vertical", "split"),
     "dpo": ("min_confidence_diff", "limit", "vertical", "split"),
     "gauntlet": ("limit", "attack_type", "min_severity"),
 }
 ALL_FILTERS = ("min_confidence", "min_confidence_diff", "limit", "vertical", "split", "attack_type", "min_severity")
+# The parameters Aragora's clients send to GET (its server's handle_export_*): applied or accepted, see
+# docs/aragora_clients.md. offset skips records of the stable order; include_debates=false leaves no record
+# (every record here comes from a debate); include_critiques / include_patterns / min_success_rate / preview
+# have nothing to act on here and are accepted (checked, then ignored); persona filters the gauntlet runs.
+READ_PARAMS: dict[str, tuple[str, ...]] = {
+    "sft": ("offset", "preview", "min_success_rate", "include_critiques", "include_patterns", "include_debates"),
+    "dpo": ("offset", "preview"),
+    "gauntlet": ("offset", "preview", "persona"),
+}
+ALL_READ_PARAMS = ("offset", "preview", "min_success_rate", "include_critiques", "include_patterns",
+                   "include_debates", "persona")
 WRITE_EXPORT_TIMEOUT = 600.0
 """Deadline of WriteExport: it writes a whole export to disk, which may take far longer than a lookup."""
 
@@ -49,8 +64,7 @@ class InvalidRequest(Exception):
         self.field, self.reason = field, reason
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"detail": str(self), "code": "INVALID_ARGUMENT",
-                             "errors": [{"field": self.field, "reason": self.reason}]}, status_code=422)
+        return errors.response(422, str(self), "INVALID_ARGUMENT", [{"field": self.field, "reason": self.reason}])
 
 
 class ExportFilters(BaseModel):
@@ -76,12 +90,35 @@ class ExportFiltersBody(ExportFilters):
     model_config = ConfigDict(extra="forbid")
 
 
-def check_filters(fmt: str, filters: ExportFilters) -> dict:
+class ExportReadParams(ExportFilters):
+    """GET's parameters: the filters, and those Aragora's clients send (see READ_PARAMS)."""
+
+    offset: int | None = Field(None, ge=0, description="Skip this many records of the stable order first.")
+    preview: bool | None = Field(None, description="Accepted (Aragora's explorer sends it); `limit` bounds a preview.")
+    min_success_rate: float | None = Field(None, ge=0, le=1, description="SFT: accepted, no effect here "
+                                           "(Aragora's pattern success rate; records here are debates).")
+    include_critiques: bool | None = Field(None, description="SFT: accepted, no effect (no critique records here).")
+    include_patterns: bool | None = Field(None, description="SFT: accepted, no effect (no pattern records here).")
+    include_debates: bool | None = Field(None, description="SFT: false leaves no record (every record is a debate's).")
+    persona: str | None = Field(None, max_length=200, description="Gauntlet: only this attacker persona ('all': any).")
+
+
+def check_filters(fmt: str, filters: ExportFilters, extra: dict[str, tuple[str, ...]] | None = None,
+                  lenient: bool = False) -> tuple[dict, list[str]]:
+    """The filters given (and the names ignored). A filter of another format is refused, or with ``lenient``
+    (an Aragora client: its server ignores them, and its explorer sends min_confidence to every format) left out
+    and named in the second list."""
     given = filters.given()
-    for name in given:
-        if name not in FILTERS[fmt]:
-            raise InvalidRequest(name, f"does not apply to the {fmt} export (its filters: {', '.join(FILTERS[fmt])})")
-    return given
+    allowed = FILTERS[fmt] + (extra or {}).get(fmt, ())
+    ignored = []
+    for name in list(given):
+        if name not in allowed:
+            if lenient:
+                ignored.append(name)
+                del given[name]
+                continue
+            raise InvalidRequest(name, f"does not apply to the {fmt} export (its filters: {', '.join(allowed)})")
+    return given, ignored
 
 
 def check_query(request: Request, allowed: tuple[str, ...]) -> None:
@@ -99,8 +136,10 @@ def request_for(fmt: str, given: dict):
     if fmt == "dpo":
         return pb.ExportDPORequest(min_confidence_diff=given.get("min_confidence_diff"), limit=given.get("limit"),
                                    vertical=given.get("vertical", ""), split=SPLIT_TO_PB[given.get("split", "all")])
+    persona = given.get("persona", "")
     return pb.ExportGauntletRequest(limit=given.get("limit"), attack_type=given.get("attack_type", ""),
-                                    min_severity=given.get("min_severity"))
+                                    min_severity=given.get("min_severity"),
+                                    persona="" if persona.strip().lower() == "all" else persona.strip())
 
 
 # --- streaming ----------------------------------------------------------------------------------------------
@@ -126,20 +165,35 @@ async def _batches(first, call) -> AsyncIterator[bytes]:
             msg = None
 
 
-async def _jsonl(first, call) -> AsyncIterator[bytes]:
+async def _skipping(blobs: AsyncIterator[bytes], offset: int) -> AsyncIterator[bytes]:
+    """The JSONL blobs without their first ``offset`` records (each record is one line)."""
+    async for blob in blobs:
+        if offset > 0:
+            lines = blob.count(b"\n")
+            if lines <= offset:
+                offset -= lines
+                continue
+            cut = -1
+            for _ in range(offset):
+                cut = blob.index(b"\n", cut + 1)
+            blob, offset = blob[cut + 1:], 0
+        yield blob
+
+
+async def _jsonl(first, call, offset: int = 0) -> AsyncIterator[bytes]:
     try:
-        async for blob in _batches(first, call):
+        async for blob in _skipping(_batches(first, call), offset):
             yield blob
     finally:
         call.cancel()
 
 
-async def _json_array(first, call) -> AsyncIterator[bytes]:
+async def _json_array(first, call, offset: int = 0) -> AsyncIterator[bytes]:
     # JSONL -> one JSON array: a newline never occurs inside a JSON text (orjson escapes it in strings), so
     # the records' separating newlines become commas.
     sep = b"["
     try:
-        async for blob in _batches(first, call):
+        async for blob in _skipping(_batches(first, call), offset):
             yield sep + blob[:-1].replace(b"\n", b",")
             sep = b","
         yield b"[]" if sep == b"[" else b"]"
@@ -147,46 +201,138 @@ async def _json_array(first, call) -> AsyncIterator[bytes]:
         call.cancel()
 
 
+async def _envelope(first, call, head: dict, jsonl: bool, offset: int = 0) -> AsyncIterator[bytes]:
+    """Aragora's export envelope, streamed: ``{export_type, parameters, exported_at, format, records: [...],
+    total_records}``, or with ``format: "jsonl"`` the records as one string ``data`` (lines joined by a
+    newline, none after the last), as Aragora's server answers."""
+    opening = orjson.dumps(head)[:-1] + (b',"data":"' if jsonl else b',"records":[')
+    closing = b'"' if jsonl else b"]"
+    total = 0
+    try:
+        yield opening
+        sep = b""
+        async for blob in _skipping(_batches(first, call), offset):
+            total += blob.count(b"\n")
+            lines = blob[:-1]
+            if jsonl:
+                # The lines as the inside of one JSON string: orjson escapes each character on its own.
+                yield (b"\\n" if sep else b"") + orjson.dumps(lines.decode())[1:-1]
+            else:
+                yield sep + lines.replace(b"\n", b",")
+            sep = b","
+        yield closing + b',"total_records":' + str(total).encode() + b"}"
+    finally:
+        call.cancel()
+
+
+class ExportEnvelope(BaseModel):
+    """Aragora's export answer (what its useFineTuning hook, pages and SDKs read); see docs/aragora_clients.md."""
+
+    export_type: Literal["sft", "dpo", "gauntlet"]
+    total_records: int
+    parameters: dict[str, Any]
+    """The parameters applied (as given; ``ignored`` lists those given to an export they do not apply to)."""
+    exported_at: datetime
+    format: Literal["json", "jsonl"]
+    records: list[dict[str, Any]] | None = None
+    """With ``format: "json"``: the records."""
+    data: str | None = None
+    """With ``format: "jsonl"``: the records as JSON Lines in one string."""
+
+
+EXPORT_DESCRIPTION = (
+    "A JSON array of records (the guide's shape); JSONL streamed with format=jsonl or "
+    "Accept: application/x-ndjson; Aragora's envelope (ExportEnvelope) to Aragora's clients: a request under "
+    "/api/v1/training, or a fetch() stating no Accept (see docs/aragora_clients.md)."
+)
+
+
 @router.get(
     "/export/{export_format}",
-    responses={200: {"content": {"application/json": {}, NDJSON: {}},
-                     "description": "A JSON array of records, or JSONL with format=jsonl / Accept: application/x-ndjson"}},
+    responses={200: {"content": {"application/json": {"schema": {"anyOf": [
+                         {"type": "array", "items": {"type": "object"}},
+                         {"$ref": "#/components/schemas/ExportEnvelope"}]}},
+                     NDJSON: {}},
+                     "description": EXPORT_DESCRIPTION}},
 )
 async def read_export(
     request: Request,
     exporter: ExporterDep,
     export_format: Annotated[str, Path(description="sft, dpo or gauntlet")],
-    filters: Annotated[ExportFilters, Query()],
+    filters: Annotated[ExportReadParams, Query()],
     output: Annotated[Literal["json", "jsonl"] | None, Query(alias="format", description="jsonl streams JSON Lines")] = None,
 ):
     """Exports training records. Filters: SFT `min_confidence`, `limit`, `vertical`, `split`; DPO
-    `min_confidence_diff`, `limit`, `vertical`, `split`; gauntlet `limit`, `attack_type`, `min_severity`.
-    Unknown parameters (or a filter of another format) are a 422. Records come in a stable order (debate id)."""
+    `min_confidence_diff`, `limit`, `vertical`, `split`; gauntlet `limit`, `attack_type`, `min_severity`,
+    `persona`; any: `offset`. Accepted for Aragora's clients with no effect here: `preview`, and for SFT
+    `min_success_rate`, `include_critiques`, `include_patterns` (`include_debates=false` leaves no record).
+    Unknown parameters (or a filter of another format) are a 422; an Aragora client's filter of another format
+    is ignored and listed in `parameters.ignored`. Records come in a stable order (debate id)."""
+    aragora = compat.is_aragora_client(request)
     try:
         if export_format not in FILTERS:
             raise InvalidRequest("format", f"must be one of sft, dpo, gauntlet, got {export_format!r}")
-        check_query(request, (*ALL_FILTERS, "format"))
-        given = check_filters(export_format, filters)
+        check_query(request, (*ALL_FILTERS, *ALL_READ_PARAMS, "format"))
+        given, ignored = check_filters(export_format, filters, READ_PARAMS, lenient=aragora)
     except InvalidRequest as exc:
         return exc.response()
-    jsonl = output == "jsonl" or (output is None and NDJSON in request.headers.get("accept", ""))
+    offset = given.get("offset", 0)
+    wants_ndjson = NDJSON in request.headers.get("accept", "")
+    jsonl = output == "jsonl" or (output is None and wants_ndjson)
     req = request_for(export_format, given)
+    if offset and req.HasField("limit"):
+        req.limit += offset
     req.jsonl = True
-    call = _open_stream(exporter, export_format, req)
-    # Read the first batch before answering: a bad filter or an unreachable exporter becomes a proper error
-    # status instead of a broken 200 stream.
-    first = await call.read()
-    if first is grpc.aio.EOF:
-        first = None
+    if given.get("include_debates") is False:
+        call, first = _NoCall(), None  # every record here comes from a debate: none is left
+    else:
+        call = _open_stream(exporter, export_format, req)
+        # Read the first batch before answering: a bad filter or an unreachable exporter becomes a proper error
+        # status instead of a broken 200 stream.
+        first = await call.read()
+        if first is grpc.aio.EOF:
+            first = None
+    if aragora and not (jsonl and wants_ndjson):
+        head = {"export_type": export_format, "parameters": {**given, **({"ignored": ignored} if ignored else {})},
+                "exported_at": datetime.now(timezone.utc).isoformat(), "format": "jsonl" if jsonl else "json"}
+        return StreamingResponse(_envelope(first, call, head, jsonl, offset), media_type="application/json")
     if jsonl:
-        return StreamingResponse(_jsonl(first, call), media_type=NDJSON)
-    return StreamingResponse(_json_array(first, call), media_type="application/json")
+        return StreamingResponse(_jsonl(first, call, offset), media_type=NDJSON)
+    return StreamingResponse(_json_array(first, call, offset), media_type="application/json")
+
+
+class _NoCall:
+    """A finished stream (no record)."""
+
+    async def read(self):
+        return grpc.aio.EOF
+
+    def cancel(self) -> None:
+        pass
 
 
 class ExportFilePublic(BaseModel):
     name: str
     size_bytes: int
     created_at: datetime | None
+
+
+class StatsFilePublic(ExportFilePublic):
+    modified_at: datetime | None = None
+    """Aragora's clients read it: the same time as ``created_at`` (an export file is written once, by renaming
+    it into place, and never changed)."""
+
+
+class AragoraStatsPublic(BaseModel):
+    """The stats as Aragora's clients get them: each file also has ``modified_at``."""
+
+    available_exporters: list[str]
+    export_directory: str
+    exported_files: list[StatsFilePublic]
+    sft_available: bool
+    debates_per_vertical: dict[str, int]
+    total_debates: int
+    total_gauntlet_runs: int
 
 
 class WrittenExportPublic(ExportFilePublic):
@@ -211,9 +357,9 @@ async def create_export(
         if export_format not in FILTERS:
             raise InvalidRequest("format", f"must be one of sft, dpo, gauntlet, got {export_format!r}")
         check_query(request, ALL_FILTERS)
-        given = check_filters(export_format, query)
+        given, _ = check_filters(export_format, query)
         if body is not None:
-            from_body = check_filters(export_format, body)
+            from_body, _ = check_filters(export_format, body)
             both = sorted(set(given) & set(from_body))
             if both:
                 raise InvalidRequest(both[0], "given both in the query and in the body")
@@ -238,19 +384,25 @@ class StatsPublic(BaseModel):
 
 
 @router.get("/stats", response_model=StatsPublic)
-async def read_stats(exporter: ExporterDep, timeout: TimeoutDep) -> StatsPublic:
-    """The exporters available, the export directory and its files, and the debates stored per vertical."""
+async def read_stats(request: Request, exporter: ExporterDep, timeout: TimeoutDep) -> StatsPublic:
+    """The exporters available, the export directory and its files, and the debates stored per vertical.
+    Aragora's clients (docs/aragora_clients.md) get ``AragoraStatsPublic`` (each file with ``modified_at``)."""
     s = await exporter.GetExportStats(pb.GetExportStatsRequest(), timeout=timeout)
-    return StatsPublic(
+    aragora = compat.is_aragora_client(request)
+    files = [ExportFilePublic(name=f.name, size_bytes=f.size_bytes, created_at=_ts(f.created_at))
+             for f in s.exported_files]
+    out = dict(
         available_exporters=list(s.available_exporters),
         export_directory=s.export_directory,
-        exported_files=[ExportFilePublic(name=f.name, size_bytes=f.size_bytes, created_at=_ts(f.created_at))
-                        for f in s.exported_files],
         sft_available=s.sft_available,
         debates_per_vertical=dict(sorted(s.debates_per_vertical.items())),
         total_debates=s.total_debates,
         total_gauntlet_runs=s.total_gauntlet_runs,
     )
+    if not aragora:
+        return StatsPublic(exported_files=files, **out)
+    files = [StatsFilePublic(**f.model_dump(), modified_at=f.created_at) for f in files]
+    return JSONResponse(jsonable_encoder(AragoraStatsPublic(exported_files=files, **out)))
 
 
 class FormatPublic(BaseModel):
@@ -259,26 +411,43 @@ class FormatPublic(BaseModel):
     endpoint: str
     json_schema: dict
     example: dict
+    schema_: dict = Field(default_factory=dict, alias="schema", serialization_alias="schema")
+    """The same JSON Schema as ``json_schema``, under the name Aragora's clients read."""
+    use_case: str = ""
+    """What the format is for (Aragora's clients show it)."""
+
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class FormatsPublic(BaseModel):
     formats: dict[str, FormatPublic]
+    output_formats: list[str] = ["json", "jsonl"]
+    """The answers of GET /export/{format}: ``json`` (an array) and ``jsonl`` (JSON Lines)."""
+    endpoints: dict[str, str] = {}
+    """Each export format's endpoint (``sft``: ``/api/training/export/sft``, ...)."""
+
+
+USE_CASES = {
+    "sft": "Supervised fine-tuning on the consensus answers of debates (instruction -> winning answer).",
+    "dpo": "Preference training (DPO): the consensus answer preferred over a losing proposal.",
+    "gauntlet": "Training and evaluating robustness on adversarial (gauntlet) attacks and their outcomes.",
+}
 
 
 @router.get("/formats", response_model=FormatsPublic)
-async def read_formats(exporter: ExporterDep, timeout: TimeoutDep) -> FormatsPublic:
+async def read_formats(request: Request, exporter: ExporterDep, timeout: TimeoutDep) -> FormatsPublic:
     """Documentation of every export format and of the import record: its JSON Schema, an example record and
     its endpoint."""
     resp = await exporter.GetFormats(pb.GetFormatsRequest(), timeout=timeout)
-    return FormatsPublic(
-        formats={
-            f.name: FormatPublic(
-                name=f.name,
-                description=f.description,
-                endpoint=f.endpoint,
-                json_schema=json.loads(f.json_schema),
-                example=json.loads(f.example_json) if f.example_json else {},
-            )
-            for f in resp.formats
-        }
-    )
+    formats = {}
+    for f in resp.formats:
+        schema = json.loads(f.json_schema)
+        formats[f.name] = FormatPublic(
+            name=f.name, description=f.description, endpoint=f.endpoint, json_schema=schema,
+            example=json.loads(f.example_json) if f.example_json else {}, schema=schema,
+            use_case=USE_CASES.get(f.name, f.description),
+        )
+    # Under the prefix the client used (Aragora's server lists its /api/v1 paths).
+    prefix = compat.V1_PREFIX if compat.via_v1(request) else compat.GUIDE_PREFIX
+    return FormatsPublic(formats=formats,
+                         endpoints={name: f"{prefix}/export/{name}" for name in FILTERS if name in formats})

@@ -17,14 +17,16 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import quote
 
 import grpc
-from fastapi import APIRouter, Path, Query
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 from aragora.training.v1 import trainer_pb2 as pb
 from services.common.training_config import config_from_pb, config_to_pb
 from services.common.training_spec import CANONICAL, TrainingSpec, aliases, config_json_schema
+from services.gateway import compat
 from services.gateway.deps import TimeoutDep, TrainerDep
 
 router = APIRouter(prefix="/api/training", tags=["jobs"])
@@ -39,6 +41,9 @@ STATUS_NAMES: dict[int, str] = {
     pb.JOB_STATUS_CANCELLED: "cancelled",
 }
 STATUS_VALUES = {v: k for k, v in STATUS_NAMES.items()}
+# Aragora's status words (its TrainingStatus and its TypeScript client's) for the list filter.
+ARAGORA_STATUS = {"pending": "queued", "exporting_data": "preparing",
+                  "evaluating": "training", "ready": "completed"}
 
 INT32 = dict(ge=-(2**31), le=2**31 - 1)
 
@@ -176,9 +181,45 @@ class TrainingJobPublic(BaseModel):
     training_config: TrainingConfigPublic
 
 
+class AragoraJobPublic(TrainingJobPublic):
+    """A job as Aragora's clients get it (docs/aragora_clients.md): ours plus the names they read, and a
+    queued job's ``status`` in Aragora's word, ``pending`` (its pages offer Start only for that word)."""
+
+    status: Literal["pending", "queued", "preparing", "training", "completed", "failed", "cancelled"]
+    job_status: JobStatusName
+    """The status in the guide's words (``queued`` where ``status`` says ``pending``)."""
+    training_data_examples: int = 0
+    """The same as ``training_examples``."""
+    total_epochs: int | None = None
+    """The job's ``training_config.num_epochs``."""
+    checkpoint_path: str | None = None
+    """A completed job's adapter folder (or newest checkpoint) on the trainer, as its artifacts show it."""
+    output_path: str | None = None
+    """The same as ``checkpoint_path``."""
+
+
 class TrainingJobsPublic(BaseModel):
     jobs: list[TrainingJobPublic]
     total: int
+
+
+class AragoraJobsPublic(BaseModel):
+    """The job list as Aragora's clients get it: their job shape, and ``limit`` / ``offset`` echoed."""
+
+    jobs: list[AragoraJobPublic]
+    total: int
+    limit: int
+    """The ``limit`` applied (0: none)."""
+    offset: int
+    """The ``offset`` applied."""
+
+
+class CancelResultPublic(AragoraJobPublic):
+    """``DELETE`` / ``POST .../cancel``: the job after the call, and Aragora's keys."""
+
+    success: bool = True
+    """Whether the job is cancelled now (false: it had already completed or failed)."""
+    job_id: str = ""
 
 
 class JobCountsPublic(BaseModel):
@@ -216,6 +257,21 @@ class TrainingJobMetricsPublic(BaseModel):
     eval_dpo_pairs: int
 
 
+class MetricsSoFarPublic(TrainingJobMetricsPublic):
+    """The metrics of a job that has not completed, as Aragora's clients get them (200, not 409); a queued
+    job's status is Aragora's ``pending``."""
+
+    status: Literal["pending", "queued", "preparing", "training", "completed", "failed", "cancelled"]
+
+    complete: bool = False
+    """False in the answer to an Aragora client about a job that has not completed: what is known so far
+    (status, examples, the latest loss and progress); the measured figures are null."""
+    loss: float | None = None
+    progress: float | None = None
+    current_step: int | None = None
+    total_steps: int | None = None
+
+
 class ArtifactFilePublic(BaseModel):
     name: str
     size_bytes: int
@@ -244,14 +300,40 @@ def config_public(c: pb.TrainingConfig) -> TrainingConfigPublic:
     return TrainingConfigPublic(**config_from_pb(c, strict=False))
 
 
-def job_public(j: pb.Job) -> TrainingJobPublic:
-    return TrainingJobPublic(
-        id=j.id, name=j.name, vertical=j.vertical, base_model=j.base_model, status=STATUS_NAMES[j.status],
+def job_public(j: pb.Job, cls: type[TrainingJobPublic] = TrainingJobPublic, **extra) -> TrainingJobPublic:
+    status = STATUS_NAMES[j.status]
+    if issubclass(cls, AragoraJobPublic):
+        extra = {"training_data_examples": j.training_examples, "job_status": status,
+                 "total_epochs": _opt(j.training_config, "num_epochs"), **extra}
+        status = "pending" if status == "queued" else status
+    return cls(
+        id=j.id, name=j.name, vertical=j.vertical, base_model=j.base_model, status=status,
         progress=j.progress, current_epoch=j.current_epoch, current_step=j.current_step, total_steps=j.total_steps,
         loss=_opt(j, "loss"), training_examples=j.training_examples, created_at=_ts(j, "created_at"),
         started_at=_ts(j, "started_at"), completed_at=_ts(j, "completed_at"), error=j.error or None,
-        training_config=config_public(j.training_config),
+        training_config=config_public(j.training_config), **extra,
     )
+
+
+def aragora_json(model: BaseModel) -> JSONResponse:
+    """An Aragora client's answer, in its own model (the route's response_model documents the guide's)."""
+    return JSONResponse(jsonable_encoder(model))
+
+
+async def with_paths(trainer, timeout: float, jobs: list[AragoraJobPublic]) -> list[AragoraJobPublic]:
+    """Fills ``checkpoint_path`` / ``output_path`` of the completed jobs from their artifacts (one call each,
+    concurrently; a job whose artifacts cannot be read keeps null)."""
+    done = [j for j in jobs if j.status == "completed"]
+
+    async def one(job: TrainingJobPublic) -> None:
+        try:
+            a = await trainer.GetJobArtifacts(pb.GetJobArtifactsRequest(job_id=job.id), timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return
+        job.checkpoint_path = job.output_path = a.checkpoint_path or None
+
+    await asyncio.gather(*(one(j) for j in done))
+    return jobs
 
 
 def _evaluation_public(m: pb.GetJobMetricsResponse, name: str) -> ModelEvaluationPublic | None:
@@ -269,21 +351,36 @@ JobId = Annotated[str, Path(description="The job's id (job-...)", max_length=200
 # -- routes ----------------------------------------------------------------------------------------------------
 
 
+StatusFilterName = Literal["queued", "preparing", "training", "completed", "failed", "cancelled",
+                          "pending", "exporting_data", "evaluating", "ready"]
+"""Our status words and Aragora's (ARAGORA_STATUS)."""
+
+
 @router.get("/jobs", response_model=TrainingJobsPublic)
 async def read_jobs(
+    request: Request,
     trainer: TrainerDep,
     timeout: TimeoutDep,
     vertical: Annotated[str, Query(description="Only this vertical", max_length=200)] = "",
-    status: Annotated[JobStatusName | None, BeforeValidator(lambda v: v or None),
-                      Query(description="Only this status (empty: any)")] = None,
+    status: Annotated[StatusFilterName | None, BeforeValidator(lambda v: v or None),
+                      Query(description="Only this status (empty: any). Aragora's words are accepted: pending "
+                                        "(queued), exporting_data (preparing), evaluating (training), "
+                                        "ready (completed)")] = None,
     limit: Annotated[int, Query(ge=0, le=10_000, description="At most this many jobs (0: all)")] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="Skip this many matching jobs first")] = 0,
 ) -> TrainingJobsPublic:
-    """Lists training jobs, newest first; ``total`` counts every job matching the filters."""
+    """Lists training jobs, newest first; ``total`` counts every job matching the filters. Aragora's clients
+    (docs/aragora_clients.md) get ``AragoraJobsPublic``: their job keys, and ``limit`` / ``offset`` echoed."""
+    status = ARAGORA_STATUS.get(status, status) if status else None
     resp = await trainer.ListJobs(
-        pb.ListJobsRequest(vertical=vertical, status=STATUS_VALUES[status] if status else 0, limit=limit),
+        pb.ListJobsRequest(vertical=vertical, status=STATUS_VALUES[status] if status else 0, limit=limit,
+                           offset=offset),
         timeout=timeout,
     )
-    return TrainingJobsPublic(jobs=[job_public(j) for j in resp.jobs], total=resp.total)
+    if not compat.is_aragora_client(request):
+        return TrainingJobsPublic(jobs=[job_public(j) for j in resp.jobs], total=resp.total)
+    jobs = await with_paths(trainer, timeout, [job_public(j, AragoraJobPublic) for j in resp.jobs])
+    return aragora_json(AragoraJobsPublic(jobs=jobs, total=resp.total, limit=limit, offset=offset))
 
 
 @router.get("/jobs/counts", response_model=JobCountsPublic)
@@ -295,10 +392,12 @@ async def read_job_counts(trainer: TrainerDep, timeout: TimeoutDep) -> JobCounts
 
 
 @router.get("/jobs/{job_id}", response_model=TrainingJobPublic)
-async def read_job(job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> TrainingJobPublic:
-    """One job. 404 for an unknown id."""
+async def read_job(request: Request, job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> TrainingJobPublic:
+    """One job. 404 for an unknown id. Aragora's clients get ``AragoraJobPublic``."""
     resp = await trainer.GetJob(pb.GetJobRequest(job_id=job_id), timeout=timeout)
-    return job_public(resp.job)
+    if not compat.is_aragora_client(request):
+        return job_public(resp.job)
+    return aragora_json((await with_paths(trainer, timeout, [job_public(resp.job, AragoraJobPublic)]))[0])
 
 
 @router.post("/jobs", response_model=TrainingJobPublic, status_code=201)
@@ -322,18 +421,53 @@ async def start_job(job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> 
 
 
 @router.delete("/jobs/{job_id}", response_model=TrainingJobPublic)
-async def cancel_job(job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> TrainingJobPublic:
+async def cancel_job(request: Request, job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> TrainingJobPublic:
     """Cancels a job: its worker process is ended (within about 5 s) and the job becomes ``cancelled``; its
-    checkpoints stay. 409 for a job that already ended."""
-    # Ending a worker may take its SIGTERM grace (5 s) on top of the usual deadline.
-    resp = await trainer.CancelJob(pb.CancelJobRequest(job_id=job_id), timeout=timeout + 10)
-    return job_public(resp.job)
+    checkpoints stay. 409 for a job that already ended. Aragora's clients (docs/aragora_clients.md) get
+    ``CancelResultPublic``, and for a job that already ended 200 with the job as it is (``success`` false when
+    it had completed or failed)."""
+    if not compat.is_aragora_client(request):
+        # Ending a worker may take its SIGTERM grace (5 s) on top of the usual deadline.
+        resp = await trainer.CancelJob(pb.CancelJobRequest(job_id=job_id), timeout=timeout + 10)
+        return job_public(resp.job)
+    return aragora_json(await cancel(job_id, trainer, timeout))
+
+
+async def cancel(job_id: str, trainer, timeout: float) -> CancelResultPublic:
+    """Cancels as Aragora's clients expect: a job that already ended is answered as it is, not refused."""
+    try:
+        # Ending a worker may take its SIGTERM grace (5 s) on top of the usual deadline.
+        resp = await trainer.CancelJob(pb.CancelJobRequest(job_id=job_id), timeout=timeout + 10)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+            raise
+        job = (await trainer.GetJob(pb.GetJobRequest(job_id=job_id), timeout=timeout)).job
+        if job.status not in (pb.JOB_STATUS_COMPLETED, pb.JOB_STATUS_FAILED, pb.JOB_STATUS_CANCELLED):
+            raise
+        return job_public(job, CancelResultPublic, success=job.status == pb.JOB_STATUS_CANCELLED, job_id=job.id)
+    return job_public(resp.job, CancelResultPublic, success=True, job_id=resp.job.id)
 
 
 @router.get("/jobs/{job_id}/metrics", response_model=TrainingJobMetricsPublic)
-async def read_job_metrics(job_id: JobId, trainer: TrainerDep, timeout: TimeoutDep) -> TrainingJobMetricsPublic:
-    """A completed job's measured metrics (absent figures are null). 409 for a job that did not complete."""
-    m = await trainer.GetJobMetrics(pb.GetJobMetricsRequest(job_id=job_id), timeout=timeout)
+async def read_job_metrics(request: Request, job_id: JobId, trainer: TrainerDep,
+                           timeout: TimeoutDep) -> TrainingJobMetricsPublic:
+    """A completed job's measured metrics (absent figures are null). 409 for a job that did not complete; to
+    Aragora's clients (docs/aragora_clients.md) 200 with what is known so far and ``complete`` false."""
+    try:
+        m = await trainer.GetJobMetrics(pb.GetJobMetricsRequest(job_id=job_id), timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or not compat.is_aragora_client(request):
+            raise
+        j = (await trainer.GetJob(pb.GetJobRequest(job_id=job_id), timeout=timeout)).job
+        if j.status == pb.JOB_STATUS_COMPLETED:
+            raise
+        return aragora_json(MetricsSoFarPublic(
+            job_id=j.id, status="pending" if j.status == pb.JOB_STATUS_QUEUED else STATUS_NAMES[j.status],
+            training_data_examples=j.training_examples,
+            training_data_debates=0, final_loss=None, elo_rating=None, win_rate=None, vertical_accuracy={},
+            base=None, adapter=None, eval_matches=0, eval_sft_records=0, eval_dpo_pairs=0, complete=False,
+            loss=_opt(j, "loss"), progress=j.progress, current_step=j.current_step, total_steps=j.total_steps,
+        ))
     return TrainingJobMetricsPublic(
         job_id=m.job_id, status=STATUS_NAMES[m.status], training_data_examples=m.training_data_examples,
         training_data_debates=m.training_data_debates, final_loss=_opt(m, "final_loss"),

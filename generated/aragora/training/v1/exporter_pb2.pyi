@@ -267,16 +267,18 @@ class ExportDPOResponse(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[DPORecord, _Mapping]]] = ..., jsonl: _Optional[bytes] = ...) -> None: ...
 
 class ExportGauntletRequest(_message.Message):
-    __slots__ = ("limit", "attack_type", "min_severity", "jsonl")
+    __slots__ = ("limit", "attack_type", "min_severity", "jsonl", "persona")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     ATTACK_TYPE_FIELD_NUMBER: _ClassVar[int]
     MIN_SEVERITY_FIELD_NUMBER: _ClassVar[int]
     JSONL_FIELD_NUMBER: _ClassVar[int]
+    PERSONA_FIELD_NUMBER: _ClassVar[int]
     limit: int
     attack_type: str
     min_severity: float
     jsonl: bool
-    def __init__(self, limit: _Optional[int] = ..., attack_type: _Optional[str] = ..., min_severity: _Optional[float] = ..., jsonl: _Optional[bool] = ...) -> None: ...
+    persona: str
+    def __init__(self, limit: _Optional[int] = ..., attack_type: _Optional[str] = ..., min_severity: _Optional[float] = ..., jsonl: _Optional[bool] = ..., persona: _Optional[str] = ...) -> None: ...
 
 class ExportGauntletResponse(_message.Message):
     __slots__ = ("records", "jsonl")
