@@ -237,7 +237,7 @@ def test_bad_data_fails_with_the_line_and_reason(tmp_path, tiny_model):
 
 
 def test_unreachable_exporter_fails_after_bounded_retries(tmp_path, tiny_model):
-    job = make_job(tmp_path, "job-noexp", tiny_model, {}, exporter_address="127.0.0.1:9", exporter_timeout_s=1.5)
+    job = make_job(tmp_path, "job-noexp", tiny_model, {}, exporter_address="127.0.0.1:9", exporter_retry_seconds=1.5)
     t0 = time.monotonic()
     rc, w = run_worker(job, timeout=180)
     assert rc == 1
