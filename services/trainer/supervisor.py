@@ -91,6 +91,16 @@ class MemoryForensics:
     oom_kills_at_exit: int | None = None
     memory_limit: int = 0
 
+    def sample(self, proc) -> None:
+        """One look at the worker (a ``psutil.Process``) and the machine: its tree's RSS, the free memory."""
+        import psutil
+
+        rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+        self.peak_rss = max(self.peak_rss, rss)
+        vm = psutil.virtual_memory()
+        if vm.available < LOW_MEMORY_SHARE * vm.total:
+            self.low_memory_seen = True
+
     def oom_likely(self) -> bool:
         """The kernel's OOM killer probably sent the SIGKILL: the cgroup counted a new OOM kill, or the
         machine was short of memory, or the worker tree came near its limit."""
@@ -275,11 +285,7 @@ class WorkerSupervisor:
             return
         while True:
             try:
-                rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
-                self.memory.peak_rss = max(self.memory.peak_rss, rss)
-                vm = psutil.virtual_memory()
-                if vm.available < LOW_MEMORY_SHARE * vm.total:
-                    self.memory.low_memory_seen = True
+                self.memory.sample(proc)
             except psutil.Error:
                 return
             await asyncio.sleep(every)
