@@ -278,15 +278,20 @@ class JobManager:
         continues from the newest checkpoint and the job keeps its status."""
         from services.trainer import models
 
-        try:
-            model = await asyncio.to_thread(models.resolve_model, self.models_dir, job.base_model)
-        except InvalidArgument as exc:
-            await self.events.transition(job.id, JobStatus.FAILED, f"base model unavailable: {exc.message}",
-                                         start_requested_at=None)
-            return
+        # Registered before the first await: a cancel from now on finds the run and waits for it.
         run = WorkerSupervisor(job, self.layout(job.id), self.events, self.settings, resumed=resume,
                                is_stopping=lambda: self._stopping)
         self._runs[job.id] = run
+        try:
+            model = await asyncio.to_thread(models.resolve_model, self.models_dir, job.base_model)
+        except InvalidArgument as exc:
+            self._runs.pop(job.id, None)
+            try:
+                await self.events.transition(job.id, JobStatus.FAILED, f"base model unavailable: {exc.message}",
+                                             start_requested_at=None)
+            finally:
+                run.abandon()
+            return
         try:
             if not resume:
                 await self.events.transition(job.id, JobStatus.PREPARING, "worker starting")

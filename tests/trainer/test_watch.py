@@ -87,3 +87,32 @@ async def test_resume_after_the_terminal_event_ends_at_once(manager):
     assert len(items) == 1 and isinstance(items[0], Job)
     items = [item async for item in manager.watch(job.id, after_sequence=1)]
     assert sequences(items) == [2]
+
+
+async def test_a_database_write_that_waits_on_a_lock_stalls_no_watcher(manager, tmp_path):
+    """Store calls run off the event loop: while another connection holds the SQLite write lock (a real slow
+    database), an event being recorded waits for it on the store's thread, and meanwhile the loop serves a new
+    watcher its snapshot and replay from the database and reads the job. Once the lock goes, the event is
+    recorded and reaches the watchers in order."""
+    import sqlite3
+
+    job = await manager.create("locked", "legal", TINY, {})
+    early = manager.watch(job.id)
+    assert isinstance(await anext(early), Job) and (await anext(early)).sequence == 1
+    blocker = sqlite3.connect(tmp_path / "trainer" / "jobs.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # WAL: readers go on, writers wait
+    try:
+        pending = asyncio.ensure_future(manager.events.append(job.id, EventType.LOG, "after the lock"))
+        late = manager.watch(job.id)
+        snapshot, replayed = await anext(late), await anext(late)
+        assert isinstance(snapshot, Job) and replayed.sequence == 1
+        assert (await manager.get(job.id)).job_status is JobStatus.QUEUED
+        assert not pending.done()  # all of the above happened while the write was still waiting
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    event = await pending
+    assert event.sequence == 2 and event.message == "after the lock"
+    await manager.events.transition(job.id, JobStatus.CANCELLED, "cancelled by user")
+    for watch in (early, late):
+        assert sequences([item async for item in watch]) == [2, 3]
