@@ -13,11 +13,18 @@ import sys
 
 import grpc
 import pytest
-
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
+
 from services.trainer.cli import STATUS
-from tests.faults.conftest import REPO, free_ports, grpc_ready, start_trainer, until, write_dataset
+from tests.faults.conftest import (
+    REPO,
+    free_ports,
+    grpc_ready,
+    start_trainer,
+    until,
+    write_dataset,
+)
 from tests.trainer.conftest import TINY
 
 pytestmark = pytest.mark.slow

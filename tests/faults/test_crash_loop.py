@@ -10,11 +10,18 @@ import signal
 
 import grpc
 import pytest
-
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
+
 from services.trainer.config import TrainerSettings
-from tests.faults.conftest import Follower, free_ports, grpc_ready, start_trainer, until, write_dataset
+from tests.faults.conftest import (
+    Follower,
+    free_ports,
+    grpc_ready,
+    start_trainer,
+    until,
+    write_dataset,
+)
 from tests.trainer.conftest import TINY, pid_alive
 
 pytestmark = pytest.mark.slow

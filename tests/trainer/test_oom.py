@@ -15,7 +15,12 @@ import psutil
 import pytest
 
 from services.trainer import protocol
-from services.trainer.supervisor import MemoryForensics, cgroup_oom_kills, classify_exit, memory_limit
+from services.trainer.supervisor import (
+    MemoryForensics,
+    cgroup_oom_kills,
+    classify_exit,
+    memory_limit,
+)
 
 ALLOCATE_MB = 150
 HOLDER = (f"import sys, time; block = bytearray({ALLOCATE_MB} << 20); block[::4096] = b'x' * len(block[::4096]); "
