@@ -1,5 +1,5 @@
-"""``python -m services.trainer watch JOB_ID`` itself, as a real subprocess, through a real trainer crash and
-restart mid-job: its own reconnect loop (``services/trainer/cli.py``: ``RETRYABLE``, ``retry_seconds``) meets
+"""``python -m services.trainer watch JOB_ID`` itself, as a real subprocess, through a real crash of the trainer
+and its worker mid-job and a restart: its own reconnect loop (``services/trainer/cli.py``: ``RETRYABLE``, ``retry_seconds``) meets
 the dropped connection, reconnects after the last event it saw, prints every status change, warning and
 checkpoint of the job's stored log exactly once and in order, and exits 0 with the job's final state."""
 
@@ -23,6 +23,7 @@ from tests.faults.conftest import (
     grpc_ready,
     start_trainer,
     until,
+    worker_pids,
     write_dataset,
 )
 from tests.trainer.conftest import TINY
@@ -68,7 +69,6 @@ async def test_the_watch_cli_reconnects_through_a_trainer_restart_and_misses_not
         request = pb.CreateJobRequest(name="watched", vertical="legal", base_model=TINY,
                                       training_config=pb.TrainingConfig(**CONFIG))
         job = (await stub.CreateJob(request)).job
-        await stub.StartJob(pb.StartJobRequest(job_id=job.id))
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("TRAINER_API_TOKEN", None)
@@ -83,10 +83,18 @@ async def test_the_watch_cli_reconnects_through_a_trainer_restart_and_misses_not
 
     reader = asyncio.get_running_loop().create_task(read())
     try:
-        # The CLI follows the running job live: it has printed a checkpoint.
+        # The CLI is connected (it printed the queued job's first event) before the job starts, so it follows
+        # the training live and the trainer dies in the middle of it.
+        await until(lambda: printed_lines("".join(output))[:1] == ["status: queued (created)"], 120,
+                    "the CLI to connect")
+        async with grpc.aio.insecure_channel(address) as channel:
+            await trainer_pb2_grpc.TrainerServiceStub(channel).StartJob(pb.StartJobRequest(job_id=job.id))
         await until(lambda: any(ln.startswith("checkpoint: ") for ln in printed_lines("".join(output))), 240,
                     "the CLI to print a checkpoint")
-        trainer.signal(signal.SIGKILL)  # the CLI's stream drops (UNAVAILABLE); its worker is orphaned
+        # The trainer and its worker die together (a container or machine crash; an orphaned worker would
+        # train on until the next trainer stops it). The CLI's stream drops: UNAVAILABLE while it is down.
+        os.killpg(worker_pids(trainer)[job.id], signal.SIGKILL)
+        trainer.signal(signal.SIGKILL)
         trainer.wait(10)
         trainer = start_trainer(tmp_path, port, tiny_models_dir, label="t2")  # well within retry_seconds (30)
         rc = await asyncio.wait_for(cli.wait(), 300)
@@ -107,7 +115,8 @@ async def test_the_watch_cli_reconnects_through_a_trainer_restart_and_misses_not
     assert rc == 0, text[-3000:]
     assert text.rstrip().endswith(f"{job.id}: completed")
     # The crash is in the log (the job resumed), and the CLI printed it: it reconnected to the new trainer.
-    assert any(e.type == pb.EVENT_TYPE_WARNING and "; resuming from checkpoint-" in e.message for e in stored)
+    resumed = [e.message for e in stored if e.type == pb.EVENT_TYPE_WARNING and "; resuming from checkpoint-" in e.message]
+    assert len(resumed) == 1 and f"(step {TOTAL} of {TOTAL})" not in resumed[0]  # mid-job
     # Everything the CLI prints, exactly once and in order: nothing missed across the drop, nothing repeated.
     assert printed_lines(text) == expected_lines(stored)
     assert printed_lines(text)[-1] == "status: completed"
