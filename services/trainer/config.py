@@ -4,6 +4,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.trainer.protocol import DEFAULT_EXPORTER_RETRY_SECONDS
+
 
 class TrainerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRAINER_", env_file=".env", extra="ignore")
@@ -29,9 +31,9 @@ class TrainerSettings(BaseSettings):
     log_level: str = "INFO"
     grace_seconds: float = 5.0
     """How long calls in flight may finish after SIGTERM."""
-    exporter_retry_seconds: float = 60.0
+    exporter_retry_seconds: float = DEFAULT_EXPORTER_RETRY_SECONDS
     """How long a preparing job's worker keeps retrying an unreachable exporter (with backoff) before the job
-    fails with a reason naming the exporter."""
+    fails with a reason naming the exporter (sent to the worker in job.json under the same name)."""
     max_resumes: int = 3
     """How many times a running job is resumed after the trainer crashed (SIGKILL, power loss) while it ran;
     one more crash fails it. A clean stop (SIGTERM) does not count."""

@@ -1,4 +1,5 @@
-"""The trainer's gRPC servicer: converts messages and delegates to the job manager.
+"""The trainer's gRPC servicer: converts messages and delegates to the job manager (whose calls that touch
+the database or the disk run off the event loop, so one slow call never stalls the others or a WatchJob).
 
 Domain errors raised by the manager (``InvalidArgument``, ``NotFound``, ``FailedPrecondition``,
 ``AlreadyExists``) become gRPC status codes in the shared error interceptor.
@@ -10,6 +11,7 @@ import asyncio
 
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
+
 from services.common.errors import InvalidArgument
 from services.trainer import convert
 from services.trainer.jobs import JobManager
@@ -26,7 +28,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def CreateJob(self, request: pb.CreateJobRequest, context) -> pb.CreateJobResponse:
         raw = convert.config_from_pb(request.training_config)
-        job = self.manager.create(request.name, request.vertical, request.base_model, raw)
+        job = await self.manager.create(request.name, request.vertical, request.base_model, raw)
         return pb.CreateJobResponse(job=convert.job_to_pb(job))
 
     async def StartJob(self, request: pb.StartJobRequest, context) -> pb.StartJobResponse:
@@ -38,7 +40,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         return pb.CancelJobResponse(job=convert.job_to_pb(job))
 
     async def GetJob(self, request: pb.GetJobRequest, context) -> pb.GetJobResponse:
-        return pb.GetJobResponse(job=convert.job_to_pb(self.manager.get(request.job_id)))
+        return pb.GetJobResponse(job=convert.job_to_pb(await self.manager.get(request.job_id)))
 
     async def ListJobs(self, request: pb.ListJobsRequest, context) -> pb.ListJobsResponse:
         if request.limit < 0:
@@ -46,20 +48,20 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         if request.offset < 0:
             raise InvalidArgument("must be >= 0", field="offset")
         status = convert.status_from_pb(request.status)
-        jobs, total = self.manager.list(request.vertical, status, request.limit, offset=request.offset)
+        jobs, total = await self.manager.list(request.vertical, status, request.limit, offset=request.offset)
         return pb.ListJobsResponse(jobs=[convert.job_to_pb(j) for j in jobs], total=total)
 
     async def GetJobCounts(self, request, context) -> pb.GetJobCountsResponse:
-        return pb.GetJobCountsResponse(**self.manager.counts())
+        return pb.GetJobCountsResponse(**(await self.manager.counts()))
 
     async def GetJobMetrics(self, request: pb.GetJobMetricsRequest, context) -> pb.GetJobMetricsResponse:
-        return convert.metrics_to_pb(self.manager.metrics(request.job_id))
+        return convert.metrics_to_pb(await self.manager.metrics(request.job_id))
 
     async def GetJobArtifacts(self, request: pb.GetJobArtifactsRequest, context) -> pb.GetJobArtifactsResponse:
-        return convert.artifacts_to_pb(self.manager.artifacts(request.job_id))
+        return convert.artifacts_to_pb(await self.manager.artifacts(request.job_id))
 
     async def ReadArtifact(self, request: pb.ReadArtifactRequest, context):
-        path = self.manager.artifact_path(request.job_id, request.name)
+        path = await self.manager.artifact_path(request.job_id, request.name)
         with open(path, "rb") as fh:
             size = path.stat().st_size
             sent = False
@@ -73,7 +75,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                     return
 
     async def ListBaseModels(self, request, context) -> pb.ListBaseModelsResponse:
-        return pb.ListBaseModelsResponse(models=[convert.model_to_pb(m) for m in self.manager.list_models()])
+        return pb.ListBaseModelsResponse(models=[convert.model_to_pb(m) for m in await self.manager.list_models()])
 
     async def WatchJob(self, request: pb.WatchJobRequest, context):
         if request.after_sequence < 0:

@@ -3,7 +3,8 @@
 Every change of a job's status is written together with its ``status`` event in one transaction, and an
 event's sequence number comes from the job row's ``last_sequence`` in the same transaction, so the log has
 no gaps even across restarts. Rows leave the store detached (``expire_on_commit=False``) and read-only by
-convention: callers change jobs only through these methods.
+convention: callers change jobs only through these methods. The methods block (synchronous SQLAlchemy): the
+event loop calls them through ``eventlog.StoreCalls``, on threads.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ database (a cut last line included), and a job whose trainer keeps crashing stop
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def test_the_resume_point_is_the_newest_complete_checkpoint_and_temporaries_go(w
     assert last.type is EventType.WARNING
     assert last.message == ("the trainer stopped unexpectedly while the job was training (restart 1 of at most 2); "
                             "resuming from checkpoint-4 (step 4 of 20)")
-    assert manager.artifacts(job_id).checkpoint_path == str(folder / "checkpoints" / "checkpoint-4")
+    assert asyncio.run(manager.artifacts(job_id)).checkpoint_path == str(folder / "checkpoints" / "checkpoint-4")
 
 
 def test_events_jsonl_is_completed_from_the_database(world):

@@ -237,11 +237,11 @@ def test_bad_data_fails_with_the_line_and_reason(tmp_path, tiny_model):
 
 
 def test_unreachable_exporter_fails_after_bounded_retries(tmp_path, tiny_model):
-    job = make_job(tmp_path, "job-noexp", tiny_model, {}, exporter_address="127.0.0.1:9", exporter_timeout_s=1.5)
+    job = make_job(tmp_path, "job-noexp", tiny_model, {}, exporter_address="127.0.0.1:9", exporter_retry_seconds=1.5)
     rc, w = run_worker(job, timeout=180)
     assert rc == 1
     # Retries for the budget (1.5 s), then gives up: timed from the first event, so the worker's start (imports,
-    # slow on a loaded 2-core machine) does not count; the default budget (30 s) would exceed the bound.
+    # slow on a loaded 2-core machine) does not count; the default budget (60 s) would exceed the bound.
     assert 1.5 <= w.arrivals[-1] - w.arrivals[0] < 25
     kinds = [e["type"] for e in w.events]
     assert kinds == ["status", "warning", "error"]

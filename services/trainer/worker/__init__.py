@@ -1,6 +1,6 @@
 """The training worker: ``python -m services.trainer.worker JOB_DIR`` trains one job's LoRA adapter.
 
-The trainer service spawns one worker process per running job (see notes/WORKER_PROTOCOL.md). The worker reads
+The trainer service spawns one worker process per running job (the contract: ``services.trainer.protocol``). The worker reads
 ``JOB_DIR/job.json``, gets its data (the exporter over gRPC, or a JSONL ``dataset_path``), trains with a lean
 torch + peft loop, and reports on its original stdout as JSON lines (events). Layout:
 

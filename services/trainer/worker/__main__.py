@@ -1,4 +1,4 @@
-"""``python -m services.trainer.worker JOB_DIR``: train one job (see notes/WORKER_PROTOCOL.md).
+"""``python -m services.trainer.worker JOB_DIR``: train one job (the contract: ``services.trainer.protocol``).
 
 Exit codes: 0 after a ``result`` event; 1 after an ``error`` event; 143 when stopped by SIGTERM/SIGINT (after
 writing a checkpoint of the last finished step); 2 for a wrong command line.
@@ -11,9 +11,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from services.trainer.protocol import GPU_OOM_MESSAGE, OOM_MESSAGE, WORKER_MAX_FILE_ENV
 from services.trainer.worker.signals import StopGuard
-
-OOM_MESSAGE = "out of memory: reduce batch_size or max_seq_length, or enable gradient_checkpointing"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     guard.install()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    max_file = os.environ.get("ARAGORA_WORKER_MAX_FILE_BYTES", "")
+    max_file = os.environ.get(WORKER_MAX_FILE_ENV, "")
     if max_file.isdigit() and int(max_file) > 0:
         import resource
 
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         traceback.print_exc()
         if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError / torch.OutOfMemoryError
-            events.error(OOM_MESSAGE.replace("out of memory", "out of GPU memory"))
+            events.error(GPU_OOM_MESSAGE)
         elif "can't allocate memory" in str(exc):  # torch's CPU allocator: a RuntimeError, not MemoryError
             events.error(OOM_MESSAGE)
         elif isinstance(exc, OSError):  # e.g. writing data/ or metrics.json on a full disk

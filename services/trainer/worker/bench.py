@@ -73,19 +73,21 @@ def run_once(model_id: str, models_dir: Path, records: list[dict], max_len: int,
     from services.trainer.spec import validate_spec
 
     spec = validate_spec(config, model, data)
-    (job_dir / "job.json").write_text(json.dumps({
-        "job_id": "bench", "base_model": model.id, "model_path": str(model.path),
-        "training_config": spec.model_dump(mode="json"), "data_root": str(data), "checkpoint_every_steps": 10**9,
-        "num_threads": args.threads}))
-    with open(job_dir / "worker.log", "wb") as log:
+    from services.trainer.artifacts import JobLayout
+    from services.trainer.protocol import JobFile
+
+    layout = JobLayout(job_dir)
+    JobFile(job_id="bench", base_model=model.id, model_path=str(model.path), training_config=spec.model_dump(mode="json"),
+            data_root=str(data), checkpoint_every_steps=10**9, num_threads=args.threads).write(layout.job_file)
+    with open(layout.worker_log, "wb") as log:
         proc = subprocess.run([sys.executable, "-m", "services.trainer.worker", str(job_dir)], stdout=subprocess.PIPE,
                               stderr=log, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     events = [json.loads(x) for x in proc.stdout.decode().splitlines() if x.startswith("{")]
     if proc.returncode != 0:
         raise SystemExit(f"worker failed ({proc.returncode}): {[e['message'] for e in events][-3:]}; "
-                         f"log: {job_dir / 'worker.log'}")
+                         f"log: {layout.worker_log}")
     steps = [e for e in events if e["type"] == "step"]
-    metrics = json.loads((job_dir / "metrics.json").read_text())
+    metrics = json.loads(layout.metrics_file.read_text())
     per_step = metrics["losses"]
     steady = per_step[1:] or per_step
     row = {

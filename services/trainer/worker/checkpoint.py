@@ -18,10 +18,10 @@ import re
 import shutil
 from pathlib import Path
 
+from services.trainer.artifacts import JobLayout, newest_checkpoint
 from services.trainer.worker.job import WorkerError
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-STATE_FILE = "trainer_state.json"
+STATE_FILE = JobLayout.CHECKPOINT_STATE_FILE
 _OS_ERROR_RE = re.compile(r"os error (\d+)")
 _WHY = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
         errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
@@ -91,7 +91,7 @@ def _save_adapter(model, folder: Path, base_model_id: str) -> None:
 
 def _atomic_dir(target: Path):
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp = JobLayout.temporary(target)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     return tmp
@@ -106,7 +106,7 @@ def _publish(tmp: Path, target: Path) -> None:
 def save_checkpoint(checkpoints_dir: Path, step: int, model, optimizer, scheduler, state: dict, rng: dict,
                     base_model_id: str) -> Path:
     """Writes ``checkpoint-<step>`` and returns its folder."""
-    target = checkpoints_dir / f"checkpoint-{step}"
+    target = checkpoints_dir / JobLayout.checkpoint_name(step)
     try:
         tmp = _atomic_dir(target)
     except OSError as exc:
@@ -127,14 +127,9 @@ def save_checkpoint(checkpoints_dir: Path, step: int, model, optimizer, schedule
 
 
 def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
-    """The complete checkpoint with the highest step, if any."""
-    best, best_step = None, -1
-    if checkpoints_dir.is_dir():
-        for child in checkpoints_dir.iterdir():
-            m = CHECKPOINT_RE.match(child.name)
-            if m and (child / STATE_FILE).is_file() and int(m.group(1)) > best_step:
-                best, best_step = child, int(m.group(1))
-    return best
+    """The complete checkpoint with the highest step, if any (``JobLayout`` names and completes them)."""
+    found = newest_checkpoint(checkpoints_dir)
+    return found[1] if found else None
 
 
 def load_checkpoint(folder: Path, model, optimizer, scheduler) -> tuple[dict, dict]:

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from services.trainer.artifacts import JobLayout
 from services.trainer.spec import resolve_dataset_path
 from services.trainer.worker.events import EventSink
 from services.trainer.worker.job import JobConfig, WorkerError
 
-TRAIN_FILE = "train.jsonl"
+TRAIN_FILE = JobLayout.TRAIN_FILE
 EXPORT_CALL_TIMEOUT_S = 600.0  # a whole export stream; a hung exporter must not hang the job forever
 MAX_REPORTED_ERRORS = 5
 
@@ -106,7 +107,7 @@ def count_debates(records: list[dict]) -> int:
 def write_jsonl(path: Path, records: list[dict]) -> None:
     """Writes the records atomically (temp file + rename), so a half-written file is never read back."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = JobLayout.temporary(path)
     with open(tmp, "w", encoding="utf-8") as fh:
         for r in records:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -151,7 +152,7 @@ def _export(job: JobConfig, events: EventSink, kind: str, method: Callable, requ
     """Runs one server-streaming export, retrying while the exporter is unreachable (bounded time)."""
     import grpc
 
-    deadline = time.monotonic() + job.exporter_timeout_s
+    deadline = time.monotonic() + job.exporter_retry_seconds
     delay, attempt, warned = 0.25, 0, False
     # The trainer's api_token (from the environment, never job.json: that file is a downloadable artifact).
     token = os.environ.get("ARAGORA_EXPORTER_TOKEN")
@@ -175,10 +176,10 @@ def _export(job: JobConfig, events: EventSink, kind: str, method: Callable, requ
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise WorkerError(f"exporter unavailable at {job.exporter_address}: {details} "
-                                      f"(tried {attempt} times over {job.exporter_timeout_s:g} s)") from None
+                                      f"(tried {attempt} times over {job.exporter_retry_seconds:g} s)") from None
                 if not warned:
                     events.warning(f"exporter unavailable at {job.exporter_address} ({details}); "
-                                   f"retrying for up to {job.exporter_timeout_s:g} s")
+                                   f"retrying for up to {job.exporter_retry_seconds:g} s")
                     warned = True
                 time.sleep(min(delay, left))
                 delay = min(delay * 2, 4.0)

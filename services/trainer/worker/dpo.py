@@ -118,7 +118,7 @@ def fetch_dpo(job: JobConfig, events: EventSink, split: str, min_confidence_diff
               limit: int | None = None, retry: bool = True) -> list[dict]:
     """The exporter's DPO pairs of the job's vertical and ``split`` ("train" / "heldout") over gRPC.
 
-    ``retry``: keep retrying an unreachable exporter for the job's ``exporter_timeout_s`` (as the SFT fetch
+    ``retry``: keep retrying an unreachable exporter for the job's ``exporter_retry_seconds`` (as the SFT fetch
     does); without it one attempt decides.
     """
     from aragora.training.v1 import exporter_pb2, exporter_pb2_grpc
@@ -154,7 +154,7 @@ def fetch_dpo(job: JobConfig, events: EventSink, split: str, min_confidence_diff
 def _no_retry(job: JobConfig) -> JobConfig:
     import dataclasses
 
-    return dataclasses.replace(job, exporter_timeout_s=0.0)
+    return dataclasses.replace(job, exporter_retry_seconds=0.0)
 
 
 # -- encoding --------------------------------------------------------------------------------------------------

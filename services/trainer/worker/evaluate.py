@@ -34,13 +34,14 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.trainer.artifacts import JobLayout
 from services.trainer.worker import data as data_mod
 from services.trainer.worker.events import EventSink
 from services.trainer.worker.job import JobConfig, WorkerError
 
-HELDOUT_SFT_FILE = "heldout_sft.jsonl"
-HELDOUT_DPO_FILE = "heldout_dpo.jsonl"
-SAMPLES_FILE = "eval/samples.json"
+HELDOUT_SFT_FILE = JobLayout.HELDOUT_SFT_FILE
+HELDOUT_DPO_FILE = JobLayout.HELDOUT_DPO_FILE
+SAMPLES_FILE = JobLayout.EVAL_SAMPLES_FILE
 ELO_BASE = 1500.0
 ELO_MIN, ELO_MAX = 1000.0, 2000.0
 
@@ -191,7 +192,7 @@ def _fetch_heldout_sft(job: JobConfig, events: EventSink, retry: bool) -> list[d
                 "metadata": {"debate_id": m.debate_id, "consensus_confidence": m.consensus_confidence,
                              "rounds": m.rounds, "vertical": m.vertical}}
 
-    target = job if retry else dataclasses.replace(job, exporter_timeout_s=0.0)
+    target = job if retry else dataclasses.replace(job, exporter_retry_seconds=0.0)
     raw = data_mod._export(target, events, "SFT", lambda stub: stub.ExportSFT, request, convert, exporter_pb2_grpc)
     return [r for r in (data_mod.check_sft_record(o)[0] for o in raw) if r is not None]
 
@@ -350,7 +351,7 @@ def evaluate(job: JobConfig, peft_model, tokenizer, held: HeldOut, events: Event
     if samples:
         path = job.job_dir / SAMPLES_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = JobLayout.temporary(path)
         tmp.write_text(json.dumps({"job_id": job.job_id, "base_model": job.base_model, "decoding": "greedy",
                                    "max_new_tokens": settings.sample_max_new_tokens, "samples": samples},
                                   indent=1, ensure_ascii=False), encoding="utf-8")

@@ -1,28 +1,18 @@
 """The worker's event stream: one JSON object per line on the process's ORIGINAL stdout.
 
-The service reads these lines and numbers them (see notes/WORKER_PROTOCOL.md). Libraries print to stdout at
+Each line is one of the kinds ``services.trainer.protocol`` defines (``encode_line`` checks the kind and its
+fields); the service reads the lines with the same module and numbers them. Libraries print to stdout at
 will, so the real stdout is moved aside first and fd 1 is pointed at stderr (``worker.log``).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 import threading
 from typing import Any, TextIO
 
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN/inf: non-finite floats become null (in nested dicts too)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+from services.trainer.protocol import encode_line
 
 
 class EventSink:
@@ -33,7 +23,7 @@ class EventSink:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_stdout(cls) -> "EventSink":
+    def from_stdout(cls) -> EventSink:
         """Takes the process's stdout for events and sends everything else written to fd 1 to stderr."""
         sys.stdout.flush()
         stream = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
@@ -41,7 +31,8 @@ class EventSink:
         return cls(stream)
 
     def emit(self, type: str, message: str = "", **fields: Any) -> None:
-        line = json.dumps(_finite({"type": type, "message": message, **fields}), allow_nan=False)
+        """Sends a line of kind ``type`` (a ``protocol.LINE_TYPES`` key) with its ``fields``."""
+        line = encode_line(type, message, **fields)
         with self._lock:
             try:
                 self._stream.write(line + "\n")

@@ -1,14 +1,14 @@
-"""The job a worker runs, read from ``JOB_DIR/job.json`` (written by the trainer service)."""
+"""The job a worker runs, read from the job folder's ``job.json`` (``services.trainer.protocol.JobFile``,
+written by the trainer service)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.trainer.artifacts import JobLayout
+from services.trainer.protocol import DEFAULT_EXPORTER_RETRY_SECONDS, JobFile
 from services.trainer.spec import TrainingSpec
-
-DEFAULT_EXPORTER_TIMEOUT_S = 30.0
 
 
 class WorkerError(Exception):
@@ -30,59 +30,61 @@ class JobConfig:
     data_root: Path
     checkpoint_every_steps: int | None
     resume: bool
-    exporter_timeout_s: float = DEFAULT_EXPORTER_TIMEOUT_S
+    exporter_retry_seconds: float = DEFAULT_EXPORTER_RETRY_SECONDS
     """How long to retry an unreachable exporter before failing."""
     num_threads: int | None = None
     """Torch intra-op threads; None: the CPUs this process may use."""
 
     @property
+    def layout(self) -> JobLayout:
+        """The names of the job folder's files and folders."""
+        return JobLayout(self.job_dir)
+
+    @property
     def data_dir(self) -> Path:
-        return self.job_dir / "data"
+        return self.layout.data_dir
 
     @property
     def checkpoints_dir(self) -> Path:
-        return self.job_dir / "checkpoints"
+        return self.layout.checkpoints_dir
 
     @property
     def adapter_dir(self) -> Path:
-        return self.job_dir / "adapter"
+        return self.layout.adapter_dir
 
     @classmethod
-    def load(cls, job_dir: Path) -> "JobConfig":
+    def load(cls, job_dir: Path) -> JobConfig:
         """Reads and checks ``job.json``; raises ``WorkerError`` naming what is wrong."""
         job_dir = Path(job_dir).absolute()
-        path = job_dir / "job.json"
+        path = JobLayout(job_dir).job_file
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = JobFile.read(path)
         except FileNotFoundError:
             raise WorkerError(f"job file missing: {path}") from None
         except (OSError, ValueError) as exc:
             raise WorkerError(f"job file unreadable: {path}: {exc}") from None
-        if not isinstance(raw, dict):
-            raise WorkerError(f"job file {path} does not hold a JSON object")
         try:
-            spec = TrainingSpec.model_validate(raw.get("training_config") or {})
+            spec = TrainingSpec.model_validate(raw.training_config)
         except Exception as exc:  # pydantic.ValidationError: the service validated it, so this is a bug
             raise WorkerError(f"job file {path}: invalid training_config: {exc}") from None
-        model_path = raw.get("model_path")
-        if not model_path:
-            raise WorkerError(f"job file {path}: no model_path (base model {raw.get('base_model')!r} "
+        if not raw.model_path:
+            raise WorkerError(f"job file {path}: no model_path (base model {raw.base_model!r} "
                               "is not available on this server)")
-        if not (Path(model_path) / "config.json").is_file():
-            raise WorkerError(f"base model folder {model_path} has no config.json (was it provisioned?)")
-        every = spec.checkpoint_every_steps or raw.get("checkpoint_every_steps")
+        if not (Path(raw.model_path) / "config.json").is_file():
+            raise WorkerError(f"base model folder {raw.model_path} has no config.json (was it provisioned?)")
+        every = spec.checkpoint_every_steps or raw.checkpoint_every_steps
         return cls(
             job_dir=job_dir,
-            job_id=str(raw.get("job_id") or job_dir.name),
-            name=str(raw.get("name") or ""),
-            vertical=str(raw.get("vertical") or ""),
-            base_model=str(raw.get("base_model") or ""),
-            model_path=Path(model_path),
+            job_id=raw.job_id or job_dir.name,
+            name=raw.name,
+            vertical=raw.vertical,
+            base_model=raw.base_model,
+            model_path=Path(raw.model_path),
             spec=spec,
-            exporter_address=str(raw.get("exporter_address") or "127.0.0.1:50051"),
-            data_root=Path(raw.get("data_root") or "var/data").absolute(),
+            exporter_address=raw.exporter_address,
+            data_root=Path(raw.data_root).absolute(),
             checkpoint_every_steps=int(every) if every else None,
-            resume=bool(raw.get("resume", False)),
-            exporter_timeout_s=float(raw.get("exporter_timeout_s") or DEFAULT_EXPORTER_TIMEOUT_S),
-            num_threads=int(raw["num_threads"]) if raw.get("num_threads") else None,
+            resume=raw.resume,
+            exporter_retry_seconds=raw.exporter_retry_seconds or DEFAULT_EXPORTER_RETRY_SECONDS,
+            num_threads=raw.num_threads or None,
         )

@@ -7,12 +7,13 @@ import os
 import time
 from pathlib import Path
 
+from services.trainer.artifacts import JobLayout
 from services.trainer.worker import data as data_mod
 from services.trainer.worker.events import EventSink
 from services.trainer.worker.job import JobConfig, WorkerError
 from services.trainer.worker.signals import StopGuard
 
-METRICS_FILE = "metrics.json"
+METRICS_FILE = JobLayout.METRICS_FILE
 
 
 def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
@@ -148,9 +149,9 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
         metrics["dpo"] = {"beta": spec.beta, "reference_seconds": round(objective.reference_seconds, 3),
                           **objective.last_extra}
     metrics.update(evaluation)
-    tmp = job.job_dir / f".{METRICS_FILE}.tmp"
+    tmp = JobLayout.temporary(job.layout.metrics_file)
     tmp.write_text(json.dumps(metrics, indent=1), encoding="utf-8")
-    os.replace(tmp, job.job_dir / METRICS_FILE)
+    os.replace(tmp, job.layout.metrics_file)
     events.emit("result", f"training finished: {state['step']} steps, final loss {final_loss:.4f}"
                 if final_loss is not None else "training finished", final_loss=final_loss,
                 metrics_path=METRICS_FILE)
