@@ -6,7 +6,7 @@
   neither the attention nor the loss.
 - The product's loop and TRL's trainers, given the same tokens, batches, LoRA init and schedule, produce the same
   per-step losses (SFT and DPO, LoRA dropout 0 so that no random mask differs: the product shares one dropout
-  mask across a batch's rows for their common prefix, see ``prefix.py``) — run through
+  mask across a batch's rows for their common prefix, see ``logprobs.py``) — run through
   ``benchmarks/train_bench.py`` itself, so the benchmark's comparison is tested too.
 - A batch's common prefix (chat header, instruction) run once gives the loss and gradients of the plain batch;
   so does a DPO pair's prompt run once for both answers.
@@ -51,7 +51,8 @@ def test_response_only_loss_has_the_plain_causal_lm_loss_and_gradients(tiny_mode
     import torch
 
     from services.trainer.worker.modeling import load_tokenizer
-    from services.trainer.worker.sft import collate, encode_records, response_only_loss
+    from services.trainer.worker.encoding import collate, encode_records
+    from services.trainer.worker.logprobs import response_only_loss
 
     tok = load_tokenizer(tiny_model)
     encoded, _ = encode_records(tok, sft_records(6, seed=5), max_len=512)
@@ -79,7 +80,8 @@ def test_shared_prompt_pair_logps_equal_two_separate_sequences(tiny_model):
     gradients equal those of the chosen and rejected sequences computed separately (``sequence_logps``)."""
     import torch
 
-    from services.trainer.worker.dpo import encode_pairs, pair_logps, sequence_logps
+    from services.trainer.worker.encoding import encode_pairs
+    from services.trainer.worker.logprobs import pair_logps, sequence_logps
     from services.trainer.worker.modeling import load_tokenizer
     from tests.speed.conftest import dpo_pairs
 
@@ -129,15 +131,16 @@ def test_shared_prefix_runs_once_with_the_plain_loss_and_gradients(tiny_model, m
     the LoRA gradients equal the plain padded batch's, and the decoder sees (batch - 1) x prefix fewer tokens."""
     import torch
 
-    from services.trainer.worker import prefix as prefix_mod
+    from services.trainer.worker import logprobs as prefix_mod
     from services.trainer.worker.modeling import load_tokenizer
-    from services.trainer.worker.sft import SFTObjective, encode_records
+    from services.trainer.worker.encoding import encode_records
+    from services.trainer.worker.methods.sft import SFTMethod
 
     tok = load_tokenizer(tiny_model)
     encoded, _ = encode_records(tok, _long_instruction_records(5, seed=11), max_len=512)
     model = _lora_model(tiny_model)
     params = [p for p in model.parameters() if p.requires_grad]
-    objective = SFTObjective(encoded, tok.pad_token_id, torch.device("cpu"))
+    objective = SFTMethod(encoded, tok.pad_token_id, torch.device("cpu"))
     prefix = prefix_mod.shared_prefix_len([e.input_ids for e in encoded], 10**6)
     assert prefix >= 20  # the chat header and the instruction
     widths: list[int] = []
@@ -167,8 +170,9 @@ def test_shared_prefix_of_dpo_pairs_and_held_out_sequences(tiny_model, monkeypat
     ``sequence_logps`` give the values and gradients of the separate sequences with sharing off."""
     import torch
 
-    from services.trainer.worker import prefix as prefix_mod
-    from services.trainer.worker.dpo import encode_pairs, pair_logps, sequence_logps
+    from services.trainer.worker import logprobs as prefix_mod
+    from services.trainer.worker.encoding import encode_pairs
+    from services.trainer.worker.logprobs import pair_logps, sequence_logps
     from services.trainer.worker.modeling import load_tokenizer
     from tests.speed.conftest import dpo_pairs
 
@@ -205,13 +209,14 @@ def test_shared_prefix_is_off_with_gradient_checkpointing(tiny_model):
     import torch
 
     from services.trainer.worker.modeling import load_tokenizer
-    from services.trainer.worker.prefix import can_share
-    from services.trainer.worker.sft import SFTObjective, encode_records
+    from services.trainer.worker.logprobs import can_share
+    from services.trainer.worker.encoding import encode_records
+    from services.trainer.worker.methods.sft import SFTMethod
 
     tok = load_tokenizer(tiny_model)
     encoded, _ = encode_records(tok, _long_instruction_records(3, seed=2), max_len=512)
     model = _lora_model(tiny_model)
-    objective = SFTObjective(encoded, tok.pad_token_id, torch.device("cpu"))
+    objective = SFTMethod(encoded, tok.pad_token_id, torch.device("cpu"))
     shared = objective.step(model.get_base_model(), [0, 1, 2])
     model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     decoder = model.get_base_model().get_decoder()
@@ -227,7 +232,7 @@ def test_grouped_batches_train_every_token_once_per_epoch(tiny_model):
 
     from services.trainer.worker.batching import batch_order
     from services.trainer.worker.modeling import load_tokenizer
-    from services.trainer.worker.sft import IGNORE_INDEX, collate, encode_records
+    from services.trainer.worker.encoding import IGNORE_INDEX, collate, encode_records
 
     tok = load_tokenizer(tiny_model)
     encoded, _ = encode_records(tok, sft_records(23, seed=7), max_len=512)

@@ -35,7 +35,7 @@ def tok_model(tiny_model):
 
 
 def test_encoding_trains_on_the_response_only(tok_model):
-    from services.trainer.worker.sft import IGNORE_INDEX, encode_records
+    from services.trainer.worker.encoding import IGNORE_INDEX, encode_records
 
     tok, _ = tok_model
     records = sft_records(6)
@@ -52,7 +52,7 @@ def test_encoding_trains_on_the_response_only(tok_model):
 
 
 def test_truncation_and_records_without_room_for_an_answer(tok_model):
-    from services.trainer.worker.sft import encode_records
+    from services.trainer.worker.encoding import encode_records
 
     tok, _ = tok_model
     long = {"instruction": "Answer.", "input": "short?", "output": " ".join(["contract"] * 300)}
@@ -65,7 +65,8 @@ def test_truncation_and_records_without_room_for_an_answer(tok_model):
 def test_response_only_loss_equals_the_causal_lm_loss_with_masked_labels(tok_model):
     import torch
 
-    from services.trainer.worker.sft import collate, encode_records, response_only_loss
+    from services.trainer.worker.encoding import collate, encode_records
+    from services.trainer.worker.logprobs import response_only_loss
 
     tok, model = tok_model
     encoded, _ = encode_records(tok, sft_records(5, seed=3), max_len=512)
