@@ -71,8 +71,10 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
 
     events.log(f"loading {job.base_model} ({spec.quantization} quantization requested)")
     loaded = modeling.load_model(job.model_path, spec, tokenizer, events)
-    events.log(f"model ready: {loaded.quantization} weights, compute {str(loaded.dtype).removeprefix('torch.')} on "
-               f"{loaded.device}, {threads} threads; LoRA r={spec.lora_r} alpha={spec.lora_alpha:g} on "
+    layers = "".join(f" ({n} bitsandbytes {name} layers)" for name, n in loaded.quantized_layers.items())
+    events.log(f"model ready: {loaded.quantization} weights{layers}, compute "
+               f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, {threads} threads; "
+               f"LoRA r={spec.lora_r} alpha={spec.lora_alpha:g} on "
                f"{', '.join(spec.target_modules)}: {loaded.trainable_parameters:,} trainable of "
                f"{loaded.total_parameters:,} parameters; gradient checkpointing "
                f"{'on' if spec.gradient_checkpointing else 'off'}")
@@ -121,6 +123,7 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
                               if state["train_seconds"] else None),
         "wall_seconds": round(time.monotonic() - started, 3),
         "quantization": loaded.quantization,
+        "quantized_layers": loaded.quantized_layers,
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "threads": threads,
