@@ -23,9 +23,9 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
     started = time.monotonic()
     job = JobConfig.load(job_dir)
     spec = job.spec
-    method_cls = methods.get(spec.method)
     events.status("preparing", f"preparing job {job.job_id}: base model {job.base_model}, "
                                f"{'resuming' if job.resume else 'fetching training data'}")
+    method_cls = methods.get(spec.method)
 
     # Data first: it needs no ML library, so bad data or a dead exporter fails the job within seconds.
     records, source = sources.load_training_records(job, events, method_cls.records)
