@@ -104,6 +104,8 @@ class RecordKind:
     """Records, as the log names them ("SFT records")."""
     bad: str
     """What "N bad ..." counts in a file ("record" -> "3 bad records")."""
+    none: str
+    """What an empty file holds none of ("holds no records")."""
     check: Callable[[object], tuple[dict | None, str]]
     rpc: str
     """The exporter's server-streaming method."""
@@ -119,14 +121,14 @@ class RecordKind:
     def empty_export(self, job: JobConfig) -> str:
         value = getattr(job.spec, self.threshold)
         return (f"no training data: the exporter's {self.name} export (vertical {job.vertical or 'all'}, train "
-                f"split, {self.threshold} {value:g}) has no {'pairs' if self.name == 'DPO' else 'records'}; "
+                f"split, {self.threshold} {value:g}) has no {self.none.split()[-1]}; "
                 f"import debates for this vertical or lower training_config.{self.threshold}")
 
 
-SFT_RECORDS = RecordKind("SFT", "SFT record", "SFT records", "record", check_sft_record, "ExportSFT", _sft_request,
-                         _sft_convert, "min_confidence")
-DPO_PAIRS = RecordKind("DPO", "DPO pair", "DPO pairs", "DPO pair", check_dpo_record, "ExportDPO", _dpo_request,
-                       _dpo_convert, "min_confidence_diff", label_suffix=" (method dpo)")
+SFT_RECORDS = RecordKind("SFT", "SFT record", "SFT records", "record", "records", check_sft_record, "ExportSFT",
+                         _sft_request, _sft_convert, "min_confidence")
+DPO_PAIRS = RecordKind("DPO", "DPO pair", "DPO pairs", "DPO pair", "DPO pairs", check_dpo_record, "ExportDPO",
+                       _dpo_request, _dpo_convert, "min_confidence_diff", label_suffix=" (method dpo)")
 
 
 # -- files -----------------------------------------------------------------------------------------------------
@@ -196,8 +198,7 @@ def load_training_records(job: JobConfig, events: EventSink, kind: RecordKind) -
             raise WorkerError(f"training_config.dataset_path: no such file: {path}")
         records = read_jsonl(path, kind, label=f"dataset_path {spec.dataset_path}{kind.label_suffix}")
         if not records:
-            noun = "records" if kind is SFT_RECORDS else kind.many
-            raise WorkerError(f"no training data: dataset_path {spec.dataset_path} holds no {noun}")
+            raise WorkerError(f"no training data: dataset_path {spec.dataset_path} holds no {kind.none}")
         return records, f"dataset_path {spec.dataset_path}"
     records = fetch(job, events, kind, "train")
     if not records:
