@@ -184,9 +184,9 @@ def row_product(cfg: dict, name: str, method: str, quantization: str) -> dict:
     """The worker's code path (``run_job``) on a job folder, events recorded with their times."""
     os.environ["TRAINER_EVAL_ENABLED"] = "false"  # held-out evaluation runs after training; not timed here
     # torch is NOT imported before run_job: the worker configures threads (and OpenMP) itself when it loads torch.
-    from services.trainer.worker import dpo as dpo_mod
-    from services.trainer.worker import sft as sft_mod
     from services.trainer.worker.events import EventSink
+    from services.trainer.worker.methods.dpo import DPOMethod
+    from services.trainer.worker.methods.sft import SFTMethod
     from services.trainer.worker.runner import run_job
     from services.trainer.worker.signals import StopGuard
 
@@ -231,11 +231,11 @@ def row_product(cfg: dict, name: str, method: str, quantization: str) -> dict:
 
         cls.step = step
 
-    wrap(sft_mod.SFTObjective, lambda self, ix: _batch_hash([self.examples[i].input_ids for i in ix]))
+    wrap(SFTMethod, lambda self, ix: _batch_hash([self.examples[i].input_ids for i in ix]))
     # DPO batches: the chosen sequences of the pairs, then their rejected ones (TRL's layout too).
-    wrap(dpo_mod.DPOObjective, lambda self, ix: _batch_hash(
+    wrap(DPOMethod, lambda self, ix: _batch_hash(
         [self.pairs[i].sequences()[0][0] for i in ix] + [self.pairs[i].sequences()[1][0] for i in ix]))
-    reference = dpo_mod.DPOObjective.compute_reference
+    reference = DPOMethod.compute_reference
 
     def timed_reference(self, *args, **kwargs):
         t0 = time.perf_counter()
@@ -243,7 +243,7 @@ def row_product(cfg: dict, name: str, method: str, quantization: str) -> dict:
         record["reference_seconds"] = time.perf_counter() - t0
         record["reference_tokens"] = sum(len(s) for p in self.pairs for s, _ in p.sequences())
 
-    dpo_mod.DPOObjective.compute_reference = timed_reference
+    DPOMethod.compute_reference = timed_reference
 
     sink = Recorder()
     rc = run_job(job_dir, sink, StopGuard())
@@ -389,11 +389,11 @@ def row_trl_sft(cfg: dict, name: str, quantization: str, defaults: bool) -> dict
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from services.trainer.worker.data import read_sft_jsonl
+    from services.trainer.worker.encoding import encode_records, user_message
     from services.trainer.worker.modeling import load_tokenizer
-    from services.trainer.worker.sft import encode_records, user_message
+    from services.trainer.worker.sources import SFT_RECORDS, read_jsonl
 
-    records = read_sft_jsonl(Path(cfg["work"]) / "data" / "sft.jsonl", "sft.jsonl")
+    records = read_jsonl(Path(cfg["work"]) / "data" / "sft.jsonl", SFT_RECORDS, "sft.jsonl")
     tokenizer = load_tokenizer(Path(cfg["model_path"]))
     record: dict = {"steps": []}
     clock = _trl_recorder(torch, cfg, reseed=not defaults)
@@ -439,10 +439,11 @@ def row_trl_dpo(cfg: dict, name: str) -> dict:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from services.trainer.worker.dpo import encode_pairs, read_dpo_jsonl
+    from services.trainer.worker.encoding import encode_pairs
     from services.trainer.worker.modeling import load_tokenizer
+    from services.trainer.worker.sources import DPO_PAIRS, read_jsonl
 
-    records = read_dpo_jsonl(Path(cfg["work"]) / "data" / "dpo.jsonl", "dpo.jsonl")
+    records = read_jsonl(Path(cfg["work"]) / "data" / "dpo.jsonl", DPO_PAIRS, "dpo.jsonl")
     tokenizer = load_tokenizer(Path(cfg["model_path"]))
     pairs, stats = encode_pairs(tokenizer, records, cfg["max_seq_length"])
     if stats.dropped:

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from services.trainer.worker.evaluate import (ELO_MAX, ELO_MIN, balanced_take, elo_from_win_rate, play_matches,
-                                              preference_accuracy)
+from services.trainer.worker.evaluate import ELO_MAX, ELO_MIN, elo_from_win_rate, play_matches, preference_accuracy
+from services.trainer.worker.sources import balanced_take
 
 
 @pytest.mark.parametrize("w, elo", [
@@ -83,7 +83,8 @@ def test_balanced_take_round_robins_across_verticals_in_order():
 
 
 def test_evaluation_off_or_capped_at_zero_is_skipped_with_the_reason():
-    from services.trainer.worker.evaluate import EvalSettings, evaluate, load_heldout
+    from services.trainer.worker.evaluate import EvalSettings, evaluate
+    from services.trainer.worker.sources import load_heldout
 
     held = load_heldout(None, None, EvalSettings(enabled=False))
     assert held.skipped.startswith("evaluation disabled") and not held.pairs

@@ -11,8 +11,12 @@ import math
 import pytest
 
 from services.trainer.worker import evaluate as ev
-from services.trainer.worker.dpo import DPOObjective, encode_pairs, sequence_logps, used_indices
-from services.trainer.worker.sft import SFTObjective, encode_records
+from services.trainer.worker.batching import used_indices
+from services.trainer.worker.encoding import encode_pairs, encode_records
+from services.trainer.worker.logprobs import sequence_logps
+from services.trainer.worker.methods.dpo import DPOMethod
+from services.trainer.worker.methods.sft import SFTMethod
+from services.trainer.worker.sources import HeldOut
 from tests.eval.conftest import Recorder, as_sft, fake_job, known_pairs, swapped, train
 
 SETTINGS = dict(samples=1, sample_max_new_tokens=4, draw_tolerance=1e-3, batch_size=8)
@@ -22,7 +26,7 @@ SETTINGS = dict(samples=1, sample_max_new_tokens=4, draw_tolerance=1e-3, batch_s
 def data():
     train_pairs = known_pairs(24, seed=1) + known_pairs(24, seed=2, vertical="medical")
     held_pairs = known_pairs(12, seed=3) + known_pairs(12, seed=4, vertical="medical")
-    held = ev.HeldOut(sft=as_sft(known_pairs(8, seed=5) + known_pairs(8, seed=6, vertical="medical")),
+    held = HeldOut(sft=as_sft(known_pairs(8, seed=5) + known_pairs(8, seed=6, vertical="medical")),
                       pairs=held_pairs)
     return train_pairs, held
 
@@ -31,7 +35,7 @@ def dpo_objective(tokenizer, pairs, beta=0.1):
     import torch
 
     encoded, _ = encode_pairs(tokenizer, pairs, 128)
-    return DPOObjective(encoded, tokenizer.pad_token_id, torch.device("cpu"), beta)
+    return DPOMethod(encoded, tokenizer.pad_token_id, torch.device("cpu"), beta)
 
 
 def run_eval(tmp_path, model, tokenizer, held):
@@ -89,7 +93,7 @@ def test_sft_on_the_chosen_side_lowers_heldout_loss_and_raises_accuracy(tmp_path
 
     train_pairs, held = data
     encoded, _ = encode_records(tokenizer, as_sft(train_pairs), 128)
-    train(lora_model, SFTObjective(encoded, tokenizer.pad_token_id, torch.device("cpu")), steps=20, lr=1e-2)
+    train(lora_model, SFTMethod(encoded, tokenizer.pad_token_id, torch.device("cpu")), steps=20, lr=1e-2)
     f, _ = run_eval(tmp_path, lora_model, tokenizer, held)
     assert f["adapter"]["heldout_loss"] < f["base"]["heldout_loss"] - 0.1
     assert f["adapter"]["perplexity"] < f["base"]["perplexity"]

@@ -6,7 +6,7 @@
   neither the attention nor the loss.
 - The product's loop and TRL's trainers, given the same tokens, batches, LoRA init and schedule, produce the same
   per-step losses (SFT and DPO, LoRA dropout 0 so that no random mask differs: the product shares one dropout
-  mask across a batch's rows for their common prefix, see ``prefix.py``) — run through
+  mask across a batch's rows for their common prefix, see ``logprobs.py``) — run through
   ``benchmarks/train_bench.py`` itself, so the benchmark's comparison is tested too.
 - A batch's common prefix (chat header, instruction) run once gives the loss and gradients of the plain batch;
   so does a DPO pair's prompt run once for both answers.
@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -51,7 +52,8 @@ def test_response_only_loss_has_the_plain_causal_lm_loss_and_gradients(tiny_mode
     import torch
 
     from services.trainer.worker.modeling import load_tokenizer
-    from services.trainer.worker.sft import collate, encode_records, response_only_loss
+    from services.trainer.worker.encoding import collate, encode_records
+    from services.trainer.worker.logprobs import response_only_loss
 
     tok = load_tokenizer(tiny_model)
     encoded, _ = encode_records(tok, sft_records(6, seed=5), max_len=512)
@@ -79,7 +81,8 @@ def test_shared_prompt_pair_logps_equal_two_separate_sequences(tiny_model):
     gradients equal those of the chosen and rejected sequences computed separately (``sequence_logps``)."""
     import torch
 
-    from services.trainer.worker.dpo import encode_pairs, pair_logps, sequence_logps
+    from services.trainer.worker.encoding import encode_pairs
+    from services.trainer.worker.logprobs import pair_logps, sequence_logps
     from services.trainer.worker.modeling import load_tokenizer
     from tests.speed.conftest import dpo_pairs
 
@@ -129,15 +132,16 @@ def test_shared_prefix_runs_once_with_the_plain_loss_and_gradients(tiny_model, m
     the LoRA gradients equal the plain padded batch's, and the decoder sees (batch - 1) x prefix fewer tokens."""
     import torch
 
-    from services.trainer.worker import prefix as prefix_mod
+    from services.trainer.worker import logprobs as prefix_mod
     from services.trainer.worker.modeling import load_tokenizer
-    from services.trainer.worker.sft import SFTObjective, encode_records
+    from services.trainer.worker.encoding import encode_records
+    from services.trainer.worker.methods.sft import SFTMethod
 
     tok = load_tokenizer(tiny_model)
     encoded, _ = encode_records(tok, _long_instruction_records(5, seed=11), max_len=512)
     model = _lora_model(tiny_model)
     params = [p for p in model.parameters() if p.requires_grad]
-    objective = SFTObjective(encoded, tok.pad_token_id, torch.device("cpu"))
+    objective = SFTMethod(encoded, tok.pad_token_id, torch.device("cpu"))
     prefix = prefix_mod.shared_prefix_len([e.input_ids for e in encoded], 10**6)
     assert prefix >= 20  # the chat header and the instruction
     widths: list[int] = []
@@ -167,8 +171,9 @@ def test_shared_prefix_of_dpo_pairs_and_held_out_sequences(tiny_model, monkeypat
     ``sequence_logps`` give the values and gradients of the separate sequences with sharing off."""
     import torch
 
-    from services.trainer.worker import prefix as prefix_mod
-    from services.trainer.worker.dpo import encode_pairs, pair_logps, sequence_logps
+    from services.trainer.worker import logprobs as prefix_mod
+    from services.trainer.worker.encoding import encode_pairs
+    from services.trainer.worker.logprobs import pair_logps, sequence_logps
     from services.trainer.worker.modeling import load_tokenizer
     from tests.speed.conftest import dpo_pairs
 
@@ -205,13 +210,14 @@ def test_shared_prefix_is_off_with_gradient_checkpointing(tiny_model):
     import torch
 
     from services.trainer.worker.modeling import load_tokenizer
-    from services.trainer.worker.prefix import can_share
-    from services.trainer.worker.sft import SFTObjective, encode_records
+    from services.trainer.worker.logprobs import can_share
+    from services.trainer.worker.encoding import encode_records
+    from services.trainer.worker.methods.sft import SFTMethod
 
     tok = load_tokenizer(tiny_model)
     encoded, _ = encode_records(tok, _long_instruction_records(3, seed=2), max_len=512)
     model = _lora_model(tiny_model)
-    objective = SFTObjective(encoded, tok.pad_token_id, torch.device("cpu"))
+    objective = SFTMethod(encoded, tok.pad_token_id, torch.device("cpu"))
     shared = objective.step(model.get_base_model(), [0, 1, 2])
     model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     decoder = model.get_base_model().get_decoder()
@@ -227,7 +233,7 @@ def test_grouped_batches_train_every_token_once_per_epoch(tiny_model):
 
     from services.trainer.worker.batching import batch_order
     from services.trainer.worker.modeling import load_tokenizer
-    from services.trainer.worker.sft import IGNORE_INDEX, collate, encode_records
+    from services.trainer.worker.encoding import IGNORE_INDEX, collate, encode_records
 
     tok = load_tokenizer(tiny_model)
     encoded, _ = encode_records(tok, sft_records(23, seed=7), max_len=512)
@@ -273,31 +279,157 @@ def bench_report(tiny_model, bench_data, tmp_path_factory) -> dict:
     return report
 
 
-def test_product_and_trl_sft_learn_the_same_on_the_same_batches(bench_report):
+# -- what the benchmark rows trained on, computed here without the product's encoder ---------------------------
+
+BENCH_SEED, BENCH_BATCH, BENCH_MAX_LEN = 42, 4, 128  # train_bench.py's seed; the fixture's batch size and length
+
+
+def _fingerprint(rows: list[list[int]]) -> str:
+    return hashlib.sha1(json.dumps(rows).encode()).hexdigest()[:10]
+
+
+def _chat_ids(tok, user: str, answer: str) -> tuple[list[int], int]:
+    """``user -> answer`` in the chat template, tokenised in one piece and cut after the end-of-turn token,
+    then at the benchmark's max length; and the prompt's token count."""
+    messages = [{"role": "user", "content": user}]
+    prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    full = tok.apply_chat_template(messages + [{"role": "assistant", "content": answer}], tokenize=False)
+    full = full[: full.rindex(tok.eos_token) + len(tok.eos_token)]
+    ids = tok(full, add_special_tokens=False)["input_ids"]
+    n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    assert ids[:n_prompt] == tok(prompt, add_special_tokens=False)["input_ids"]
+    return ids, n_prompt
+
+
+@pytest.fixture(scope="module")
+def bench_batches(bench_report, bench_data, tiny_model) -> dict:
+    """The SFT sequences and DPO pairs of the benchmark's data, encoded here with the tokenizer alone, and the
+    batches of the first epoch in the product's seeded order (``batching.batch_order``, tested on its own)."""
+    from transformers import AutoTokenizer
+
+    from services.trainer.worker.batching import batch_order
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    sft = []
+    for r in (json.loads(x) for x in (bench_data / "sft.jsonl").read_text().splitlines()):
+        ids, n_prompt = _chat_ids(tok, f"{r['instruction']}\n\n{r['input']}", r["output"])
+        sft.append((ids[:BENCH_MAX_LEN], n_prompt))
+    pairs = []
+    for r in (json.loads(x) for x in (bench_data / "dpo.jsonl").read_text().splitlines()):
+        chosen, n_prompt = _chat_ids(tok, r["prompt"], r["chosen"])
+        rejected, _ = _chat_ids(tok, r["prompt"], r["rejected"])
+        pairs.append((chosen[:BENCH_MAX_LEN], rejected[:BENCH_MAX_LEN], n_prompt))
+    sft_lengths = [len(ids) for ids, _ in sft]
+    pair_lengths = [len(c) + len(r) - n for c, r, n in pairs]  # the prompt once, both answers
+    return {"tok": tok, "sft": sft, "pairs": pairs,
+            "sft_batches": batch_order(sft_lengths, BENCH_BATCH, BENCH_SEED, 0),
+            "dpo_batches": batch_order(pair_lengths, BENCH_BATCH, BENCH_SEED, 0)}
+
+
+def _base_and_adapter_losses(model_path: Path, adapter: Path, rows: list[tuple[list[int], int]], pad_id: int):
+    """The plain transformers causal-LM loss (prompt labels masked) of a batch, base model and base + adapter."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad_id)
+    labels = torch.full((len(rows), width), -100)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, (seq, n_prompt) in enumerate(rows):
+        ids[k, :len(seq)] = torch.tensor(seq)
+        labels[k, n_prompt:len(seq)] = torch.tensor(seq[n_prompt:])
+        mask[k, :len(seq)] = 1
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32),
+                                      str(adapter)).eval()
+    with torch.no_grad():
+        trained = float(model(input_ids=ids, attention_mask=mask, labels=labels).loss)
+        with model.disable_adapter():
+            base = float(model(input_ids=ids, attention_mask=mask, labels=labels).loss)
+    return base, trained
+
+
+def test_product_and_trl_sft_learn_the_same_on_the_same_batches(bench_report, bench_batches):
     cmp = bench_report["loss_comparisons"]["product-sft vs trl-sft-tuned"]
     assert cmp["same_batches"] and cmp["steps"] == 4
     # Same tokens, batches, LoRA init, AdamW and LR schedule: equal to rounding.
     assert cmp["max_abs_diff"] < 1e-4, cmp
-    runs = bench_report["runs"]
-    assert [s["tokens"] for s in runs["product-sft"][0]["steps"]] == [s["tokens"] for s in runs["trl-sft-tuned"][0]["steps"]]
-    assert len(set(cmp["losses_a"])) > 1  # it trained (the loss moved)
+    sft, batches = bench_batches["sft"], bench_batches["sft_batches"][:4]
+    for row in ("product-sft", "trl-sft-tuned"):
+        steps = bench_report["runs"][row][0]["steps"]
+        # Exactly the first epoch's first four batches of the seeded order, every token counted once.
+        assert [s["batch"] for s in steps] == [_fingerprint([sft[i][0] for i in b]) for b in batches], row
+        assert [s["tokens"] for s in steps] == [sum(len(sft[i][0]) for i in b) for b in batches], row
 
 
-def test_product_and_trl_dpo_learn_the_same_on_the_same_batches(bench_report):
+def test_product_sft_training_lowers_the_loss(bench_report, bench_batches, tiny_model):
+    """The losses above move because training moves them, not because the batches differ: each step's loss
+    is below the base model's loss on that same batch from step 2 on (equal at step 1, where LoRA's B is 0),
+    and the saved adapter scores the first batch lower than the base does. (Measured: the base-minus-trained
+    gaps are 7e-4 to 2e-3 at learning rate 2e-4, well above the 1e-4 to which product and TRL agree.)"""
+    sft, batches = bench_batches["sft"], bench_batches["sft_batches"][:4]
+    pad = bench_batches["tok"].pad_token_id
+    adapter = Path(bench_report["config"]["work"]) / "job-product-sft" / "adapter"
+    losses = [s["loss"] for s in bench_report["runs"]["product-sft"][0]["steps"]]
+    for k, batch in enumerate(batches):
+        base, after = _base_and_adapter_losses(tiny_model, adapter, [sft[i] for i in batch], pad)
+        if k == 0:
+            assert abs(losses[0] - base) < 1e-5, (losses[0], base)  # step 1 ran on the base weights
+            assert base - after > 1e-3, (base, after)  # four steps later, the first batch's loss is lower
+        else:
+            assert base - losses[k] > 3e-4, (k + 1, base, losses[k])  # steps 1..k already lowered it
+
+
+def test_product_and_trl_dpo_learn_the_same_on_the_same_batches(bench_report, bench_batches):
     cmp = bench_report["loss_comparisons"]["product-dpo vs trl-dpo"]
     assert cmp["same_batches"] and cmp["steps"] == 3
     # The product's reference log-probabilities, computed once before training with the adapter disabled,
     # give the same losses as TRL's recomputation at every step.
     assert cmp["max_abs_diff"] < 1e-4, cmp
     assert abs(cmp["losses_a"][0] - 0.693147) < 1e-3  # log 2: policy == reference at step 1
-    assert any(abs(x - 0.693147) > 1e-5 for x in cmp["losses_a"][1:])
+    assert any(abs(x - 0.693147) > 1e-5 for x in cmp["losses_a"][1:])  # at learning rate 0 it stays log 2
+    pairs, batches = bench_batches["pairs"], bench_batches["dpo_batches"][:3]
+    for row in ("product-dpo", "trl-dpo"):
+        steps = bench_report["runs"][row][0]["steps"]
+        # The chosen sequences of a batch, then its rejected ones; tokens: both sequences of every pair.
+        assert [s["batch"] for s in steps] == [
+            _fingerprint([pairs[i][0] for i in b] + [pairs[i][1] for i in b]) for b in batches], row
+        assert [s["tokens"] for s in steps] == [sum(len(pairs[i][0]) + len(pairs[i][1]) for i in b)
+                                                for b in batches], row
+    # The reference pass scored both sequences of every pair (the product reports all pairs' tokens).
+    assert bench_report["runs"]["product-dpo"][0]["reference_tokens"] == sum(len(c) + len(r) for c, r, _ in pairs)
 
 
-def test_benchmark_rows_report_what_the_table_needs(bench_report):
+def test_benchmark_rows_report_what_the_table_needs(bench_report, tiny_model):
+    """Each table figure is what its definition gives from the row's recorded steps (the first step left out
+    as warm-up), with the parameter count taken from the model here."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).parameters())
+    assert bench_report["params"] == params
+    peak = bench_report["peak_gflops"]
+    samples = sorted(f["peak"] for f in bench_report["matmul_gflops"])
+    assert len(samples) == 5  # one before the rows, one after each of the four
+    assert peak == samples[2]  # the median
     rows = {r["row"]: r for r in bench_report["rows"]}
-    for name in ("product-sft", "trl-sft-tuned", "product-dpo", "trl-dpo"):
-        r = rows[name]
-        assert r["tokens_per_second"] > 0 and r["seconds_per_step"] > 0 and r["peak_rss_gib"] > 0.1
-        assert 0 < r["share"] < 1
-    assert rows["product-dpo"]["reference_seconds"] > 0
-    assert bench_report["peak_gflops"] > 0
+    for name, n_steps in (("product-sft", 4), ("trl-sft-tuned", 4), ("product-dpo", 3), ("trl-dpo", 3)):
+        r, run = rows[name], bench_report["runs"][name][0]
+        steps = run["steps"]
+        assert r["steps"] == len(steps) == n_steps
+        assert all(s["seconds"] > 0 for s in steps)  # each step timed from its own start
+        steady = steps[1:]
+        seconds, tokens = sum(s["seconds"] for s in steady), sum(s["tokens"] for s in steady)
+        assert r["tokens_per_step"] == pytest.approx(sum(s["tokens"] for s in steps) / n_steps, rel=1e-12)
+        assert r["tokens_per_second"] == pytest.approx(tokens / seconds, rel=1e-12)
+        assert r["seconds_per_step"] == pytest.approx(seconds / len(steady), rel=1e-12)
+        assert r["first_step_seconds"] == steps[0]["seconds"]
+        assert (r["loss_first"], r["loss_last"]) == (steps[0]["loss"], steps[-1]["loss"])
+        assert r["share"] == pytest.approx(4 * params * r["tokens_per_second"] / 1e9 / peak, rel=1e-12)
+        assert r["peak_rss_gib"] == run["peak_rss_bytes"] / 2**30 and run["peak_rss_bytes"] > 2**27  # torch alone
+    dpo = rows["product-dpo"]
+    run = bench_report["runs"]["product-dpo"][0]
+    assert dpo["reference_seconds"] == run["reference_seconds"] > 0
+    assert dpo["tokens_per_second_with_reference"] == pytest.approx(
+        sum(s["tokens"] for s in run["steps"]) / (sum(s["seconds"] for s in run["steps"]) + run["reference_seconds"]),
+        rel=1e-12)

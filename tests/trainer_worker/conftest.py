@@ -78,14 +78,14 @@ class Worker:
     """``python -m services.trainer.worker JOB_DIR`` as the service runs it: own session, events on stdout
     (parsed line by line, every line must be a JSON object), stderr into ``worker.log``."""
 
-    def __init__(self, job_dir: Path) -> None:
+    def __init__(self, job_dir: Path, env: dict | None = None) -> None:
         self.job_dir = job_dir
         self.events: list[dict] = []
         self.arrivals: list[float] = []  # time.monotonic() when each event was read, in step with events
         self.bad_lines: list[str] = []
         self._cond = threading.Condition()
         log = open(job_dir / "worker.log", "ab")
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **(env or {}))
         self.proc = subprocess.Popen([sys.executable, "-m", "services.trainer.worker", str(job_dir)], cwd=REPO,
                                      stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
         log.close()
@@ -135,8 +135,8 @@ class Worker:
         return [e for e in self.events if e["type"] == kind]
 
 
-def run_worker(job_dir: Path, timeout: float = 300) -> tuple[int, Worker]:
-    w = Worker(job_dir)
+def run_worker(job_dir: Path, timeout: float = 300, env: dict | None = None) -> tuple[int, Worker]:
+    w = Worker(job_dir, env)
     return w.wait(timeout), w
 
 

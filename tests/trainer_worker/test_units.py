@@ -35,7 +35,7 @@ def tok_model(tiny_model):
 
 
 def test_encoding_trains_on_the_response_only(tok_model):
-    from services.trainer.worker.sft import IGNORE_INDEX, encode_records
+    from services.trainer.worker.encoding import IGNORE_INDEX, encode_records
 
     tok, _ = tok_model
     records = sft_records(6)
@@ -52,7 +52,7 @@ def test_encoding_trains_on_the_response_only(tok_model):
 
 
 def test_truncation_and_records_without_room_for_an_answer(tok_model):
-    from services.trainer.worker.sft import encode_records
+    from services.trainer.worker.encoding import encode_records
 
     tok, _ = tok_model
     long = {"instruction": "Answer.", "input": "short?", "output": " ".join(["contract"] * 300)}
@@ -65,7 +65,8 @@ def test_truncation_and_records_without_room_for_an_answer(tok_model):
 def test_response_only_loss_equals_the_causal_lm_loss_with_masked_labels(tok_model):
     import torch
 
-    from services.trainer.worker.sft import collate, encode_records, response_only_loss
+    from services.trainer.worker.encoding import collate, encode_records
+    from services.trainer.worker.logprobs import response_only_loss
 
     tok, model = tok_model
     encoded, _ = encode_records(tok, sft_records(5, seed=3), max_len=512)
@@ -94,3 +95,44 @@ def test_spec_to_lora_config():
     cfg = TrainingSpec(lora_r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["q_proj", "k_proj"]).to_lora_config()
     assert (cfg.r, cfg.lora_alpha, cfg.lora_dropout, sorted(cfg.target_modules)) == (4, 8.0, 0.1, ["k_proj", "q_proj"])
     assert cfg.task_type == "CAUSAL_LM"
+
+
+def test_schedule_counts_steps_once_for_the_loop_and_the_events():
+    from services.trainer.worker.batching import Schedule
+
+    assert Schedule(10, 4, 3, seed=0).steps_per_epoch == 3  # 4 + 4 + 2
+    assert Schedule(10, 4, 3, seed=0).total_steps == 9
+    assert Schedule(10, 4, 3, seed=0, max_steps=5).total_steps == 5
+    assert Schedule(10, 4, 3, seed=0, max_steps=50).total_steps == 9  # max_steps never adds steps
+    lengths = list(range(1, 11))
+    # One step of 4 uses exactly the first batch of the seeded order; a full run uses every example.
+    assert Schedule(10, 4, 3, seed=0, max_steps=1).used_indices(lengths) == sorted(batch_order(lengths, 4, 0, 0)[0])
+    assert Schedule(10, 4, 3, seed=0).used_indices(lengths) == list(range(10))
+
+
+def test_training_methods_are_found_by_name_and_an_unknown_one_is_refused():
+    from services.trainer.worker import methods, sources
+    from services.trainer.worker.job import WorkerError
+
+    assert methods.names() == ["dpo", "sft"]
+    assert methods.get("sft").records is sources.SFT_RECORDS
+    assert methods.get("dpo").records is sources.DPO_PAIRS
+    with pytest.raises(WorkerError, match=r"^training_config.method 'reward': this worker has no such training "
+                                          r"method \(it has: dpo, sft\)$"):
+        methods.get("reward")
+
+
+def test_finding_a_method_and_reading_its_data_imports_no_ml_library():
+    """Bad data or a dead exporter must fail a job before torch/transformers load (seconds, not a minute)."""
+    import subprocess
+    import sys
+
+    from tests.trainer_worker.conftest import REPO
+
+    code = ("import sys\n"
+            "from services.trainer.worker import methods, sources\n"
+            "for name in methods.names(): methods.get(name)\n"
+            "heavy = sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules)\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
 GROUP_MULT = 50  # the mega-batch factor of transformers' LengthGroupedSampler
 
@@ -41,3 +42,52 @@ def padding_ratio(lengths: list[int], batches: list[list[int]]) -> float:
     real = sum(lengths[i] for b in batches for i in b)
     padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
     return 1 - real / padded if padded else 0.0
+
+
+def total_steps(n_examples: int, batch_size: int, num_epochs: int, max_steps: int | None) -> int:
+    """Optimizer steps of a run: every epoch's batches, capped by ``max_steps`` (0/None: no cap)."""
+    steps = steps_per_epoch(n_examples, batch_size) * num_epochs
+    return min(steps, max_steps) if max_steps else steps
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The run's step plan, computed once: the loop, the runner's events and the methods read it here."""
+
+    n_examples: int
+    batch_size: int
+    num_epochs: int
+    seed: int
+    max_steps: int | None = None
+
+    @classmethod
+    def for_spec(cls, n_examples: int, spec) -> "Schedule":
+        return cls(n_examples, spec.batch_size, spec.num_epochs, spec.seed, spec.max_steps)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return steps_per_epoch(self.n_examples, self.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return total_steps(self.n_examples, self.batch_size, self.num_epochs, self.max_steps)
+
+    def used_indices(self, lengths: list[int]) -> list[int]:
+        """The examples the run's batches contain (all of them, unless ``max_steps`` ends it early)."""
+        return used_indices(lengths, self.batch_size, self.seed, self.total_steps)
+
+
+def used_indices(lengths: list[int], batch_size: int, seed: int, total_steps: int) -> list[int]:
+    """The examples the first ``total_steps`` batches of the loop's (seeded) order contain."""
+    used: set[int] = set()
+    steps, epoch = 0, 0
+    while steps < total_steps and lengths:
+        for batch in batch_order(lengths, batch_size, seed, epoch):
+            if steps >= total_steps:
+                break
+            used.update(batch)
+            steps += 1
+        epoch += 1
+        if len(used) == len(lengths):
+            break
+    return sorted(used)

@@ -29,18 +29,15 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.trainer.artifacts import JobLayout
-from services.trainer.worker import data as data_mod
 from services.trainer.worker.events import EventSink
-from services.trainer.worker.job import JobConfig, WorkerError
+from services.trainer.worker.job import JobConfig
+from services.trainer.worker.sources import HeldOut, balanced_take
 
-HELDOUT_SFT_FILE = JobLayout.HELDOUT_SFT_FILE
-HELDOUT_DPO_FILE = JobLayout.HELDOUT_DPO_FILE
 SAMPLES_FILE = JobLayout.EVAL_SAMPLES_FILE
 ELO_BASE = 1500.0
 ELO_MIN, ELO_MAX = 1000.0, 2000.0
@@ -65,17 +62,6 @@ class EvalSettings(BaseSettings):
     """Sequences per forward pass."""
     draw_tolerance: float = 1e-3
     """Margins closer than this (nats per token) make a match a draw."""
-
-
-@dataclass
-class HeldOut:
-    sft: list[dict] = field(default_factory=list)
-    pairs: list[dict] = field(default_factory=list)
-    available_sft: int = 0
-    available_pairs: int = 0
-    source: str = ""
-    skipped: str = ""
-    """Why there is nothing to evaluate (empty when there is)."""
 
 
 # -- pure figures (unit-tested) --------------------------------------------------------------------------------
@@ -111,90 +97,6 @@ def preference_accuracy(chosen: list[float], rejected: list[float]) -> float | N
     if not chosen:
         return None
     return sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(chosen)
-
-
-def balanced_take(records: list[dict], cap: int) -> list[dict]:
-    """At most ``cap`` records, taken round-robin across verticals in their given (stable) order."""
-    if cap <= 0:
-        return []
-    if len(records) <= cap:
-        return list(records)
-    groups: dict[str, list[dict]] = {}
-    for r in records:
-        groups.setdefault(str((r.get("metadata") or {}).get("vertical") or ""), []).append(r)
-    queues = [groups[k] for k in sorted(groups)]
-    out, i = [], 0
-    while len(out) < cap:
-        progressed = False
-        for q in queues:
-            if i < len(q) and len(out) < cap:
-                out.append(q[i])
-                progressed = True
-        if not progressed:
-            break
-        i += 1
-    return out
-
-
-# -- held-out data ---------------------------------------------------------------------------------------------
-
-def load_heldout(job: JobConfig, events: EventSink, settings: EvalSettings) -> HeldOut:
-    """The held-out SFT records and DPO pairs to evaluate on (capped), saved under ``data/``.
-
-    A resumed job reads back what it saved. A job trained on exporter data retries an unreachable exporter
-    like the training fetch; a ``dataset_path`` job makes one attempt, and evaluation is skipped with a warning
-    when the exporter cannot be reached (the job still completes, with no evaluation figures).
-    """
-    from services.trainer.worker.dpo import fetch_dpo, read_dpo_jsonl
-
-    if not settings.enabled:
-        return HeldOut(skipped="evaluation disabled (TRAINER_EVAL_ENABLED=false)")
-    if settings.max_sft_records <= 0 and settings.max_pairs <= 0:
-        return HeldOut(skipped="evaluation sets capped at 0 (TRAINER_EVAL_MAX_SFT_RECORDS, TRAINER_EVAL_MAX_PAIRS)")
-    sft_file, dpo_file = job.data_dir / HELDOUT_SFT_FILE, job.data_dir / HELDOUT_DPO_FILE
-    if job.resume and sft_file.is_file() and dpo_file.is_file():
-        sft = data_mod.read_sft_jsonl(sft_file, label=str(sft_file))
-        pairs = read_dpo_jsonl(dpo_file, label=str(dpo_file))
-        return HeldOut(sft, pairs, len(sft), len(pairs), source="data/ (resumed job)")
-    retry = not job.spec.dataset_path
-    try:
-        sft_all = _fetch_heldout_sft(job, events, retry) if settings.max_sft_records > 0 else []
-        pairs_all = (fetch_dpo(job, events, split="heldout", min_confidence_diff=job.spec.min_confidence_diff,
-                               retry=retry) if settings.max_pairs > 0 else [])
-    except WorkerError as exc:
-        if retry:
-            raise
-        events.warning(f"evaluation skipped: no held-out data ({exc})")
-        return HeldOut(skipped=f"no held-out data: {exc}")
-    held = HeldOut(balanced_take(sft_all, settings.max_sft_records), balanced_take(pairs_all, settings.max_pairs),
-                   len(sft_all), len(pairs_all), source=f"the exporter at {job.exporter_address}")
-    data_mod.write_jsonl(sft_file, held.sft)
-    data_mod.write_jsonl(dpo_file, held.pairs)
-    if not held.sft and not held.pairs:
-        held.skipped = (f"the exporter has no held-out debates for vertical {job.vertical or 'all'} "
-                        f"(min_confidence {job.spec.min_confidence:g}, "
-                        f"min_confidence_diff {job.spec.min_confidence_diff:g})")
-        events.warning(f"evaluation skipped: {held.skipped}")
-    return held
-
-
-def _fetch_heldout_sft(job: JobConfig, events: EventSink, retry: bool) -> list[dict]:
-    import dataclasses
-
-    from aragora.training.v1 import exporter_pb2, exporter_pb2_grpc
-
-    request = exporter_pb2.ExportSFTRequest(min_confidence=job.spec.min_confidence, vertical=job.vertical,
-                                            split=exporter_pb2.SPLIT_HELDOUT)
-
-    def convert(r) -> dict:
-        m = r.metadata
-        return {"instruction": r.instruction, "input": r.input, "output": r.output,
-                "metadata": {"debate_id": m.debate_id, "consensus_confidence": m.consensus_confidence,
-                             "rounds": m.rounds, "vertical": m.vertical}}
-
-    target = job if retry else dataclasses.replace(job, exporter_retry_seconds=0.0)
-    raw = data_mod._export(target, events, "SFT", lambda stub: stub.ExportSFT, request, convert, exporter_pb2_grpc)
-    return [r for r in (data_mod.check_sft_record(o)[0] for o in raw) if r is not None]
 
 
 # -- measuring -------------------------------------------------------------------------------------------------
@@ -240,8 +142,8 @@ def _logps(score, items: list, length, batch_size: int, progress, phase: str) ->
 def measure(peft_model, tokenizer, held: HeldOut, max_len: int, settings: EvalSettings, progress,
             which: str) -> dict:
     """One model's figures on the held-out data. ``which``: "base" (adapter disabled) or "adapter"."""
-    from services.trainer.worker.dpo import encode_pairs, pair_logps, sequence_logps
-    from services.trainer.worker.sft import encode_records
+    from services.trainer.worker.encoding import encode_pairs, encode_records
+    from services.trainer.worker.logprobs import pair_logps, sequence_logps
 
     device = next(peft_model.parameters()).device
     causal_lm = peft_model.get_base_model()
@@ -294,7 +196,7 @@ def generate_samples(peft_model, tokenizer, held: HeldOut, settings: EvalSetting
     """A few held-out prompts answered greedily by the base model and by the adapter."""
     import torch
 
-    from services.trainer.worker.sft import prompt_and_response
+    from services.trainer.worker.encoding import prompt_and_response
 
     records = balanced_take(held.sft, settings.samples)
     if not records or settings.sample_max_new_tokens <= 0:

@@ -1,6 +1,6 @@
 """The optimizer loop: a lean torch loop over length-grouped batches (no Trainer abstraction in the way).
 
-Per optimizer step: one batch of ``batch_size`` examples, the objective's loss, backward, gradient clipping at
+Per optimizer step: one batch of ``batch_size`` examples, the training method's loss, backward, gradient clipping at
 1.0, AdamW on the LoRA parameters, a linear learning-rate decay to 0 over the run (the transformers default
 schedule), then a ``step`` event. Checkpoints every ``checkpoint_every_steps`` steps, at each epoch end and at
 the last step. Everything a checkpoint holds changes only under ``guard.lock`` so the stop watcher can write a
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from services.trainer.worker import checkpoint as ckpt
-from services.trainer.worker.batching import batch_order, steps_per_epoch
+from services.trainer.worker.batching import Schedule, batch_order
 from services.trainer.worker.events import EventSink
 from services.trainer.worker.job import JobConfig, WorkerError
 from services.trainer.worker.signals import StopGuard
@@ -28,26 +28,29 @@ def linear_decay(total_steps: int):
 
 
 class TrainLoop:
-    def __init__(self, job: JobConfig, model, objective, events: EventSink, guard: StopGuard) -> None:
+    def __init__(self, job: JobConfig, model, method, schedule: Schedule, events: EventSink,
+                 guard: StopGuard) -> None:
+        """``method``: a ``methods.TrainingMethod`` (its ``lengths`` and ``step``) for ``schedule``."""
         import torch
 
-        self.job, self.model, self.objective, self.events, self.guard = job, model, objective, events, guard
+        self.job, self.model, self.method, self.events, self.guard = job, model, method, events, guard
         spec = job.spec
+        if schedule.n_examples != len(method):
+            raise ValueError(f"schedule for {schedule.n_examples} examples, method has {len(method)}")
         self.causal_lm = model.get_base_model()
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=spec.learning_rate, weight_decay=0.0)
-        self.batch_size = spec.batch_size
-        self.epochs = spec.num_epochs
-        self.steps_per_epoch = steps_per_epoch(len(objective), spec.batch_size)
-        self.total_steps = self.steps_per_epoch * spec.num_epochs
-        if spec.max_steps:
-            self.total_steps = min(self.total_steps, spec.max_steps)
+        self.batch_size = schedule.batch_size
+        self.epochs = schedule.num_epochs
+        self.seed = schedule.seed
+        self.steps_per_epoch = schedule.steps_per_epoch
+        self.total_steps = schedule.total_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, linear_decay(self.total_steps))
         self.every = job.checkpoint_every_steps
         self.state = {
             "step": 0, "epoch": 0.0, "examples_seen": 0, "tokens_seen": 0, "trained_tokens": 0,
             "train_seconds": 0.0, "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
-            "n_examples": len(objective), "batch_size": spec.batch_size, "seed": spec.seed, "losses": [],
+            "n_examples": len(method), "batch_size": schedule.batch_size, "seed": schedule.seed, "losses": [],
             "last_checkpoint_step": 0,
         }
         self._rng = ckpt.capture_rng()
@@ -95,7 +98,7 @@ class TrainLoop:
         for epoch in range(start_epoch, self.epochs):
             if self.state["step"] >= self.total_steps:
                 break
-            batches = batch_order(self.objective.lengths, self.batch_size, self.job.spec.seed, epoch)
+            batches = batch_order(self.method.lengths, self.batch_size, self.seed, epoch)
             for b, indices in enumerate(batches):
                 if epoch == start_epoch and b < skip:
                     continue  # consumed before the checkpoint this run resumed from
@@ -113,7 +116,7 @@ class TrainLoop:
         import torch
 
         t0 = time.perf_counter()
-        out = self.objective.step(self.causal_lm, indices)
+        out = self.method.step(self.causal_lm, indices)
         loss = float(out.loss.detach())
         if not math.isfinite(loss):
             raise WorkerError(f"training diverged: the loss is {loss} at step {self.state['step'] + 1}; "

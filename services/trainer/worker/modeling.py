@@ -4,14 +4,17 @@
   matmuls ~100x slower than fp32 (this machine's included).
 - ``quantization`` 4bit/8bit loads the base with bitsandbytes (NF4 + double quantization, or LLM.int8) and
   prepares it with peft's ``prepare_model_for_kbit_training`` (QLoRA). bitsandbytes >= 0.45 runs on CPUs too.
-  If the quantized load or a first forward fails, the job trains in full precision and says so (a warning),
-  rather than failing.
+  The loaded model must hold bitsandbytes layers (``Linear4bit`` / ``Linear8bitLt``): their count is reported in
+  the "model ready" log event and in metrics.json (``quantized_layers``).
+  Where bitsandbytes cannot run here (not installed, no backend for this device, a missing kernel at the first
+  forward, or no layer it could quantize), the job trains in full precision and says why (a warning) rather
+  than failing. Any other failure (a missing or corrupt model file, out of memory, a bug) fails the job.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.trainer.worker.events import EventSink
@@ -27,6 +30,8 @@ class Loaded:
     quantization: str      # what was actually used: "4bit", "8bit" or "none"
     trainable_parameters: int
     total_parameters: int
+    quantized_layers: dict = field(default_factory=dict)
+    """bitsandbytes layers of the base model by class name (``{"Linear4bit": 14}``); empty in full precision."""
 
     @property
     def causal_lm(self):
@@ -100,6 +105,62 @@ def _smoke_forward(model, device) -> None:
         model(input_ids=torch.tensor([[1, 2, 3, 4]], device=device), use_cache=False)
 
 
+class QuantizationUnavailable(Exception):
+    """bitsandbytes cannot quantize this model here; the message says why."""
+
+
+QUANTIZED_LAYER_CLASSES = {"4bit": "Linear4bit", "8bit": "Linear8bitLt"}
+
+
+def quantized_layers(model) -> dict[str, int]:
+    """The model's bitsandbytes layers by class name (``{}`` without bitsandbytes or without any)."""
+    import sys
+
+    bnb = sys.modules.get("bitsandbytes")
+    if bnb is None:
+        return {}
+    classes = tuple(getattr(bnb.nn, name) for name in QUANTIZED_LAYER_CLASSES.values())
+    out: dict[str, int] = {}
+    for module in model.modules():
+        if isinstance(module, classes):
+            out[type(module).__name__] = out.get(type(module).__name__, 0) + 1
+    return out
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc)
+
+
+def _load_quantized(model_path: Path, quantization: str, dtype, device):
+    """The base model loaded with bitsandbytes, its quantized layers checked and a first forward run.
+
+    Raises ``QuantizationUnavailable`` for what means bitsandbytes cannot work here: an ``ImportError``
+    (bitsandbytes or accelerate missing or broken), a ``RuntimeError`` other than out-of-memory (no backend for
+    this device, a kernel missing at the first forward; ``NotImplementedError`` included), or a model in which
+    no layer was quantized. Everything else propagates.
+    """
+    from transformers import AutoModelForCausalLM
+
+    stage = "loading the model quantized"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            model_path, quantization_config=_bnb_config(quantization, dtype), dtype=dtype, device_map={"": device})
+        layers = quantized_layers(model)
+        wanted = QUANTIZED_LAYER_CLASSES[quantization]
+        if not layers.get(wanted):
+            raise QuantizationUnavailable(f"no layer of {Path(model_path).name} was quantized (no bitsandbytes "
+                                          f"{wanted} in the loaded model)")
+        stage = "the first quantized forward"
+        _smoke_forward(model, device)
+    except (ImportError, RuntimeError) as exc:
+        if _is_out_of_memory(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise QuantizationUnavailable(f"{stage} failed: {type(exc).__name__}"
+                                      + (f": {first}" if first else "")) from exc
+    return model, layers
+
+
 def load_model(model_path: Path, spec, tokenizer, events: EventSink) -> Loaded:
     """The base model with a fresh LoRA adapter (seeded), ready to train."""
     import torch
@@ -108,17 +169,17 @@ def load_model(model_path: Path, spec, tokenizer, events: EventSink) -> Loaded:
 
     device, dtype = pick_device()
     quantization = spec.quantization
-    model = None
+    model, layers = None, {}
     if quantization in ("4bit", "8bit"):
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                model_path, quantization_config=_bnb_config(quantization, dtype), dtype=dtype,
-                device_map={"": device})
-            _smoke_forward(model, device)
-        except Exception as exc:  # ImportError, missing kernels, unsupported device...
-            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            events.warning(f"bitsandbytes {quantization} unavailable here ({reason}); training in full precision")
+            model, layers = _load_quantized(model_path, quantization, dtype, device)
+        except QuantizationUnavailable as exc:
+            events.warning(f"bitsandbytes {quantization} unavailable here ({exc}); training in full precision")
             model, quantization = None, "none"
+        except Exception as exc:
+            if _is_out_of_memory(exc):
+                raise
+            raise WorkerError(f"cannot load the base model from {model_path} ({quantization}): {exc}") from None
     if model is None:
         quantization = "none"
         try:
@@ -146,7 +207,7 @@ def load_model(model_path: Path, spec, tokenizer, events: EventSink) -> Loaded:
     torch.manual_seed(spec.seed)  # the LoRA A matrices are drawn here: same seed, same initial adapter
     peft_model = get_peft_model(model, spec.to_lora_config())
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    return Loaded(peft_model, tokenizer, device, dtype, quantization, trainable, total)
+    return Loaded(peft_model, tokenizer, device, dtype, quantization, trainable, total, layers)
 
 
 def _linear_names(model) -> str:

@@ -1,4 +1,8 @@
-"""One job from start to result: data, model, training, adapter, metrics."""
+"""One job from start to result, stage by stage: data, encoding, model, training, adapter, evaluation, metrics.
+
+The training method (``methods.get(training_config.method)``) supplies what differs between methods: the kind
+of record, the encoding, the loss per batch, its preparation and figures. Everything else is the same for all.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import time
 from pathlib import Path
 
 from services.trainer.artifacts import JobLayout
-from services.trainer.worker import data as data_mod
+from services.trainer.worker import methods, sources
 from services.trainer.worker.events import EventSink
 from services.trainer.worker.job import JobConfig, WorkerError
 from services.trainer.worker.signals import StopGuard
@@ -22,37 +26,25 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
     spec = job.spec
     events.status("preparing", f"preparing job {job.job_id}: base model {job.base_model}, "
                                f"{'resuming' if job.resume else 'fetching training data'}")
+    method_cls = methods.get(spec.method)
 
     # Data first: it needs no ML library, so bad data or a dead exporter fails the job within seconds.
-    dpo = spec.method == "dpo"
-    if dpo:
-        from services.trainer.worker.dpo import load_pairs
-
-        records, source = load_pairs(job, events)
-        events.log(f"{len(records)} DPO pairs from {source}")
-    else:
-        records, source = data_mod.load_training_records(job, events)
-        events.log(f"{len(records)} SFT records from {source}")
-    # The held-out split for the evaluation after training (issue 5), fetched now so a data problem shows early.
-    from services.trainer.worker.evaluate import EvalSettings, evaluate, load_heldout
+    records, source = sources.load_training_records(job, events, method_cls.records)
+    events.log(f"{len(records)} {method_cls.records.many} from {source}")
+    # The held-out split for the evaluation after training, fetched now so a data problem shows early.
+    from services.trainer.worker.evaluate import EvalSettings, evaluate
 
     eval_settings = EvalSettings()
-    heldout = load_heldout(job, events, eval_settings)
+    heldout = sources.load_heldout(job, events, eval_settings)
 
     from services.trainer.worker import modeling
-    from services.trainer.worker.batching import batch_order, padding_ratio, steps_per_epoch
+    from services.trainer.worker.batching import Schedule, batch_order, padding_ratio
     from services.trainer.worker.checkpoint import latest_checkpoint, save_final_adapter
     from services.trainer.worker.loop import TrainLoop
-    from services.trainer.worker.sft import SFTObjective, encode_records
 
     threads = modeling.configure_threads(job.num_threads)
     tokenizer = modeling.load_tokenizer(job.model_path)
-    if dpo:
-        from services.trainer.worker.dpo import DPOObjective, encode_pairs, used_indices
-
-        encoded, stats = encode_pairs(tokenizer, records, spec.max_seq_length)
-    else:
-        encoded, stats = encode_records(tokenizer, records, spec.max_seq_length)
+    encoded, stats = method_cls.encode(tokenizer, records, spec.max_seq_length)
     if stats.template == "fallback":
         events.warning(f"{job.base_model} has no chat template; using an '### Instruction / ### Response' prompt")
     if stats.dropped:
@@ -66,12 +58,12 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
                           f"{spec.max_seq_length}; raise training_config.max_seq_length")
     if stats.truncated:
         events.log(f"{stats.truncated} records longer than max_seq_length {spec.max_seq_length} were truncated")
-    data_mod.write_jsonl(job.data_dir / data_mod.TRAIN_FILE, kept)
+    sources.write_jsonl(job.data_dir / sources.TRAIN_FILE, kept)
 
-    spe = steps_per_epoch(len(kept), spec.batch_size)
-    total_steps = spe * spec.num_epochs if not spec.max_steps else min(spe * spec.num_epochs, spec.max_steps)
-    debates = data_mod.count_debates(kept)
-    lengths = [e.length for e in encoded] if dpo else [len(e.input_ids) for e in encoded]
+    schedule = Schedule.for_spec(len(kept), spec)
+    spe, total_steps = schedule.steps_per_epoch, schedule.total_steps
+    debates = sources.count_debates(kept)
+    lengths = [method_cls.example_length(e) for e in encoded]
     pad = padding_ratio(lengths, batch_order(lengths, spec.batch_size, spec.seed, 0))
     events.emit("data", f"training data ready: {len(kept)} examples from {debates} debates, {total_steps} steps "
                         f"({spec.num_epochs} epochs x {spe} batches of {spec.batch_size}); "
@@ -80,22 +72,17 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
 
     events.log(f"loading {job.base_model} ({spec.quantization} quantization requested)")
     loaded = modeling.load_model(job.model_path, spec, tokenizer, events)
-    events.log(f"model ready: {loaded.quantization} weights, compute {str(loaded.dtype).removeprefix('torch.')} on "
-               f"{loaded.device}, {threads} threads; LoRA r={spec.lora_r} alpha={spec.lora_alpha:g} on "
+    layers = "".join(f" ({n} bitsandbytes {name} layers)" for name, n in loaded.quantized_layers.items())
+    events.log(f"model ready: {loaded.quantization} weights{layers}, compute "
+               f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, {threads} threads; "
+               f"LoRA r={spec.lora_r} alpha={spec.lora_alpha:g} on "
                f"{', '.join(spec.target_modules)}: {loaded.trainable_parameters:,} trainable of "
                f"{loaded.total_parameters:,} parameters; gradient checkpointing "
                f"{'on' if spec.gradient_checkpointing else 'off'}")
 
-    if dpo:
-        objective = DPOObjective(encoded, tokenizer.pad_token_id, loaded.device, spec.beta)
-        # Once per pair the run will train on, with the adapter disabled (not a second forward at every step).
-        objective.compute_reference(loaded.model, events,
-                                    indices=used_indices(lengths, spec.batch_size, spec.seed, total_steps))
-        events.log(f"reference log-probabilities of {objective.reference_pairs} pairs computed in "
-                   f"{objective.reference_seconds:.1f} s (base model, adapter disabled); DPO beta {spec.beta:g}")
-    else:
-        objective = SFTObjective(encoded, tokenizer.pad_token_id, loaded.device)
-    loop = TrainLoop(job, loaded.model, objective, events, guard)
+    method = method_cls.create(encoded, tokenizer.pad_token_id, loaded.device, spec)
+    method.prepare(loaded.model, events, schedule)
+    loop = TrainLoop(job, loaded.model, method, schedule, events, guard)
     if job.resume:
         folder = latest_checkpoint(job.checkpoints_dir)
         if folder is None:
@@ -137,6 +124,7 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
                               if state["train_seconds"] else None),
         "wall_seconds": round(time.monotonic() - started, 3),
         "quantization": loaded.quantization,
+        "quantized_layers": loaded.quantized_layers,
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "threads": threads,
@@ -145,9 +133,7 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
         "training_config": spec.model_dump(mode="json"),
         "losses": losses,
     }
-    if dpo:
-        metrics["dpo"] = {"beta": spec.beta, "reference_seconds": round(objective.reference_seconds, 3),
-                          **objective.last_extra}
+    metrics.update(method.metrics())
     metrics.update(evaluation)
     tmp = JobLayout.temporary(job.layout.metrics_file)
     tmp.write_text(json.dumps(metrics, indent=1), encoding="utf-8")

@@ -1,11 +1,11 @@
-"""``python -m services.trainer.worker.bench``: measure the worker's training throughput on a real model.
+"""``python benchmarks/worker_bench.py``: measure the worker's training throughput on a real model.
 
 Runs the real worker (a subprocess, exactly as a job runs) on synthetic SFT records of debate-like length and
 prints trained tokens/s (non-padding tokens, the figure step events report), s/step, and the loss first -> last,
 for each requested ``max_seq_length``. Steady-state figures leave out the first step (allocator and kernel
 warm-up). Example (the figures in docs/trainer_worker.md):
 
-    python -m services.trainer.worker.bench --max-seq-length 256 512 --steps 12
+    .venv/bin/python benchmarks/worker_bench.py --max-seq-length 256 512 --steps 12
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from services.trainer.models import DEFAULT_MODEL_ID, resolve_model
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from services.trainer.models import DEFAULT_MODEL_ID, resolve_model  # noqa: E402  (after the path)
 
 TOPICS = ("contract law", "clinical dosing", "code review", "market risk", "data privacy", "medical ethics",
           "software testing", "liability", "evidence", "appeals")
@@ -81,7 +84,7 @@ def run_once(model_id: str, models_dir: Path, records: list[dict], max_len: int,
             data_root=str(data), checkpoint_every_steps=10**9, num_threads=args.threads).write(layout.job_file)
     with open(layout.worker_log, "wb") as log:
         proc = subprocess.run([sys.executable, "-m", "services.trainer.worker", str(job_dir)], stdout=subprocess.PIPE,
-                              stderr=log, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+                              stderr=log, cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     events = [json.loads(x) for x in proc.stdout.decode().splitlines() if x.startswith("{")]
     if proc.returncode != 0:
         raise SystemExit(f"worker failed ({proc.returncode}): {[e['message'] for e in events][-3:]}; "
@@ -105,7 +108,7 @@ def run_once(model_id: str, models_dir: Path, records: list[dict], max_len: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.trainer.worker.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="benchmarks/worker_bench.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL_ID)
     parser.add_argument("--models-dir", type=Path, default=Path("var/models"))
