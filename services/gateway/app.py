@@ -11,7 +11,7 @@ from services.gateway import compat, errors
 from services.gateway.config import GatewaySettings
 from services.gateway.deps import Backends
 from services.gateway.routers import compat as compat_routes
-from services.gateway.routers import dashboard, debates, events, exports, health, jobs, models
+from services.gateway.routers import dashboard, debates, events, exports, health, jobs, model_exports, models
 
 
 class ApiTokenMiddleware:
@@ -70,6 +70,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(compat_routes.router)
     app.include_router(events.router)
+    app.include_router(model_exports.router)
     app.include_router(models.router)
     app.include_router(dashboard.router)
     compat.document(app)

@@ -15,6 +15,8 @@ from services.common.db import Database, migrate
 from services.common.grpc_server import RunningServer, ServiceBinding, serve_forever, start_server
 from services.trainer.config import TrainerSettings
 from services.trainer.jobs import JobManager
+from services.trainer.model_export.manager import ExportManager
+from services.trainer.model_export.service import bindings as export_bindings
 from services.trainer.service import TrainerServicer
 from services.trainer.store import JobStore
 
@@ -35,12 +37,15 @@ def open_manager(settings: TrainerSettings) -> tuple[JobManager, Database]:
     return manager, db
 
 
-def build_bindings(manager: JobManager) -> list[ServiceBinding]:
-    return [ServiceBinding(TrainerServicer(manager), trainer_pb2_grpc.add_TrainerServiceServicer_to_server, SERVICE_NAME)]
+def build_bindings(manager: JobManager, exports: ExportManager | None = None) -> list[ServiceBinding]:
+    return [ServiceBinding(TrainerServicer(manager), trainer_pb2_grpc.add_TrainerServiceServicer_to_server, SERVICE_NAME),
+            *(export_bindings(exports) if exports is not None else [])]
 
 
-def _stopper(manager: JobManager, db: Database):
+def _stopper(manager: JobManager, db: Database, exports: ExportManager | None = None):
     async def stop() -> None:
+        if exports is not None:
+            await exports.shutdown()
         await manager.shutdown()
         db.dispose()
 
@@ -50,16 +55,19 @@ def _stopper(manager: JobManager, db: Database):
 async def start(settings: TrainerSettings, port: int | None = None) -> RunningServer:
     """Starts the trainer in this event loop (tests use port 0). ``running.manager`` is the job manager."""
     manager, db = open_manager(settings)
-    running = await start_server(build_bindings(manager), settings.host, settings.port if port is None else port,
-                                 settings.api_token)
-    running.on_stop.append(_stopper(manager, db))
+    exports = ExportManager(manager)
+    running = await start_server(build_bindings(manager, exports), settings.host,
+                                 settings.port if port is None else port, settings.api_token)
+    running.on_stop.append(_stopper(manager, db, exports))
     running.manager = manager  # type: ignore[attr-defined]  # tests reach the manager (e.g. worker pids)
+    running.exports = exports  # type: ignore[attr-defined]
     manager.start_background()
     return running
 
 
 async def serve(settings: TrainerSettings) -> None:
     manager, db = open_manager(settings)
+    exports = ExportManager(manager)
     manager.start_background()
-    await serve_forever("trainer", build_bindings(manager), settings.host, settings.port, settings.grace_seconds,
-                        on_stop=_stopper(manager, db), api_token=settings.api_token)
+    await serve_forever("trainer", build_bindings(manager, exports), settings.host, settings.port,
+                        settings.grace_seconds, on_stop=_stopper(manager, db, exports), api_token=settings.api_token)

@@ -8,6 +8,7 @@ Domain errors raised by the manager (``InvalidArgument``, ``NotFound``, ``Failed
 from __future__ import annotations
 
 import asyncio
+import os
 
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
@@ -61,15 +62,25 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         return convert.artifacts_to_pb(await self.manager.artifacts(request.job_id))
 
     async def ReadArtifact(self, request: pb.ReadArtifactRequest, context):
+        if request.offset < 0:
+            raise InvalidArgument("must be >= 0", field="offset")
+        if request.length < 0:
+            raise InvalidArgument("must be >= 0 (0: to the end)", field="length")
         path = await self.manager.artifact_path(request.job_id, request.name)
         with open(path, "rb") as fh:
-            size = path.stat().st_size
+            st = os.fstat(fh.fileno())
+            size, mtime = st.st_size, st.st_mtime_ns
+            left = size - min(request.offset, size)
+            if request.length:
+                left = min(left, request.length)
+            fh.seek(min(request.offset, size))
             sent = False
             while True:
-                chunk = await asyncio.to_thread(fh.read, CHUNK_BYTES)
+                chunk = await asyncio.to_thread(fh.read, min(CHUNK_BYTES, left)) if left > 0 else b""
+                left -= len(chunk)
                 if not chunk and sent:
                     return
-                yield pb.ReadArtifactResponse(data=chunk, size_bytes=size)
+                yield pb.ReadArtifactResponse(data=chunk, size_bytes=size, modified_unix_ns=mtime)
                 sent = True
                 if not chunk:
                     return

@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 from datetime import datetime, timezone
+from email.utils import formatdate
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import quote
 
 import grpc
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 
@@ -488,21 +489,84 @@ async def read_job_artifacts(job_id: JobId, trainer: TrainerDep, timeout: Timeou
     )
 
 
+def parse_range(value: str | None) -> tuple[int | None, int | None] | None:
+    """One ``bytes=`` range as (first, last) (last None: to the end; first None: the last ``last`` bytes), or
+    None for no Range, several ranges or a malformed one (RFC 9110: such a Range is ignored, the whole file
+    is sent)."""
+    if not value or not value.strip().lower().startswith("bytes="):
+        return None
+    spec = value.strip()[6:].strip()
+    if "," in spec or "-" not in spec:
+        return None
+    first, _, last = (p.strip() for p in spec.partition("-"))
+    if not (first.isdigit() or first == "") or not (last.isdigit() or last == "") or (first == last == ""):
+        return None
+    if len(first) > 18 or len(last) > 18:
+        return None
+    if first == "":
+        return (None, int(last)) if int(last) > 0 else None
+    if last != "" and int(last) < int(first):
+        return None
+    return int(first), (int(last) if last != "" else None)
+
+
 @router.get(
     "/jobs/{job_id}/artifacts/{name:path}",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes"}},
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes"},
+               206: {"description": "The requested byte range (Range: bytes=first-last)"},
+               416: {"description": "The range starts past the end of the file"}},
 )
-async def download_artifact(job_id: JobId, name: str, trainer: TrainerDep, timeout: TimeoutDep) -> StreamingResponse:
+async def download_artifact(
+    job_id: JobId, name: str, trainer: TrainerDep, timeout: TimeoutDep,
+    range_: Annotated[str | None, Header(alias="Range", description="bytes=first-[last]: a part (resume)")] = None,
+    if_range: Annotated[str | None, Header(alias="If-Range", description="The ETag the part must belong to")] = None,
+) -> Response:
     """Downloads one artifact file (``name`` as the artifacts listing shows it, e.g.
-    ``adapter/adapter_model.safetensors``). 404 for a name outside the job's folder."""
-    call = trainer.ReadArtifact(pb.ReadArtifactRequest(job_id=job_id, name=name))
-    try:
-        # The first chunk (or the error) decides the status code before any byte is sent.
-        first = await asyncio.wait_for(call.read(), timeout)
-    except BaseException:
+    ``adapter/adapter_model.safetensors``). 404 for a name outside the job's folder.
+
+    Resumable: ``Accept-Ranges: bytes``; ``Range: bytes=N-`` (or ``N-M``, or ``-K`` for the last K bytes) gets
+    206 with ``Content-Range``; a range starting past the end gets 416. ``ETag`` (size and modification time)
+    with ``If-Range`` makes sure the part belongs to the same file, else the whole file comes (200)."""
+    wanted = parse_range(range_)
+
+    async def open_call(offset: int = 0, length: int = 0):
+        call = trainer.ReadArtifact(pb.ReadArtifactRequest(job_id=job_id, name=name, offset=offset, length=length))
+        try:
+            # The first chunk (or the error) decides the status code before any byte is sent.
+            return call, await asyncio.wait_for(call.read(), timeout)
+        except BaseException:
+            call.cancel()
+            raise
+
+    if wanted is not None and wanted[0] is None:  # the last K bytes: the size first
+        probe, head = await open_call(0, 1)
+        probe.cancel()
+        size = head.size_bytes if head is not grpc.aio.EOF else 0
+        wanted = (max(0, size - wanted[1]), None)
+    first_byte, last_byte = wanted if wanted is not None else (0, None)
+    length = last_byte - first_byte + 1 if last_byte is not None else 0
+    call, first = await open_call(first_byte, length)
+    size = first.size_bytes if first is not grpc.aio.EOF else 0
+    mtime = first.modified_unix_ns if first is not grpc.aio.EOF else 0
+    etag = f'"{size:x}-{mtime:x}"'
+    if wanted is not None and if_range is not None and if_range.strip() != etag:
+        call.cancel()  # the file changed since the client's first part: it gets the whole new file
+        wanted, first_byte, last_byte = None, 0, None
+        call, first = await open_call()
+        size = first.size_bytes if first is not grpc.aio.EOF else 0
+
+    filename = name.rsplit("/", 1)[-1]
+    headers = {"Accept-Ranges": "bytes", "ETag": etag,
+               "Content-Disposition": f"attachment; filename=\"{quote(filename)}\"; filename*=UTF-8''{quote(filename)}"}
+    if mtime:
+        headers["Last-Modified"] = formatdate(mtime / 1e9, usegmt=True)
+    if wanted is not None and first_byte >= size:
         call.cancel()
-        raise
+        return JSONResponse(
+            {"detail": f"the range starts at byte {first_byte}, past the end of the file ({size} bytes)",
+             "code": "RANGE_NOT_SATISFIABLE", "errors": [{"field": "Range", "reason": f"must start below {size}"}]},
+            status_code=416, headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes", "ETag": etag})
 
     async def body():
         try:
@@ -514,11 +578,11 @@ async def download_artifact(job_id: JobId, name: str, trainer: TrainerDep, timeo
         finally:
             call.cancel()
 
-    size = first.size_bytes if first is not grpc.aio.EOF else 0
-    filename = name.rsplit("/", 1)[-1]
     media = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-    headers = {
-        "Content-Length": str(size),
-        "Content-Disposition": f"attachment; filename=\"{quote(filename)}\"; filename*=UTF-8''{quote(filename)}",
-    }
-    return StreamingResponse(body(), media_type=media, headers=headers)
+    if wanted is None:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(body(), media_type=media, headers=headers)
+    last = min(last_byte, size - 1) if last_byte is not None else size - 1
+    headers["Content-Length"] = str(last - first_byte + 1)
+    headers["Content-Range"] = f"bytes {first_byte}-{last}/{size}"
+    return StreamingResponse(body(), status_code=206, media_type=media, headers=headers)

@@ -50,7 +50,7 @@ class JobFiles:
     quantization: str  # what the job actually trained against: "4bit", "8bit" or "none"
 
     @classmethod
-    def load(cls, job_dir: Path) -> "JobFiles":
+    def load(cls, job_dir: Path) -> JobFiles:
         try:
             spec = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -86,7 +86,7 @@ def _load_base(files: JobFiles, warn: Callable[[str], None]):
                                                          dtype=torch.float32, device_map={"": "cpu"})
             model = model.dequantize()
             return model.float()
-        except Exception as exc:  # noqa: BLE001 - no bitsandbytes kernel here: say so, merge into the original
+        except Exception as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             warn(f"cannot load the {files.quantization} base here ({reason}); merging into the full-precision base")
     return AutoModelForCausalLM.from_pretrained(files.base_path, dtype=torch.float32)
@@ -130,7 +130,7 @@ def merge(files: JobFiles, target: Path, progress: Progress, warn: Callable[[str
     progress("merge", 1, steps, "attaching the adapter")
     try:
         model = PeftModel.from_pretrained(base, files.adapter_dir, is_trainable=False)
-    except Exception as exc:  # noqa: BLE001 - a foreign or damaged adapter
+    except Exception as exc:
         raise ExportError(f"cannot load the adapter: {exc}") from None
     model.eval()
     reference = _probe_logits(model, tokenizer)

@@ -329,20 +329,26 @@ class GetJobArtifactsResponse(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., checkpoint_path: _Optional[str] = ..., data_directory: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ArtifactFile, _Mapping]]] = ...) -> None: ...
 
 class ReadArtifactRequest(_message.Message):
-    __slots__ = ("job_id", "name")
+    __slots__ = ("job_id", "name", "offset", "length")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     name: str
-    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    offset: int
+    length: int
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
 
 class ReadArtifactResponse(_message.Message):
-    __slots__ = ("data", "size_bytes")
+    __slots__ = ("data", "size_bytes", "modified_unix_ns")
     DATA_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     size_bytes: int
-    def __init__(self, data: _Optional[bytes] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    modified_unix_ns: int
+    def __init__(self, data: _Optional[bytes] = ..., size_bytes: _Optional[int] = ..., modified_unix_ns: _Optional[int] = ...) -> None: ...
 
 class ListBaseModelsRequest(_message.Message):
     __slots__ = ()

@@ -156,7 +156,9 @@ class TrainerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReadArtifact(self, request, context):
-        """Streams one artifact file in chunks. NOT_FOUND for a name outside the job's artifacts.
+        """Streams one artifact file in chunks, from `offset` (a resumed download) for `length` bytes (0: to the end).
+        NOT_FOUND for a name outside the job's artifacts; INVALID_ARGUMENT for a negative offset or length. An
+        offset at or past the end sends one empty chunk carrying the file's size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
