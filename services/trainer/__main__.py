@@ -1,5 +1,5 @@
 """``python -m services.trainer``: run the trainer's gRPC server (``serve``, the default), provision the default
-base model (``provision``), or watch a job live (``watch JOB_ID``)."""
+base model (``provision``), watch a job live (``watch JOB_ID``), or export a completed job (``export JOB_ID KIND``)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,19 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("job_id", metavar="JOB_ID")
     w.add_argument("--address", help="the trainer's gRPC address (default: TRAINER_HOST:TRAINER_PORT)")
     w.add_argument("--after", type=int, default=0, help="start after this event sequence number")
+    x = sub.add_parser("export", help="merge / export a completed job (merged, gguf_f16, gguf_q8_0) with a progress bar")
+    x.add_argument("job_id", metavar="JOB_ID")
+    x.add_argument("kind", choices=["merged", "gguf_f16", "gguf_q8_0"])
+    x.add_argument("--address", help="the trainer's gRPC address (default: TRAINER_HOST:TRAINER_PORT)")
+    x.add_argument("--attach", action="store_true", help="follow the running (or last) export instead of starting one")
+    x.add_argument("--cancel", action="store_true", help="cancel the running export")
     args = parser.parse_args(argv)
     settings = TrainerSettings()
+    if args.command == "export":
+        from services.trainer.model_export.cli import main as export_main
+
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        return export_main(args.job_id, args.kind, args.address or f"{host}:{settings.port}", args.attach, args.cancel)
     if args.command == "watch":
         from services.trainer.cli import main as watch_main
 

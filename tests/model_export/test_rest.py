@@ -104,3 +104,24 @@ async def test_rest_refusals(api, trained_job):
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "kind"
     r = await api.get(f"/api/training/jobs/{job_id}/artifacts/export/nothing.gguf", headers={"Range": "bytes=5-"})
     assert r.status_code == 404
+
+
+async def test_cli_exports_with_a_progress_bar(trained_job):
+    import asyncio
+    import os
+    import sys
+
+    job = trained_job["job"]
+    env = {k: v for k, v in os.environ.items() if k != "TRAINER_API_TOKEN"}  # this trainer has no token
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.trainer", "export", job.id, "merged", "--address",
+        trained_job["running"].address, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), 300)
+    assert proc.returncode == 0, err.decode()
+    assert "export/merged/model.safetensors" in out.decode().split()
+    assert "100%" in err.decode() and f"{job.id} merged: completed" in err.decode()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.trainer", "export", "job-nope", "merged", "--address",
+        trained_job["running"].address, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    _, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 2 and "job-nope" in err.decode()
