@@ -63,6 +63,7 @@ async def test_merged_model_gives_base_plus_adapter_logits(trained_job):
     prompts = heldout_prompts(tokenizer)
     expected, got = _logits(with_adapter, tokenizer, prompts), _logits(merged_model, tokenizer, prompts)
     diff = max(float((a - b).abs().max()) for a, b in zip(expected, got))
+    print(f"\nmerged: max |logit diff| vs base + adapter {diff:.3g}")
     assert diff <= MERGED_TOLERANCE
     # The adapter changed the model (else the comparison above proves nothing).
     with with_adapter.disable_adapter():
@@ -114,6 +115,8 @@ async def test_gguf_loads_back_and_predicts_like_the_merged_model(trained_job, k
         total += same.numel()
         clear += int(decided.sum())
         clear_agree += int((same & decided).sum())
+    print(f"\n{kind}: max |logit diff| {diff:.3g}, next-token agreement {agree}/{total}, "
+          f"clear-margin positions {clear_agree}/{clear}")
     assert clear > 0 and clear_agree == clear
     assert agree / total >= 0.9, f"next-token agreement {agree}/{total}"
 
