@@ -19,8 +19,8 @@ import sys
 PROMPTS = [
     "Should the court uphold the contract clause?",
     "The court ruled that the clause was void because",
-    "<|im_start|>user\nAnswer the debate question with the consensus view.\nShould the party bear the risk?"
-    "<|im_end|>\n<|im_start|>assistant\n",
+    ("<|im_start|>user\nAnswer the debate question with the consensus view.\nShould the party bear the risk?"
+     "<|im_end|>\n<|im_start|>assistant\n"),
     "risk 42 return, the portfolio",
     "A patient with the symptom should",
 ]
@@ -46,7 +46,8 @@ def compare(gguf_path: str, refs: str) -> int:
     import numpy as np
     from llama_cpp import Llama
 
-    rows = json.load(open(refs, encoding="utf-8"))
+    with open(refs, encoding="utf-8") as fh:
+        rows = json.load(fh)
     llm = Llama(model_path=gguf_path, n_ctx=512, logits_all=True, verbose=False, n_threads=2)
     agree = total = 0
     worst = 0.0

@@ -13,12 +13,11 @@ import pytest
 from aragora.training.v1 import model_export_pb2 as xpb
 from aragora.training.v1 import model_export_pb2_grpc
 from aragora.training.v1 import trainer_pb2 as pb
-from tests.trainer.conftest import (FAST, create_request, running_trainer, sft_records,  # noqa: F401 - a fixture
-                                    tiny_models_dir, wait_for)
+from tests.trainer.conftest import FAST, TINY, create_request, running_trainer, sft_records, wait_for
 
 KINDS = {"merged": xpb.EXPORT_KIND_MERGED, "gguf_f16": xpb.EXPORT_KIND_GGUF_F16,
          "gguf_q8_0": xpb.EXPORT_KIND_GGUF_Q8_0}
-TRAIN = dict(FAST, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], max_steps=4)
+TRAIN = {**FAST, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "max_steps": 4}
 
 
 def heldout_prompts(tokenizer, n: int = 8) -> list[str]:
@@ -28,6 +27,16 @@ def heldout_prompts(tokenizer, n: int = 8) -> list[str]:
         [{"role": "user", "content": f"{r['instruction']}\n{r['input']}"}], tokenize=False, add_generation_prompt=True)
         for r in sft_records(12 + n)[12:]]
     return prompts + ["The court ruled that the clause was void because", "risk 42 return, the portfolio"]
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory):
+    """A models folder holding the tiny random Llama (built once per session)."""
+    from tests.support.tiny_model import build_tiny_model
+
+    models_dir = tmp_path_factory.mktemp("tiny-models-export")
+    build_tiny_model(models_dir, TINY)
+    return models_dir
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +70,6 @@ async def run_export(exports, job_id: str, kind: str) -> tuple[xpb.Export, list[
     async for item in exports.WatchExport(xpb.WatchExportRequest(job_id=job_id, kind=KINDS[kind])):
         if item.WhichOneof("item") == "event":
             events.append(item.event)
-    final = [e for e in (await exports.ListExports(xpb.ListExportsRequest(job_id=job_id))).exports
-             if e.kind == KINDS[kind]][0]
+    final = next(e for e in (await exports.ListExports(xpb.ListExportsRequest(job_id=job_id))).exports
+                 if e.kind == KINDS[kind])
     return final, events

@@ -239,7 +239,7 @@ class ExportManager:
                 return
             seen = seq
             async with state.changed:
-                await state.changed.wait_for(lambda: len(state.events) > seen or state.status != RUNNING)
+                await state.changed.wait_for(lambda seen=seen: len(state.events) > seen or state.status != RUNNING)
 
     async def shutdown(self) -> None:
         self._stopping = True
