@@ -13,7 +13,8 @@ import pytest
 from aragora.training.v1 import model_export_pb2 as xpb
 from aragora.training.v1 import model_export_pb2_grpc
 from aragora.training.v1 import trainer_pb2 as pb
-from tests.trainer.conftest import FAST, TINY, create_request, running_trainer, sft_records, wait_for
+from tests.support.wait import until as wait_for
+from tests.trainer.conftest import FAST, TINY, create_request, running_trainer, sft_records
 
 KINDS = {"merged": xpb.EXPORT_KIND_MERGED, "gguf_f16": xpb.EXPORT_KIND_GGUF_F16,
          "gguf_q8_0": xpb.EXPORT_KIND_GGUF_Q8_0}
