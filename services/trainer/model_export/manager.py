@@ -211,6 +211,10 @@ class ExportManager:
         task = asyncio.get_running_loop().create_task(self._supervise(state))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if state.cancel_requested:  # a cancel arrived while the process was being spawned
+            task2 = asyncio.get_running_loop().create_task(self._terminate(state))
+            self._tasks.add(task2)
+            task2.add_done_callback(self._tasks.discard)
         return state
 
     async def cancel(self, job_id: str, kind: str) -> ExportState:
