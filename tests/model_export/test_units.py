@@ -100,7 +100,7 @@ async def test_a_restarted_trainer_lists_what_the_manifest_says(trained_job):
         leftover = folder / "export" / ".leftover-q8_0.gguf.tmp"
         leftover.write_bytes(b"half")
         fresh = ExportManager(trained_job["running"].manager)  # what a restarted trainer builds
-        states = {s.kind: s for s in fresh.list(job_id)}
+        states = {s.kind: s for s in await fresh.list(job_id)}
         assert states["gguf_q8_0"].status == "cancelled" and states["gguf_q8_0"].error == STOPPED_REASON
         assert not leftover.exists()
         assert json.loads(manifest.read_text())["gguf_q8_0"]["status"] == "cancelled"
