@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("job_id", metavar="JOB_ID")
     w.add_argument("--address", help="the trainer's gRPC address (default: TRAINER_HOST:TRAINER_PORT)")
     w.add_argument("--after", type=int, default=0, help="start after this event sequence number")
-    x = sub.add_parser("export", help="merge / export a completed job (merged, gguf_f16, gguf_q8_0) with a progress bar")
+    x = sub.add_parser("export",
+                       help="merge / export a completed job (merged, gguf_f16, gguf_q8_0) with a progress bar")
     x.add_argument("job_id", metavar="JOB_ID")
     x.add_argument("kind", choices=["merged", "gguf_f16", "gguf_q8_0"])
     x.add_argument("--address", help="the trainer's gRPC address (default: TRAINER_HOST:TRAINER_PORT)")

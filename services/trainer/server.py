@@ -38,8 +38,9 @@ def open_manager(settings: TrainerSettings) -> tuple[JobManager, Database]:
 
 
 def build_bindings(manager: JobManager, exports: ExportManager | None = None) -> list[ServiceBinding]:
-    return [ServiceBinding(TrainerServicer(manager), trainer_pb2_grpc.add_TrainerServiceServicer_to_server, SERVICE_NAME),
-            *(export_bindings(exports) if exports is not None else [])]
+    trainer = ServiceBinding(TrainerServicer(manager), trainer_pb2_grpc.add_TrainerServiceServicer_to_server,
+                             SERVICE_NAME)
+    return [trainer, *(export_bindings(exports) if exports is not None else [])]
 
 
 def _stopper(manager: JobManager, db: Database, exports: ExportManager | None = None):

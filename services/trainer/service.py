@@ -12,7 +12,6 @@ import os
 
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
-
 from services.common.errors import InvalidArgument
 from services.trainer import convert
 from services.trainer.jobs import JobManager

@@ -47,8 +47,9 @@ def test_a_qlora_adapter_merges_into_the_dequantized_4bit_base(adapter_job):
     base_path = Path(json.loads((adapter_job / "job.json").read_text())["model_path"])
     bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                              bnb_4bit_compute_dtype=torch.float32)
-    qlora = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(
-        base_path, quantization_config=bnb, dtype=torch.float32, device_map={"": "cpu"}), adapter_job / "adapter").eval()
+    base_4bit = AutoModelForCausalLM.from_pretrained(base_path, quantization_config=bnb, dtype=torch.float32,
+                                                     device_map={"": "cpu"})
+    qlora = PeftModel.from_pretrained(base_4bit, adapter_job / "adapter").eval()
     full = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path), adapter_job / "adapter").eval()
     ids = torch.tensor([tok("Should the court uphold the contract clause? The risk is").input_ids])
     with torch.no_grad():
@@ -68,8 +69,9 @@ def test_range_header_parsing(header, expected):
 
 
 def test_llama3_rope_factors_follow_the_scaling_rule():
-    config = {"rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                                        "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 8192}
+    config = {"rope_theta": 500000.0, "rope_scaling": scaling}
     factors = llama3_rope_factors(config, 128)
     assert len(factors) == 64 and factors[0] == 1.0 and factors[-1] == 8.0
     assert factors == sorted(factors) and any(1.0 < f < 8.0 for f in factors)
@@ -80,7 +82,8 @@ def test_pre_tokenizer_names():
     assert _pre_tokenizer_name({"pre_tokenizer": {"type": "ByteLevel", "use_regex": True}}) == "gpt-2"
     assert _pre_tokenizer_name({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
         {"type": "Digits", "individual_digits": True}, {"type": "ByteLevel", "use_regex": True}]}}) == "smollm"
-    llama3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    llama3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+              r"|\s*[\r\n]+|\s+(?!\S)|\s+")
     assert _pre_tokenizer_name({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
         {"type": "Split", "pattern": {"Regex": llama3}}, {"type": "ByteLevel", "use_regex": False}]}}) == "llama-bpe"
     assert _pre_tokenizer_name({"pre_tokenizer": None}) == "default"

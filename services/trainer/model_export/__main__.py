@@ -39,7 +39,10 @@ def run(job_dir: Path, kind: str) -> dict:
     files = JobFiles.load(job_dir)
     export_dir = job_dir / EXPORT_DIR
     merged_dir = export_dir / MERGED_DIR
-    warn = lambda message: _emit({"type": "warning", "message": message})
+
+    def warn(message: str) -> None:
+        _emit({"type": "warning", "message": message})
+
     need_merge = kind == "merged" or not (merged_dir / "model.safetensors").is_file()
     # Shares of the whole: a GGUF export that must merge first spends its first half merging.
     merge_share = 1.0 if kind == "merged" else (0.5 if need_merge else 0.0)

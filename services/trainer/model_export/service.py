@@ -11,8 +11,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from aragora.training.v1 import model_export_pb2 as pb
 from aragora.training.v1 import model_export_pb2_grpc
 from services.common.errors import InvalidArgument
-from services.trainer.model_export.manager import (CANCELLED, COMPLETED, FAILED, RUNNING, ExportEventRecord,
-                                                   ExportManager, ExportState)
+from services.trainer.model_export.manager import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    ExportEventRecord,
+    ExportManager,
+    ExportState,
+)
 
 KIND_NAMES = {pb.EXPORT_KIND_MERGED: "merged", pb.EXPORT_KIND_GGUF_F16: "gguf_f16",
               pb.EXPORT_KIND_GGUF_Q8_0: "gguf_q8_0"}
