@@ -14,6 +14,7 @@ from aragora.training.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common.db import Database, migrate
 from services.common.grpc_server import RunningServer, ServiceBinding, serve_forever, start_server
 from services.trainer.config import TrainerSettings
+from services.trainer.inference import service as inference
 from services.trainer.jobs import JobManager
 from services.trainer.service import TrainerServicer
 from services.trainer.store import JobStore
@@ -35,12 +36,19 @@ def open_manager(settings: TrainerSettings) -> tuple[JobManager, Database]:
     return manager, db
 
 
-def build_bindings(manager: JobManager) -> list[ServiceBinding]:
-    return [ServiceBinding(TrainerServicer(manager), trainer_pb2_grpc.add_TrainerServiceServicer_to_server, SERVICE_NAME)]
+def build_bindings(manager: JobManager, inf: inference.Inference | None = None) -> list[ServiceBinding]:
+    bindings = [ServiceBinding(TrainerServicer(manager), trainer_pb2_grpc.add_TrainerServiceServicer_to_server,
+                               SERVICE_NAME)]
+    if inf is not None:
+        bindings.append(ServiceBinding(inference.InferenceServicer(inf), inference.add_to_server,
+                                       inference.SERVICE_NAME))
+    return bindings
 
 
-def _stopper(manager: JobManager, db: Database):
+def _stopper(manager: JobManager, db: Database, inf: inference.Inference | None = None):
     async def stop() -> None:
+        if inf is not None:
+            inf.close()
         await manager.shutdown()
         db.dispose()
 
@@ -50,16 +58,19 @@ def _stopper(manager: JobManager, db: Database):
 async def start(settings: TrainerSettings, port: int | None = None) -> RunningServer:
     """Starts the trainer in this event loop (tests use port 0). ``running.manager`` is the job manager."""
     manager, db = open_manager(settings)
-    running = await start_server(build_bindings(manager), settings.host, settings.port if port is None else port,
-                                 settings.api_token)
-    running.on_stop.append(_stopper(manager, db))
+    inf = inference.Inference(settings, db, manager.get)
+    running = await start_server(build_bindings(manager, inf), settings.host,
+                                 settings.port if port is None else port, settings.api_token)
+    running.on_stop.append(_stopper(manager, db, inf))
     running.manager = manager  # type: ignore[attr-defined]  # tests reach the manager (e.g. worker pids)
+    running.inference = inf  # type: ignore[attr-defined]
     manager.start_background()
     return running
 
 
 async def serve(settings: TrainerSettings) -> None:
     manager, db = open_manager(settings)
+    inf = inference.Inference(settings, db, manager.get)
     manager.start_background()
-    await serve_forever("trainer", build_bindings(manager), settings.host, settings.port, settings.grace_seconds,
-                        on_stop=_stopper(manager, db), api_token=settings.api_token)
+    await serve_forever("trainer", build_bindings(manager, inf), settings.host, settings.port, settings.grace_seconds,
+                        on_stop=_stopper(manager, db, inf), api_token=settings.api_token)
