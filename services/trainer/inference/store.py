@@ -16,7 +16,7 @@ from services.common.db import Database
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 from services.trainer.orm import Base, UTCDateTime, utcnow
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
 
 
 class DeploymentRow(Base):
@@ -44,7 +44,7 @@ def _plain(row: DeploymentRow) -> Deployment:
 
 def check_name(name: str) -> str:
     if not NAME_RE.match(name):
-        raise InvalidArgument("must be 1 to 64 letters, digits or '.-_:' starting with a letter or digit",
+        raise InvalidArgument("must be 1 to 64 letters, digits or '.-_:/' starting with a letter or digit",
                               field="name")
     return name
 
