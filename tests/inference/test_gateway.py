@@ -53,7 +53,7 @@ async def test_compare_runs_base_and_adapter_with_the_same_seed(served):
     frames = parse_sse(r.text)
     assert frames[-1]["event"] == "end" and frames[-1]["data"]["seed"] == 5
     by_side = {side: [f for f in frames if f["data"].get("side") == side] for side in ("base", "adapter")}
-    for side, fs in by_side.items():
+    for fs in by_side.values():
         assert fs[0]["event"] == "started" and fs[-1]["event"] == "finished" and fs[0]["data"]["seed"] == 5
     assert by_side["adapter"][0]["data"]["job_id"] == job.id and by_side["base"][0]["data"]["job_id"] is None
     # Each side is what that model alone gives with that seed.
