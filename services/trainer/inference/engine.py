@@ -217,14 +217,14 @@ class Engine:
 
         with loaded.lock, torch.inference_mode():
             if loaded.peft is None:
-                return loaded.model(input_ids=input_ids, cache=past, use_cache=True)
+                return loaded.model(input_ids=input_ids, cache=past, use_cache=True, logits_to_keep=1)
             if key is None:
                 with loaded.peft.disable_adapter():
-                    return loaded.peft(input_ids=input_ids, cache=past, use_cache=True)
+                    return loaded.peft(input_ids=input_ids, cache=past, use_cache=True, logits_to_keep=1)
             if loaded.active != key:
                 loaded.peft.set_adapter(key)
                 loaded.active = key
-            return loaded.peft(input_ids=input_ids, cache=past, use_cache=True)
+            return loaded.peft(input_ids=input_ids, cache=past, use_cache=True, logits_to_keep=1)
 
     @staticmethod
     def _pick(logits, sampling: Sampling, generator) -> int:
