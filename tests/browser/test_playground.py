@@ -21,7 +21,7 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402, I001
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(420)]
 
 TINY = "test/tiny-llama"
-FAST = {"num_epochs": 1, "max_steps": 4, "batch_size": 2, "max_seq_length": 128, "quantization": "none",
+FAST = {"num_epochs": 1, "max_steps": 4, "batch_size": 2, "max_seq_length": 384, "quantization": "none",
         "lora_r": 4, "lora_alpha": 8, "learning_rate": 0.005, "gradient_checkpointing": False,
         "checkpoint_every_steps": 2}
 
