@@ -103,3 +103,15 @@ async def test_deploy_list_undeploy_and_a_restart_keeps_them(served, tiny_models
     assert (await api.delete(f"/api/training/jobs/{job.id}/deploy", params={"name": job.name})).status_code == 404
     names = [d["name"] for d in (await api.get("/api/training/deployments")).json()["deployments"]]
     assert names == ["legal-v1"]
+
+
+async def test_v1_needs_the_api_token_when_one_is_set(served):
+    from tests.conftest import gateway_client
+
+    async with gateway_client("127.0.0.1:1", served["running"].address, api_token="s3cret") as api:
+        r = await api.get("/v1/models")
+        assert r.status_code == 401
+        r = await api.get("/v1/models", headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 200 and TINY in [m["id"] for m in r.json()["data"]]
+        r = await api.post("/api/training/generate", json={"model": TINY, "prompt": "hi"})
+        assert r.status_code == 401
