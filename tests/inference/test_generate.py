@@ -116,3 +116,34 @@ async def test_a_cancelled_call_stops_its_generation(served):
     await wait_for(lambda: engine.running == 0, timeout=30, what="the generation to stop")
     reason, tokens = engine.finished[-1]
     assert reason == "cancelled" and tokens < whole.completion_tokens
+
+
+async def test_each_adapter_answers_as_plain_peft_does(served, tiny_models_dir):
+    """Served greedy answers equal transformers + PEFT generate with that one adapter, for adapters attached
+    to the shared base in either order (the final adapter and a checkpoint), and for the base."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    infer, job = served["infer"], served["job"]
+    folder = served["running"].manager.jobs_dir / job.id
+    base_dir = tiny_models_dir / TINY.replace("/", "--")
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    messages = [{"role": "user", "content": "Is the clause void because of the risk?"}]
+    ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+
+    def reference(adapter_dir) -> str:
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        if adapter_dir is not None:
+            model = PeftModel.from_pretrained(model, adapter_dir)
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=10, do_sample=False, eos_token_id=tok.eos_token_id,
+                                 pad_token_id=tok.pad_token_id)
+        return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    sampling = ipb.SamplingParams(max_new_tokens=10, temperature=0.0)
+    prompt = chat(messages[0]["content"])
+    for model, step, adapter_dir in ((job.id, 6, folder / "checkpoints" / "checkpoint-6"), (job.id, 3, folder / "checkpoints" / "checkpoint-3"),
+                                     (job.id, 0, folder / "adapter"), (TINY, 0, None)):
+        _, text, _ = await generate(infer, model, checkpoint_step=step, messages=prompt, sampling=sampling)
+        assert text == reference(adapter_dir), (model, step)

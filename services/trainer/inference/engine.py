@@ -108,6 +108,12 @@ class Engine:
 
     def acquire(self, target: Target) -> Loaded:
         """The loaded base of ``target`` with its adapter attached, marked in use until ``release``."""
+        with self._cache_lock:  # the common case: nothing to load, no wait behind another model's loading
+            loaded = self._models.get(target.base_model)
+            if loaded is not None and (target.adapter_key is None or target.adapter_key in loaded.adapters):
+                self._models.move_to_end(target.base_model)
+                loaded.users += 1
+                return loaded
         with self._load_lock:
             with self._cache_lock:
                 loaded = self._models.get(target.base_model)
@@ -184,18 +190,27 @@ class Engine:
         with loaded.lock:  # no step of another generation while the layers change
             if loaded.peft is None:
                 loaded.peft = PeftModel.from_pretrained(loaded.model, path, adapter_name=key, is_trainable=False)
-            else:
+                loaded.active = key
+            else:  # attached beside the others; the active adapter stays what it was
                 loaded.peft.load_adapter(path, adapter_name=key, is_trainable=False)
             loaded.peft.to(self.device)
             loaded.peft.eval()
             loaded.adapters[key] = path
-            loaded.active = key
         with self._cache_lock:
             loaded.nbytes += _folder_bytes(path)
 
     # -- prompts -------------------------------------------------------------------------------------------
 
     def prompt_ids(self, loaded: Loaded, messages: list[dict]) -> list[int]:
+        with loaded.lock:  # a fast tokenizer must not encode in two threads at once ("Already borrowed")
+            ids = self._render(loaded, messages)
+        if len(ids) >= loaded.context:
+            raise InvalidArgument(f"the prompt is {len(ids)} tokens; the model's context is {loaded.context} "
+                                  "tokens (shorten the messages)", field="messages")
+        return ids
+
+    @staticmethod
+    def _render(loaded: Loaded, messages: list[dict]) -> list[int]:
         tok = loaded.tokenizer
         if getattr(tok, "chat_template", None):
             out = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
@@ -205,9 +220,6 @@ class Engine:
             ids = tok(text)["input_ids"]
         if ids and isinstance(ids[0], list):
             ids = ids[0]
-        if len(ids) >= loaded.context:
-            raise InvalidArgument(f"the prompt is {len(ids)} tokens; the model's context is {loaded.context} "
-                                  "tokens (shorten the messages)", field="messages")
         return [int(i) for i in ids]
 
     # -- decoding ------------------------------------------------------------------------------------------
