@@ -58,7 +58,7 @@ def _stopper(manager: JobManager, db: Database, inf: inference.Inference | None 
 async def start(settings: TrainerSettings, port: int | None = None) -> RunningServer:
     """Starts the trainer in this event loop (tests use port 0). ``running.manager`` is the job manager."""
     manager, db = open_manager(settings)
-    inf = inference.Inference(settings, db, manager.get)
+    inf = inference.Inference(settings, db, manager.store.get)
     running = await start_server(build_bindings(manager, inf), settings.host,
                                  settings.port if port is None else port, settings.api_token)
     running.on_stop.append(_stopper(manager, db, inf))
@@ -70,7 +70,7 @@ async def start(settings: TrainerSettings, port: int | None = None) -> RunningSe
 
 async def serve(settings: TrainerSettings) -> None:
     manager, db = open_manager(settings)
-    inf = inference.Inference(settings, db, manager.get)
+    inf = inference.Inference(settings, db, manager.store.get)
     manager.start_background()
     await serve_forever("trainer", build_bindings(manager, inf), settings.host, settings.port, settings.grace_seconds,
                         on_stop=_stopper(manager, db, inf), api_token=settings.api_token)

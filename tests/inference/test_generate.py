@@ -7,7 +7,7 @@ import pytest
 from aragora.training.v1 import inference_pb2 as ipb
 
 from tests.inference.conftest import TINY, chat, generate
-from tests.trainer.conftest import wait_for
+from tests.support.wait import until as wait_for
 
 pytestmark = pytest.mark.slow
 

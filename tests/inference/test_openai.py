@@ -13,7 +13,7 @@ import uvicorn
 from aragora.training.v1 import inference_pb2 as ipb
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
-from tests.conftest import free_port
+from tests.support.net import free_port
 from tests.inference.conftest import TINY, chat, generate
 
 pytestmark = pytest.mark.slow
@@ -98,7 +98,7 @@ async def test_errors_in_openai_shape(client, served, base_url):
 
 
 async def test_a_client_that_goes_away_stops_the_generation(client, served):
-    from tests.trainer.conftest import wait_for
+    from tests.support.wait import until as wait_for
 
     engine = served["running"].inference.engine
     stream = await client.chat.completions.create(

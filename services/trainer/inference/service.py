@@ -41,6 +41,7 @@ class Inference:
     """Plans requests against the jobs, deployments and models, and owns the engine (made on first use)."""
 
     def __init__(self, settings: TrainerSettings, db: Database, get_job: Callable) -> None:
+        """``get_job(job_id)``: the job row (``NotFound`` for an unknown id), called from worker threads."""
         self.settings = settings
         self.get_job = get_job
         self.jobs_dir = Path(settings.jobs_dir).absolute()
@@ -107,7 +108,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self.inference = inference
 
     async def Generate(self, request: pb.GenerateRequest, context):
-        plan = self.inference.plan(request)
+        # Planning reads the job store and the models folder: off the event loop, like every store read.
+        plan = await asyncio.to_thread(self.inference.plan, request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
@@ -149,11 +151,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 future.add_done_callback(lambda f: f.exception())
 
     async def DeployJob(self, request: pb.DeployJobRequest, context) -> pb.DeployJobResponse:
-        return pb.DeployJobResponse(deployment=_deployment_pb(self.inference.deploy(request.job_id, request.name)))
+        deployment = await asyncio.to_thread(self.inference.deploy, request.job_id, request.name)
+        return pb.DeployJobResponse(deployment=_deployment_pb(deployment))
 
     async def UndeployModel(self, request: pb.UndeployModelRequest, context) -> pb.UndeployModelResponse:
-        return pb.UndeployModelResponse(deployment=_deployment_pb(self.inference.deployments.remove(request.name)))
+        deployment = await asyncio.to_thread(self.inference.deployments.remove, request.name)
+        return pb.UndeployModelResponse(deployment=_deployment_pb(deployment))
 
     async def ListDeployments(self, request: pb.ListDeploymentsRequest, context) -> pb.ListDeploymentsResponse:
-        return pb.ListDeploymentsResponse(
-            deployments=[_deployment_pb(d) for d in self.inference.deployments.list(request.job_id)])
+        deployments = await asyncio.to_thread(self.inference.deployments.list, request.job_id)
+        return pb.ListDeploymentsResponse(deployments=[_deployment_pb(d) for d in deployments])
