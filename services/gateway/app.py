@@ -11,7 +11,18 @@ from services.gateway import compat, errors
 from services.gateway.config import GatewaySettings
 from services.gateway.deps import Backends
 from services.gateway.routers import compat as compat_routes
-from services.gateway.routers import dashboard, debates, events, exports, health, jobs, model_exports, models
+from services.gateway.routers import (
+    dashboard,
+    debates,
+    events,
+    exports,
+    generate,
+    health,
+    jobs,
+    model_exports,
+    models,
+    openai_compat,
+)
 
 
 class ApiTokenMiddleware:
@@ -25,7 +36,7 @@ class ApiTokenMiddleware:
 
     async def __call__(self, scope, receive, send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path == "/api" or path.startswith("/api/"):
+        if path == "/api" or path.startswith(("/api/", "/v1/")):  # /v1: the OpenAI-compatible routes
             got = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
             if got is None or not hmac.compare_digest(got, self._expected):
                 reason = "invalid API token" if got is not None else "missing API token"
@@ -72,6 +83,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(model_exports.router)
     app.include_router(models.router)
+    app.include_router(generate.router)
+    app.include_router(openai_compat.router)
     app.include_router(dashboard.router)
     compat.document(app)
     return app

@@ -43,3 +43,13 @@ class TrainerSettings(BaseSettings):
     api_token: str | None = None
     """When set, every TrainerService call needs the metadata ``authorization: Bearer <token>`` (health and
     reflection stay open), and workers send it to the exporter."""
+    inference_memory_bytes: int = 8 * 1024**3
+    """Memory the loaded inference models may take (weights, estimated before loading); the least recently
+    used idle model is unloaded to make room, and a model larger than this is refused."""
+    inference_threads: int = 0
+    """CPU threads generation may use in the trainer process (0: half the cores), leaving the rest to a
+    training worker on the same machine."""
+    inference_max_streams: int = 8
+    """Generations running at once; more wait their turn."""
+    inference_max_new_tokens: int = 2048
+    """The largest max_new_tokens a generation may ask for."""

@@ -14,6 +14,7 @@ from aragora.training.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common.db import Database, migrate
 from services.common.grpc_server import RunningServer, ServiceBinding, serve_forever, start_server
 from services.trainer.config import TrainerSettings
+from services.trainer.inference import service as inference
 from services.trainer.jobs import JobManager
 from services.trainer.model_export.manager import ExportManager
 from services.trainer.model_export.service import bindings as export_bindings
@@ -37,16 +38,25 @@ def open_manager(settings: TrainerSettings) -> tuple[JobManager, Database]:
     return manager, db
 
 
-def build_bindings(manager: JobManager, exports: ExportManager | None = None) -> list[ServiceBinding]:
-    trainer = ServiceBinding(TrainerServicer(manager), trainer_pb2_grpc.add_TrainerServiceServicer_to_server,
-                             SERVICE_NAME)
-    return [trainer, *(export_bindings(exports) if exports is not None else [])]
+def build_bindings(manager: JobManager, exports: ExportManager | None = None,
+                   inf: inference.Inference | None = None) -> list[ServiceBinding]:
+    bindings = [ServiceBinding(TrainerServicer(manager), trainer_pb2_grpc.add_TrainerServiceServicer_to_server,
+                               SERVICE_NAME)]
+    if exports is not None:
+        bindings.extend(export_bindings(exports))
+    if inf is not None:
+        bindings.append(ServiceBinding(inference.InferenceServicer(inf), inference.add_to_server,
+                                       inference.SERVICE_NAME))
+    return bindings
 
 
-def _stopper(manager: JobManager, db: Database, exports: ExportManager | None = None):
+def _stopper(manager: JobManager, db: Database, exports: ExportManager | None = None,
+             inf: inference.Inference | None = None):
     async def stop() -> None:
         if exports is not None:
             await exports.shutdown()
+        if inf is not None:
+            inf.close()
         await manager.shutdown()
         db.dispose()
 
@@ -57,11 +67,13 @@ async def start(settings: TrainerSettings, port: int | None = None) -> RunningSe
     """Starts the trainer in this event loop (tests use port 0). ``running.manager`` is the job manager."""
     manager, db = open_manager(settings)
     exports = ExportManager(manager)
-    running = await start_server(build_bindings(manager, exports), settings.host,
+    inf = inference.Inference(settings, db, manager.store.get)
+    running = await start_server(build_bindings(manager, exports, inf), settings.host,
                                  settings.port if port is None else port, settings.api_token)
-    running.on_stop.append(_stopper(manager, db, exports))
+    running.on_stop.append(_stopper(manager, db, exports, inf))
     running.manager = manager  # type: ignore[attr-defined]  # tests reach the manager (e.g. worker pids)
     running.exports = exports  # type: ignore[attr-defined]
+    running.inference = inf  # type: ignore[attr-defined]
     manager.start_background()
     return running
 
@@ -69,6 +81,8 @@ async def start(settings: TrainerSettings, port: int | None = None) -> RunningSe
 async def serve(settings: TrainerSettings) -> None:
     manager, db = open_manager(settings)
     exports = ExportManager(manager)
+    inf = inference.Inference(settings, db, manager.store.get)
     manager.start_background()
-    await serve_forever("trainer", build_bindings(manager, exports), settings.host, settings.port,
-                        settings.grace_seconds, on_stop=_stopper(manager, db, exports), api_token=settings.api_token)
+    await serve_forever("trainer", build_bindings(manager, exports, inf), settings.host, settings.port,
+                        settings.grace_seconds, on_stop=_stopper(manager, db, exports, inf),
+                        api_token=settings.api_token)

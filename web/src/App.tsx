@@ -5,17 +5,19 @@ import { ExportsTab } from './components/ExportsTab';
 import { JobsTab } from './components/JobsTab';
 import { ModelsTab } from './components/ModelsTab';
 import { NewJobTab } from './components/NewJobTab';
+import { PlaygroundTab } from './components/PlaygroundTab';
 import { StatsBar } from './components/StatsBar';
 import { TokenPrompt } from './components/TokenPrompt';
 import { useFineTuning } from './hooks/useFineTuning';
 
-export type Tab = 'jobs' | 'new' | 'models' | 'exports';
+export type Tab = 'jobs' | 'new' | 'models' | 'exports' | 'playground';
 
 const TABS: { id: Tab; label: string; path: string }[] = [
   { id: 'jobs', label: 'Active Jobs', path: 'jobs' },
   { id: 'new', label: 'New Job', path: 'new' },
   { id: 'models', label: 'Available Models', path: 'models' },
   { id: 'exports', label: 'Exports', path: 'exports' },
+  { id: 'playground', label: 'Playground', path: 'playground' },
 ];
 
 /** The page is served at /training and /admin/training; each tab has its own sub-path under either. */
@@ -144,6 +146,7 @@ export function App() {
         )}
         {tab === 'models' && <ModelsTab models={ft.models} loading={ft.loading} onUse={onUseModel} />}
         {tab === 'exports' && <ExportsTab ft={ft} verticals={verticals} />}
+        {tab === 'playground' && <PlaygroundTab client={ft.client} />}
       </main>
       {showTokenPrompt && (
         <TokenPrompt

@@ -1,0 +1,239 @@
+"""Inference speed: time to first token and decode tokens/s, base model vs adapter, served by the trainer's
+InferenceService over gRPC, against plain ``transformers`` ``generate`` in the same run as the floor.
+
+    .venv/bin/python -m services.trainer provision          # once: SmolLM2-135M-Instruct into var/models
+    .venv/bin/python benchmarks/inference_bench.py           # 64 new tokens, 8 concurrent streams, 2 threads
+
+1. Makes a LoRA adapter for the model (r=16 on every linear layer of every block, lora_B filled with small
+   random values, so the adapter is real work and changes the answers) and registers it as a completed job in
+   a fresh trainer database (the job store's own methods), as a finished training job leaves it.
+2. Starts the trainer as its own process (``python -m services.trainer``) with
+   ``TRAINER_INFERENCE_THREADS=--threads`` and streams Generate over gRPC: greedy, the same prompt, for the
+   base model and for the job's adapter, ``--repeats`` times each after a warm-up; then ``--streams``
+   concurrent streams (half base, half adapter, sampled with different seeds).
+3. The floor, in this process after the trainer's runs (so they never share the CPU): ``model.generate`` of
+   the same base model (greedy, same prompt, same threads), timed for 1 and for N new tokens.
+
+Time to first token (TTFT) is from sending the request to the first text; decode tokens/s counts the tokens
+after the first over the time after the first. Goals: adapter decode within 10% of base; single-stream base
+decode >= 0.9x the floor; the concurrent streams finish without error and their aggregate tokens/s exceeds a
+single stream's. Exit status 0 when all are met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "generated")]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import grpc  # noqa: E402
+
+from aragora.training.v1 import inference_pb2 as ipb  # noqa: E402
+from aragora.training.v1 import inference_pb2_grpc  # noqa: E402
+
+MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+PROMPT = ("Write a detailed, step by step explanation of how a court decides whether a contract clause is "
+          "void, with examples, precedents and the arguments of both parties.")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_adapter(model_dir: Path, out: Path, r: int) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    config = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.05, task_type="CAUSAL_LM",
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    peft_model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+
+
+def completed_job(db_url: str, jobs_dir: Path, adapter: Path) -> str:
+    """A completed job whose final adapter is ``adapter``, registered through the job store."""
+    from services.common.db import Database, migrate
+    from services.trainer.orm import JobStatus
+    from services.trainer.server import MIGRATIONS
+    from services.trainer.store import JobStore
+
+    migrate(db_url, MIGRATIONS)
+    db = Database(db_url)
+    store = JobStore(db)
+    job, _ = store.create(name="bench-adapter", vertical="legal", base_model=MODEL, training_config={})
+    for status in (JobStatus.PREPARING, JobStatus.TRAINING, JobStatus.COMPLETED):
+        store.transition(job.id, status, reason="inference benchmark")
+    db.dispose()
+    shutil.copytree(adapter, jobs_dir / job.id / "adapter")
+    return job.id
+
+
+async def one_stream(stub, model: str, max_new: int, seed: int | None = None) -> dict:
+    sampling = ipb.SamplingParams(max_new_tokens=max_new, temperature=0.0 if seed is None else 0.8)
+    if seed is not None:
+        sampling.seed = seed
+    req = ipb.GenerateRequest(model=model, messages=[ipb.ChatMessage(role="user", content=PROMPT)],
+                              sampling=sampling)
+    t0 = time.perf_counter()
+    first = None
+    tokens_at_first = 0
+    finished = None
+    async for item in stub.Generate(req):
+        kind = item.WhichOneof("item")
+        if kind == "delta" and first is None:
+            first, tokens_at_first = time.perf_counter(), item.delta.completion_tokens
+        elif kind == "finished":
+            finished = item.finished
+    end = time.perf_counter()
+    n = finished.completion_tokens
+    decode = (n - tokens_at_first) / (end - first) if first is not None and end > first and n > tokens_at_first else 0.0
+    return {"ttft": (first or end) - t0, "tokens": n, "decode": decode, "wall": end - t0}
+
+
+def floor(model_dir: Path, max_new: int, repeats: int, threads: int) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    ids = tok.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+
+    def timed(n: int) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(**ids, max_new_tokens=n, do_sample=False, pad_token_id=tok.eos_token_id)
+        return time.perf_counter() - t0, out.shape[1] - ids["input_ids"].shape[1]
+
+    timed(4)  # warm-up
+    firsts = [timed(1)[0] for _ in range(repeats)]
+    fulls = [timed(max_new) for _ in range(repeats)]
+    ttft = statistics.median(firsts)
+    decodes = [(n - 1) / (t - ttft) for t, n in fulls if n > 1]
+    return {"ttft": ttft, "decode": statistics.median(decodes), "tokens": fulls[0][1]}
+
+
+async def serve_runs(address: str, job_id: str, args) -> dict:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        for model in (MODEL, job_id):  # warm-up: loads the base, attaches the adapter
+            await one_stream(stub, model, 4)
+        out = {}
+        for label, model in (("base", MODEL), ("adapter", job_id)):
+            runs = [await one_stream(stub, model, args.max_new_tokens) for _ in range(args.repeats)]
+            out[label] = {"ttft": statistics.median(r["ttft"] for r in runs),
+                          "decode": statistics.median(r["decode"] for r in runs), "tokens": runs[0]["tokens"]}
+        t0 = time.perf_counter()
+        results = await asyncio.gather(
+            *[one_stream(stub, MODEL if i % 2 == 0 else job_id, args.max_new_tokens, seed=i)
+              for i in range(args.streams)], return_exceptions=True)
+        wall = time.perf_counter() - t0
+        errors = [r for r in results if isinstance(r, BaseException)]
+        ok = [r for r in results if not isinstance(r, BaseException)]
+        out["concurrent"] = {"streams": args.streams, "errors": len(errors), "wall": wall,
+                             "tokens": sum(r["tokens"] for r in ok),
+                             "aggregate": sum(r["tokens"] for r in ok) / wall,
+                             "ttft_median": statistics.median(r["ttft"] for r in ok) if ok else 0.0,
+                             "first_error": repr(errors[0])[:300] if errors else ""}
+        single = out["base"]
+        out["single_tokens_per_s"] = single["tokens"] / (single["ttft"] + (single["tokens"] - 1) / single["decode"])
+        return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models-dir", type=Path, default=REPO / "var" / "models")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--streams", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (trainer's inference and the floor)")
+    p.add_argument("--lora-r", type=int, default=16)
+    args = p.parse_args()
+    for name in ("max_new_tokens", "repeats", "streams", "threads", "lora_r"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    model_dir = args.models_dir / MODEL.replace("/", "--")
+    if not (model_dir / "config.json").is_file():
+        p.error(f"{model_dir} is missing: run `.venv/bin/python -m services.trainer provision` first")
+
+    work = Path(tempfile.mkdtemp(prefix="inference-bench-"))
+    proc = None
+    try:
+        make_adapter(model_dir, work / "adapter", args.lora_r)
+        db_url = f"sqlite:///{work}/trainer/jobs.db"
+        (work / "trainer").mkdir()
+        job_id = completed_job(db_url, work / "jobs", work / "adapter")
+        port = free_port()
+        env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'generated'}", TRAINER_PORT=str(port),
+                   TRAINER_DATABASE_URL=db_url, TRAINER_JOBS_DIR=str(work / "jobs"),
+                   TRAINER_MODELS_DIR=str(args.models_dir.absolute()), TRAINER_DATA_ROOT=str(work / "data"),
+                   TRAINER_INFERENCE_THREADS=str(args.threads), TRAINER_LOG_LEVEL="WARNING")
+        proc = subprocess.Popen([sys.executable, "-m", "services.trainer", "serve"], cwd=work, env=env)
+        address = f"127.0.0.1:{port}"
+
+        async def ready() -> None:
+            async with grpc.aio.insecure_channel(address) as ch:
+                await asyncio.wait_for(ch.channel_ready(), 60)
+
+        asyncio.run(ready())
+        served = asyncio.run(serve_runs(address, job_id, args))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
+    plain = floor(model_dir, args.max_new_tokens, args.repeats, args.threads)
+
+    b, a, c = served["base"], served["adapter"], served["concurrent"]
+    adapter_cost = b["decode"] / a["decode"] - 1 if a["decode"] else float("inf")
+    vs_floor = b["decode"] / plain["decode"]
+    print(f"SmolLM2-135M-Instruct, CPU, {args.threads} threads, greedy, {args.max_new_tokens} new tokens max, "
+          f"median of {args.repeats}")
+    print("| run | TTFT (ms) | decode tokens/s | tokens |")
+    print("|---|---|---|---|")
+    print(f"| plain transformers generate (floor) | {plain['ttft'] * 1000:.0f} | {plain['decode']:.1f} | {plain['tokens']} |")
+    print(f"| served base (gRPC stream) | {b['ttft'] * 1000:.0f} | {b['decode']:.1f} | {b['tokens']} |")
+    print(f"| served adapter (gRPC stream) | {a['ttft'] * 1000:.0f} | {a['decode']:.1f} | {a['tokens']} |")
+    print(f"| {c['streams']} concurrent streams (half adapter) | {c['ttft_median'] * 1000:.0f} (median) | "
+          f"{c['aggregate']:.1f} aggregate | {c['tokens']} in {c['wall']:.1f} s, {c['errors']} errors |")
+    goals = {
+        f"adapter costs <= 10% over base ({adapter_cost:+.1%})": adapter_cost <= 0.10,
+        f"single-stream decode >= 0.9x floor ({vs_floor:.2f}x)": vs_floor >= 0.9,
+        f"{c['streams']} streams without error ({c['errors']} errors)": c["errors"] == 0,
+        f"aggregate > single stream ({c['aggregate']:.1f} vs {served['single_tokens_per_s']:.1f} tokens/s "
+        "end to end)": c["aggregate"] > served["single_tokens_per_s"],
+    }
+    for text, ok in goals.items():
+        print(f"{'PASS' if ok else 'MISS'}  {text}")
+    if c["first_error"]:
+        print("first error:", c["first_error"])
+    return 0 if all(goals.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
