@@ -50,6 +50,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/training/deployments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Deployments
+         * @description The deployments (model name -> job), by name.
+         */
+        get: operations["list_deployments_api_training_deployments_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/training/export/{export_format}": {
         parameters: {
             query?: never;
@@ -60,8 +80,11 @@ export interface paths {
         /**
          * Read Export
          * @description Exports training records. Filters: SFT `min_confidence`, `limit`, `vertical`, `split`; DPO
-         *     `min_confidence_diff`, `limit`, `vertical`, `split`; gauntlet `limit`, `attack_type`, `min_severity`.
-         *     Unknown parameters (or a filter of another format) are a 422. Records come in a stable order (debate id).
+         *     `min_confidence_diff`, `limit`, `vertical`, `split`; gauntlet `limit`, `attack_type`, `min_severity`,
+         *     `persona`; any: `offset`. Accepted for Aragora's clients with no effect here: `preview`, and for SFT
+         *     `min_success_rate`, `include_critiques`, `include_patterns` (`include_debates=false` leaves no record).
+         *     Unknown parameters (or a filter of another format) are a 422; an Aragora client's filter of another format
+         *     is ignored and listed in `parameters.ignored`. Records come in a stable order (debate id).
          */
         get: operations["read_export_api_training_export__export_format__get"];
         put?: never;
@@ -98,6 +121,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/training/generate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Generate
+         * @description One model answers, streamed: ``started``, ``delta``..., ``finished`` (or ``error``). 404 for an unknown
+         *     model or job, 409 for a job that did not complete, 422 naming the field for bad values.
+         */
+        post: operations["generate_api_training_generate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/training/jobs": {
         parameters: {
             query?: never;
@@ -107,7 +151,8 @@ export interface paths {
         };
         /**
          * Read Jobs
-         * @description Lists training jobs, newest first; ``total`` counts every job matching the filters.
+         * @description Lists training jobs, newest first; ``total`` counts every job matching the filters. Aragora's clients
+         *     (docs/aragora_clients.md) get ``AragoraJobsPublic``: their job keys, and ``limit`` / ``offset`` echoed.
          */
         get: operations["read_jobs_api_training_jobs_get"];
         put?: never;
@@ -152,7 +197,7 @@ export interface paths {
         };
         /**
          * Read Job
-         * @description One job. 404 for an unknown id.
+         * @description One job. 404 for an unknown id. Aragora's clients get ``AragoraJobPublic``.
          */
         get: operations["read_job_api_training_jobs__job_id__get"];
         put?: never;
@@ -160,7 +205,9 @@ export interface paths {
         /**
          * Cancel Job
          * @description Cancels a job: its worker process is ended (within about 5 s) and the job becomes ``cancelled``; its
-         *     checkpoints stay. 409 for a job that already ended.
+         *     checkpoints stay. 409 for a job that already ended. Aragora's clients (docs/aragora_clients.md) get
+         *     ``CancelResultPublic``, and for a job that already ended 200 with the job as it is (``success`` false when
+         *     it had completed or failed).
          */
         delete: operations["cancel_job_api_training_jobs__job_id__delete"];
         options?: never;
@@ -200,11 +247,105 @@ export interface paths {
          * Download Artifact
          * @description Downloads one artifact file (``name`` as the artifacts listing shows it, e.g.
          *     ``adapter/adapter_model.safetensors``). 404 for a name outside the job's folder.
+         *
+         *     Resumable: ``Accept-Ranges: bytes``; ``Range: bytes=N-`` (or ``N-M``, or ``-K`` for the last K bytes) gets
+         *     206 with ``Content-Range``; a range starting past the end gets 416. ``ETag`` (size and modification time)
+         *     with ``If-Range`` makes sure the part belongs to the same file, else the whole file comes (200).
          */
         get: operations["download_artifact_api_training_jobs__job_id__artifacts__name__get"];
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/training/jobs/{job_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel Job Post
+         * @description Aragora's ``cancelJob`` (its TypeScript client): the same as ``DELETE /api/training/jobs/{id}`` as an
+         *     Aragora client gets it: a job that already ended is 200 with the job as it is and ``success`` false.
+         */
+        post: operations["cancel_job_post_api_training_jobs__job_id__cancel_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/training/jobs/{job_id}/compare": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Compare
+         * @description The job's base model and its adapter answer the same prompt with the same seed, side by side: the
+         *     events of ``/generate`` with ``side`` (``base`` / ``adapter``), then ``end``.
+         */
+        post: operations["compare_api_training_jobs__job_id__compare_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/training/jobs/{job_id}/complete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Complete Job
+         * @description Aragora's completion webhook, for a trainer outside its server. Here the trainer's own worker completes a
+         *     job when training ends, with the loss it measured: a client cannot declare it. A completed job is
+         *     acknowledged (200, its own ``final_loss``); any other job is a 409 naming its status; the body is not used.
+         */
+        post: operations["complete_job_api_training_jobs__job_id__complete_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/training/jobs/{job_id}/deploy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deploy
+         * @description Serves a completed job's adapter under a model name (default: the job's name): it is listed by
+         *     ``GET /v1/models`` and answers ``/v1/chat/completions``. 409 if the job did not complete or the name is
+         *     taken.
+         */
+        post: operations["deploy_api_training_jobs__job_id__deploy_post"];
+        /**
+         * Undeploy
+         * @description Removes the job's deployments (or the one named). 404 when the job has none (of that name).
+         */
+        delete: operations["undeploy_api_training_jobs__job_id__deploy_delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -231,6 +372,99 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/training/jobs/{job_id}/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Export Job Data
+         * @description Aragora's "export the job's training data". Here the trainer writes a job's records into its ``data/``
+         *     folder when the job starts (from the exporter, with the job's filters): this reports them. A queued job has
+         *     none yet (``examples_exported`` 0, ``detail`` says so).
+         */
+        post: operations["export_job_data_api_training_jobs__job_id__export_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/training/jobs/{job_id}/exports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Exports
+         * @description The job's exports (one per kind ever started), with status, progress, files and check figures.
+         */
+        get: operations["list_exports_api_training_jobs__job_id__exports_get"];
+        put?: never;
+        /**
+         * Start Export
+         * @description Starts an export of a completed job in the background (202, ``running``). 404 unknown job; 409 for a job
+         *     that did not complete (naming its status) or while an export of the job runs; 422 for an unknown kind.
+         */
+        post: operations["start_export_api_training_jobs__job_id__exports_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/training/jobs/{job_id}/exports/{kind}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Export
+         * @description One export. 404 when that kind was never started for the job.
+         */
+        get: operations["read_export_api_training_jobs__job_id__exports__kind__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Cancel Export
+         * @description Cancels a running export: its process ends, its half-written files are removed (``cancelled``). 409 for
+         *     an export that is not running.
+         */
+        delete: operations["cancel_export_api_training_jobs__job_id__exports__kind__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/training/jobs/{job_id}/exports/{kind}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Export Events
+         * @description Streams an export's progress: ``snapshot`` (the export), then ``progress`` events (``id`` = sequence;
+         *     phase, done, total, progress, message), then ``end`` once it is no longer running.
+         */
+        get: operations["read_export_events_api_training_jobs__job_id__exports__kind__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/training/jobs/{job_id}/metrics": {
         parameters: {
             query?: never;
@@ -240,7 +474,8 @@ export interface paths {
         };
         /**
          * Read Job Metrics
-         * @description A completed job's measured metrics (absent figures are null). 409 for a job that did not complete.
+         * @description A completed job's measured metrics (absent figures are null). 409 for a job that did not complete; to
+         *     Aragora's clients (docs/aragora_clients.md) 200 with what is known so far and ``complete`` false.
          */
         get: operations["read_job_metrics_api_training_jobs__job_id__metrics_get"];
         put?: never;
@@ -302,6 +537,7 @@ export interface paths {
         /**
          * Read Stats
          * @description The exporters available, the export directory and its files, and the debates stored per vertical.
+         *     Aragora's clients (docs/aragora_clients.md) get ``AragoraStatsPublic`` (each file with ``modified_at``).
          */
         get: operations["read_stats_api_training_stats_get"];
         put?: never;
@@ -329,10 +565,173 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/chat/completions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Chat Completions
+         * @description OpenAI's chat completions over the trainer's Generate (``stream`` true: SSE chunks, then
+         *     ``data: [DONE]``).
+         */
+        post: operations["chat_completions_v1_chat_completions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Models
+         * @description The base models available on the trainer and the deployed adapters, as OpenAI's model list.
+         */
+        get: operations["list_models_v1_models_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models/{model_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Model
+         * @description One model of the list; 404 in OpenAI's error shape when unknown.
+         */
+        get: operations["read_model_v1_models__model_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * AragoraJobPublic
+         * @description A job as Aragora's clients get it (docs/aragora_clients.md): ours plus the names they read, and a
+         *     queued job's ``status`` in Aragora's word, ``pending`` (its pages offer Start only for that word).
+         */
+        AragoraJobPublic: {
+            /** Base Model */
+            base_model: string;
+            /**
+             * Checkpoint Path
+             * @default null
+             */
+            checkpoint_path?: string | null;
+            /** Completed At */
+            completed_at: string | null;
+            /** Created At */
+            created_at: string | null;
+            /** Current Epoch */
+            current_epoch: number;
+            /** Current Step */
+            current_step: number;
+            /** Error */
+            error: string | null;
+            /** Id */
+            id: string;
+            /**
+             * Job Status
+             * @enum {string}
+             */
+            job_status: "queued" | "preparing" | "training" | "completed" | "failed" | "cancelled";
+            /** Loss */
+            loss: number | null;
+            /** Name */
+            name: string;
+            /**
+             * Output Path
+             * @default null
+             */
+            output_path?: string | null;
+            /** Progress */
+            progress: number;
+            /** Started At */
+            started_at: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "pending" | "queued" | "preparing" | "training" | "completed" | "failed" | "cancelled";
+            /**
+             * Total Epochs
+             * @default null
+             */
+            total_epochs?: number | null;
+            /** Total Steps */
+            total_steps: number;
+            training_config: components["schemas"]["TrainingConfigPublic"];
+            /**
+             * Training Data Examples
+             * @default 0
+             */
+            training_data_examples?: number;
+            /** Training Examples */
+            training_examples: number;
+            /** Vertical */
+            vertical: string;
+        };
+        /**
+         * AragoraJobsPublic
+         * @description The job list as Aragora's clients get it: their job shape, and ``limit`` / ``offset`` echoed.
+         */
+        AragoraJobsPublic: {
+            /** Jobs */
+            jobs: components["schemas"]["AragoraJobPublic"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
+        /**
+         * AragoraStatsPublic
+         * @description The stats as Aragora's clients get them: each file also has ``modified_at``.
+         */
+        AragoraStatsPublic: {
+            /** Available Exporters */
+            available_exporters: string[];
+            /** Debates Per Vertical */
+            debates_per_vertical: {
+                [key: string]: number;
+            };
+            /** Export Directory */
+            export_directory: string;
+            /** Exported Files */
+            exported_files: components["schemas"]["StatsFilePublic"][];
+            /** Sft Available */
+            sft_available: boolean;
+            /** Total Debates */
+            total_debates: number;
+            /** Total Gauntlet Runs */
+            total_gauntlet_runs: number;
+        };
         /** ArtifactFilePublic */
         ArtifactFilePublic: {
             /** Name */
@@ -375,6 +774,158 @@ export interface components {
             models: components["schemas"]["BaseModelPublic"][];
         };
         /**
+         * CancelResultPublic
+         * @description ``DELETE`` / ``POST .../cancel``: the job after the call, and Aragora's keys.
+         */
+        CancelResultPublic: {
+            /** Base Model */
+            base_model: string;
+            /** Checkpoint Path */
+            checkpoint_path?: string | null;
+            /** Completed At */
+            completed_at: string | null;
+            /** Created At */
+            created_at: string | null;
+            /** Current Epoch */
+            current_epoch: number;
+            /** Current Step */
+            current_step: number;
+            /** Error */
+            error: string | null;
+            /** Id */
+            id: string;
+            /**
+             * Job Id
+             * @default
+             */
+            job_id?: string;
+            /**
+             * Job Status
+             * @enum {string}
+             */
+            job_status: "queued" | "preparing" | "training" | "completed" | "failed" | "cancelled";
+            /** Loss */
+            loss: number | null;
+            /** Name */
+            name: string;
+            /** Output Path */
+            output_path?: string | null;
+            /** Progress */
+            progress: number;
+            /** Started At */
+            started_at: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "pending" | "queued" | "preparing" | "training" | "completed" | "failed" | "cancelled";
+            /**
+             * Success
+             * @default true
+             */
+            success?: boolean;
+            /** Total Epochs */
+            total_epochs?: number | null;
+            /** Total Steps */
+            total_steps: number;
+            training_config: components["schemas"]["TrainingConfigPublic"];
+            /**
+             * Training Data Examples
+             * @default 0
+             */
+            training_data_examples?: number;
+            /** Training Examples */
+            training_examples: number;
+            /** Vertical */
+            vertical: string;
+        };
+        /** CompareBody */
+        CompareBody: {
+            /**
+             * Checkpoint Step
+             * @description Compare that checkpoint's adapter
+             * @default 0
+             */
+            checkpoint_step?: number;
+            /**
+             * Max New Tokens
+             * @description Most tokens to generate (0: 256)
+             * @default 0
+             */
+            max_new_tokens?: number;
+            /**
+             * Messages
+             * @description The chat; or give `prompt`
+             */
+            messages?: components["schemas"]["Message"][] | null;
+            /**
+             * Prompt
+             * @description One user message (instead of `messages`)
+             */
+            prompt?: string | null;
+            /**
+             * Seed
+             * @description Same seed, same answer; default random
+             */
+            seed?: number | null;
+            /**
+             * Stop
+             * @description Up to 4 stop strings
+             */
+            stop?: string[];
+            /**
+             * System
+             * @description A system message put before `prompt`
+             */
+            system?: string | null;
+            /**
+             * Temperature
+             * @description 0: greedy; default 1.0
+             */
+            temperature?: number | null;
+            /**
+             * Top P
+             * @description Nucleus sampling; default 1.0
+             */
+            top_p?: number | null;
+        };
+        /** CompleteResultPublic */
+        CompleteResultPublic: {
+            /** Final Loss */
+            final_loss: number | null;
+            /** Job Id */
+            job_id: string;
+            /** Status */
+            status: string;
+            /** Success */
+            success: boolean;
+        };
+        /** DeployBody */
+        DeployBody: {
+            /**
+             * Name
+             * @description The model name (default: the job's name)
+             * @default
+             */
+            name?: string;
+        };
+        /** DeploymentPublic */
+        DeploymentPublic: {
+            /** Base Model */
+            base_model: string;
+            /** Created At */
+            created_at: string;
+            /** Job Id */
+            job_id: string;
+            /** Name */
+            name: string;
+        };
+        /** DeploymentsPublic */
+        DeploymentsPublic: {
+            /** Deployments */
+            deployments: components["schemas"]["DeploymentPublic"][];
+        };
+        /**
          * ErrorBody
          * @description Every error response of /api/: what went wrong, the gRPC-style code, and the bad fields if any.
          */
@@ -383,6 +934,11 @@ export interface components {
             code: string;
             /** Detail */
             detail: string;
+            /**
+             * Error
+             * @default
+             */
+            error?: string;
             /**
              * Errors
              * @default []
@@ -395,6 +951,57 @@ export interface components {
             field: string;
             /** Reason */
             reason: string;
+        };
+        /**
+         * ExportCreate
+         * @description What to export.
+         */
+        ExportCreate: {
+            /**
+             * Kind
+             * @description merged (base + adapter in one model), gguf_f16 or gguf_q8_0 (for llama.cpp / Ollama; merges first when needed)
+             * @enum {string}
+             */
+            kind: "merged" | "gguf_f16" | "gguf_q8_0";
+        };
+        /**
+         * ExportEnvelope
+         * @description Aragora's export answer (what its useFineTuning hook, pages and SDKs read); see docs/aragora_clients.md.
+         */
+        ExportEnvelope: {
+            /**
+             * Data
+             * @default null
+             */
+            data?: string | null;
+            /**
+             * Export Type
+             * @enum {string}
+             */
+            export_type: "sft" | "dpo" | "gauntlet";
+            /**
+             * Exported At
+             * Format: date-time
+             */
+            exported_at: string;
+            /**
+             * Format
+             * @enum {string}
+             */
+            format: "json" | "jsonl";
+            /** Parameters */
+            parameters: {
+                [key: string]: unknown;
+            };
+            /**
+             * Records
+             * @default null
+             */
+            records?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Total Records */
+            total_records: number;
         };
         /** ExportFilePublic */
         ExportFilePublic: {
@@ -446,6 +1053,46 @@ export interface components {
              */
             vertical?: string | null;
         };
+        /** ExportPublic */
+        ExportPublic: {
+            /** Checks */
+            checks: {
+                [key: string]: unknown;
+            };
+            /** Error */
+            error: string | null;
+            /** Files */
+            files: string[];
+            /** Finished At */
+            finished_at: string | null;
+            /** Job Id */
+            job_id: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "merged" | "gguf_f16" | "gguf_q8_0";
+            /** Phase */
+            phase: string;
+            /** Progress */
+            progress: number;
+            /** Size Bytes */
+            size_bytes: number;
+            /** Started At */
+            started_at: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "running" | "completed" | "failed" | "cancelled";
+        };
+        /** ExportsPublic */
+        ExportsPublic: {
+            /** Exports */
+            exports: components["schemas"]["ExportPublic"][];
+            /** Job Id */
+            job_id: string;
+        };
         /** FormatPublic */
         FormatPublic: {
             /** Description */
@@ -462,13 +1109,98 @@ export interface components {
             };
             /** Name */
             name: string;
+            /** Schema */
+            schema?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Use Case
+             * @default
+             */
+            use_case?: string;
         };
         /** FormatsPublic */
         FormatsPublic: {
+            /**
+             * Endpoints
+             * @default {}
+             */
+            endpoints?: {
+                [key: string]: string;
+            };
             /** Formats */
             formats: {
                 [key: string]: components["schemas"]["FormatPublic"];
             };
+            /**
+             * Output Formats
+             * @default [
+             *       "json",
+             *       "jsonl"
+             *     ]
+             */
+            output_formats?: string[];
+        };
+        /** GenerateBody */
+        GenerateBody: {
+            /**
+             * Base Only
+             * @description With a job id: its base model, the adapter disabled
+             * @default false
+             */
+            base_only?: boolean;
+            /**
+             * Checkpoint Step
+             * @description With a job id: that checkpoint's adapter
+             * @default 0
+             */
+            checkpoint_step?: number;
+            /**
+             * Max New Tokens
+             * @description Most tokens to generate (0: 256)
+             * @default 0
+             */
+            max_new_tokens?: number;
+            /**
+             * Messages
+             * @description The chat; or give `prompt`
+             */
+            messages?: components["schemas"]["Message"][] | null;
+            /**
+             * Model
+             * @description A deployed model name, a job id (its adapter) or a base model id
+             */
+            model: string;
+            /**
+             * Prompt
+             * @description One user message (instead of `messages`)
+             */
+            prompt?: string | null;
+            /**
+             * Seed
+             * @description Same seed, same answer; default random
+             */
+            seed?: number | null;
+            /**
+             * Stop
+             * @description Up to 4 stop strings
+             */
+            stop?: string[];
+            /**
+             * System
+             * @description A system message put before `prompt`
+             */
+            system?: string | null;
+            /**
+             * Temperature
+             * @description 0: greedy; default 1.0
+             */
+            temperature?: number | null;
+            /**
+             * Top P
+             * @description Nucleus sampling; default 1.0
+             */
+            top_p?: number | null;
         };
         /** HealthPublic */
         HealthPublic: {
@@ -509,6 +1241,94 @@ export interface components {
             /** Training */
             training: number;
         };
+        /** JobExportPublic */
+        JobExportPublic: {
+            /** Data Directory */
+            data_directory: string;
+            /** Detail */
+            detail: string;
+            /** Examples Exported */
+            examples_exported: number;
+            /** Files */
+            files: string[];
+            /** Job Id */
+            job_id: string;
+            /** Status */
+            status: string;
+            /** Success */
+            success: boolean;
+        };
+        /** Message */
+        Message: {
+            /** Content */
+            content: string;
+            /**
+             * Role
+             * @description system, user or assistant
+             */
+            role: string;
+        };
+        /**
+         * MetricsSoFarPublic
+         * @description The metrics of a job that has not completed, as Aragora's clients get them (200, not 409); a queued
+         *     job's status is Aragora's ``pending``.
+         */
+        MetricsSoFarPublic: {
+            adapter: components["schemas"]["ModelEvaluationPublic"] | null;
+            base: components["schemas"]["ModelEvaluationPublic"] | null;
+            /**
+             * Complete
+             * @default false
+             */
+            complete?: boolean;
+            /**
+             * Current Step
+             * @default null
+             */
+            current_step?: number | null;
+            /** Elo Rating */
+            elo_rating: number | null;
+            /** Eval Dpo Pairs */
+            eval_dpo_pairs: number;
+            /** Eval Matches */
+            eval_matches: number;
+            /** Eval Sft Records */
+            eval_sft_records: number;
+            /** Final Loss */
+            final_loss: number | null;
+            /** Job Id */
+            job_id: string;
+            /**
+             * Loss
+             * @default null
+             */
+            loss?: number | null;
+            /**
+             * Progress
+             * @default null
+             */
+            progress?: number | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "pending" | "queued" | "preparing" | "training" | "completed" | "failed" | "cancelled";
+            /**
+             * Total Steps
+             * @default null
+             */
+            total_steps?: number | null;
+            /** Training Data Debates */
+            training_data_debates: number;
+            /** Training Data Examples */
+            training_data_examples: number;
+            /** Vertical Accuracy */
+            vertical_accuracy: {
+                [key: string]: number;
+            };
+            /** Win Rate */
+            win_rate: number | null;
+        };
         /** ModelEvaluationPublic */
         ModelEvaluationPublic: {
             /** Heldout Loss */
@@ -533,6 +1353,20 @@ export interface components {
             line: number;
             /** Reason */
             reason: string;
+        };
+        /** StatsFilePublic */
+        StatsFilePublic: {
+            /** Created At */
+            created_at: string | null;
+            /**
+             * Modified At
+             * @default null
+             */
+            modified_at?: string | null;
+            /** Name */
+            name: string;
+            /** Size Bytes */
+            size_bytes: number;
         };
         /** StatsPublic */
         StatsPublic: {
@@ -938,6 +1772,46 @@ export interface operations {
             };
         };
     };
+    list_deployments_api_training_deployments_get: {
+        parameters: {
+            query?: {
+                job_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentsPublic"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     read_export_api_training_export__export_format__get: {
         parameters: {
             query?: {
@@ -955,6 +1829,20 @@ export interface operations {
                 attack_type?: string | null;
                 /** @description Gauntlet: minimum severity (0-10). */
                 min_severity?: number | null;
+                /** @description Skip this many records of the stable order first. */
+                offset?: number | null;
+                /** @description Accepted (Aragora's explorer sends it); `limit` bounds a preview. */
+                preview?: boolean | null;
+                /** @description SFT: accepted, no effect here (Aragora's pattern success rate; records here are debates). */
+                min_success_rate?: number | null;
+                /** @description SFT: accepted, no effect (no critique records here). */
+                include_critiques?: boolean | null;
+                /** @description SFT: accepted, no effect (no pattern records here). */
+                include_patterns?: boolean | null;
+                /** @description SFT: false leaves no record (every record is a debate's). */
+                include_debates?: boolean | null;
+                /** @description Gauntlet: only this attacker persona ('all': any). */
+                persona?: string | null;
                 /** @description jsonl streams JSON Lines */
                 format?: ("json" | "jsonl") | null;
             };
@@ -967,13 +1855,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A JSON array of records, or JSONL with format=jsonl / Accept: application/x-ndjson */
+            /** @description A JSON array of records (the guide's shape); JSONL streamed with format=jsonl or Accept: application/x-ndjson; Aragora's envelope (ExportEnvelope) to Aragora's clients: a request under /api/v1/training, or a fetch() stating no Accept (see docs/aragora_clients.md). */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": Record<string, never>[] | components["schemas"]["ExportEnvelope"];
                     "application/x-ndjson": unknown;
                 };
             };
@@ -1086,15 +1974,59 @@ export interface operations {
             };
         };
     };
+    generate_api_training_generate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GenerateBody"];
+            };
+        };
+        responses: {
+            /** @description Server-Sent Events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     read_jobs_api_training_jobs_get: {
         parameters: {
             query?: {
                 /** @description Only this vertical */
                 vertical?: string;
-                /** @description Only this status (empty: any) */
-                status?: ("queued" | "preparing" | "training" | "completed" | "failed" | "cancelled") | null;
+                /** @description Only this status (empty: any). Aragora's words are accepted: pending (queued), exporting_data (preparing), evaluating (training), ready (completed) */
+                status?: ("queued" | "preparing" | "training" | "completed" | "failed" | "cancelled" | "pending" | "exporting_data" | "evaluating" | "ready") | null;
                 /** @description At most this many jobs (0: all) */
                 limit?: number;
+                /** @description Skip this many matching jobs first */
+                offset?: number;
             };
             header?: never;
             path?: never;
@@ -1328,7 +2260,12 @@ export interface operations {
     download_artifact_api_training_jobs__job_id__artifacts__name__get: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description bytes=first-[last]: a part (resume) */
+                Range?: string | null;
+                /** @description The ETag the part must belong to */
+                "If-Range"?: string | null;
+            };
             path: {
                 /** @description The job's id (job-...) */
                 job_id: string;
@@ -1345,6 +2282,242 @@ export interface operations {
                 };
                 content: {
                     "application/octet-stream": unknown;
+                };
+            };
+            /** @description The requested byte range (Range: bytes=first-last) */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The range starts past the end of the file */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cancel_job_post_api_training_jobs__job_id__cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job's id (job-...) */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CancelResultPublic"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    compare_api_training_jobs__job_id__compare_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job's id (job-...) */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompareBody"];
+            };
+        };
+        responses: {
+            /** @description Server-Sent Events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    complete_job_api_training_jobs__job_id__complete_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job's id (job-...) */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    [key: string]: unknown;
+                } | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CompleteResultPublic"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deploy_api_training_jobs__job_id__deploy_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job's id (job-...) */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["DeployBody"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentPublic"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    undeploy_api_training_jobs__job_id__deploy_delete: {
+        parameters: {
+            query?: {
+                /** @description Only this deployment */
+                name?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description The job's id (job-...) */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentsPublic"];
                 };
             };
             /** @description Invalid request */
@@ -1386,6 +2559,265 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description The job's events as Server-Sent Events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    export_job_data_api_training_jobs__job_id__export_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job's id (job-...) */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobExportPublic"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_exports_api_training_jobs__job_id__exports_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job's id (job-...) */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportsPublic"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    start_export_api_training_jobs__job_id__exports_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job's id (job-...) */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExportCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportPublic"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    read_export_api_training_jobs__job_id__exports__kind__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job's id (job-...) */
+                job_id: string;
+                /** @description merged, gguf_f16 or gguf_q8_0 */
+                kind: "merged" | "gguf_f16" | "gguf_q8_0";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportPublic"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cancel_export_api_training_jobs__job_id__exports__kind__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job's id (job-...) */
+                job_id: string;
+                /** @description merged, gguf_f16 or gguf_q8_0 */
+                kind: "merged" | "gguf_f16" | "gguf_q8_0";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportPublic"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    read_export_events_api_training_jobs__job_id__exports__kind__events_get: {
+        parameters: {
+            query?: {
+                /** @description Resume after this sequence number */
+                after?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The job's id (job-...) */
+                job_id: string;
+                /** @description merged, gguf_f16 or gguf_q8_0 */
+                kind: "merged" | "gguf_f16" | "gguf_q8_0";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The export's progress as SSE */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1579,6 +3011,77 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HealthPublic"];
+                };
+            };
+        };
+    };
+    chat_completions_v1_chat_completions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+        };
+    };
+    list_models_v1_models_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+        };
+    };
+    read_model_v1_models__model_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
