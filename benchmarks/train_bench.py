@@ -1,6 +1,6 @@
 """Training speed: the product's trainer vs TRL on the same machine, the same data and the same settings.
 
-One command, one run, every row on the same records (issue 8)::
+One command, one run, every row on the same records::
 
     .venv/bin/python benchmarks/train_bench.py                      # CPU: SFT, DPO and progress-reporting rows
     python3 benchmarks/train_bench.py --device cuda --random-init   # a GPU machine without the weights

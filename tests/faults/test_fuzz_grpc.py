@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aragora.training.v1 import exporter_pb2, exporter_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from aragora.training.v1 import exporter_pb2, trainer_pb2
 from services.common.grpc_server import MAX_MESSAGE_BYTES
 from tests.faults.conftest import BackgroundBackends
 
@@ -118,20 +118,42 @@ def servers(tmp_path_factory):
     backends.close()
 
 
-SERVICES = [(exporter_pb2, exporter_pb2_grpc, "ExporterService"), (trainer_pb2, trainer_pb2_grpc, "TrainerService")]
-RPCS = [(svc, m.name) for pb2, _, svc in SERVICES for m in pb2.DESCRIPTOR.services_by_name[svc].methods]
+def _services() -> dict[str, tuple]:
+    """Every service of every proto file in the contract (a new service or RPC is fuzzed without an edit here):
+    name -> (pb2 module, pb2_grpc module). The exporter serves ExporterService; the trainer serves the rest."""
+    import importlib
+    import pkgutil
+
+    import aragora.training.v1 as contract
+
+    found = {}
+    for info in pkgutil.iter_modules(contract.__path__):
+        if info.name.endswith("_pb2"):
+            pb2 = importlib.import_module(f"{contract.__name__}.{info.name}")
+            grpc_mod = importlib.import_module(f"{contract.__name__}.{info.name}_grpc")
+            for name in pb2.DESCRIPTOR.services_by_name:
+                found[name] = (pb2, grpc_mod)
+    return found
+
+
+SERVICES = _services()
+RPCS = [(svc, m.name) for svc, (pb2, _) in sorted(SERVICES.items())
+        for m in pb2.DESCRIPTOR.services_by_name[svc].methods]
+
+
+def test_every_service_of_the_contract_is_fuzzed():
+    assert {"ExporterService", "TrainerService", "InferenceService", "ModelExportService"} <= set(SERVICES)
 
 
 def _stub(servers, service: str):
     address = servers.exporter.address if service == "ExporterService" else servers.trainer.address
     channel = grpc.insecure_channel(address)
-    module = exporter_pb2_grpc if service == "ExporterService" else trainer_pb2_grpc
-    return channel, getattr(module, f"{service}Stub")(channel)
+    return channel, getattr(SERVICES[service][1], f"{service}Stub")(channel)
 
 
 @pytest.mark.parametrize(("service", "rpc"), RPCS, ids=[f"{s}.{r}" for s, r in RPCS])
 def test_every_rpc_answers_hostile_requests_with_a_status(servers, service, rpc):
-    pb2 = exporter_pb2 if service == "ExporterService" else trainer_pb2
+    pb2 = SERVICES[service][0]
     method = pb2.DESCRIPTOR.services_by_name[service].methods_by_name[rpc]
     channel, stub = _stub(servers, service)
     call = getattr(stub, rpc)
