@@ -42,8 +42,8 @@ import grpc  # noqa: E402
 
 from aragora.training.v1 import inference_pb2 as ipb  # noqa: E402
 from aragora.training.v1 import inference_pb2_grpc  # noqa: E402
+from services.trainer.models import DEFAULT_MODEL_ID as MODEL  # noqa: E402
 
-MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PROMPT = ("Write a detailed, step by step explanation of how a court decides whether a contract clause is "
           "void, with examples, precedents and the arguments of both parties.")
 

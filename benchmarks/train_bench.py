@@ -47,7 +47,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+from services.trainer.models import DEFAULT_MODEL_ID as DEFAULT_MODEL  # noqa: E402  (after the path)
+
 SAMPLES = REPO / "services" / "exporter" / "samples" / "debates.jsonl"
 RESULT_PREFIX = "BENCH-RESULT "
 DROPOUT_SEED = 7919  # per-step reseeding so both trainers draw the same LoRA-dropout masks (see _step_seed)
