@@ -13,19 +13,18 @@ import sys
 
 import grpc
 import pytest
+
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
-
 from services.trainer.cli import STATUS
 from tests.faults.conftest import (
-    REPO,
-    free_ports,
-    grpc_ready,
     start_trainer,
-    until,
     worker_pids,
     write_dataset,
 )
+from tests.support.net import free_ports
+from tests.support.services import REPO, grpc_ready
+from tests.support.wait import until
 from tests.trainer.conftest import TINY
 
 pytestmark = pytest.mark.slow

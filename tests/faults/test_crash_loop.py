@@ -10,18 +10,18 @@ import signal
 
 import grpc
 import pytest
+
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
-
 from services.trainer.config import TrainerSettings
 from tests.faults.conftest import (
     Follower,
-    free_ports,
-    grpc_ready,
     start_trainer,
-    until,
     write_dataset,
 )
+from tests.support.net import free_ports
+from tests.support.services import grpc_ready
+from tests.support.wait import until
 from tests.trainer.conftest import TINY, pid_alive
 
 pytestmark = pytest.mark.slow
