@@ -275,3 +275,25 @@ def test_validation_off_by_default_changes_nothing(tiny_model, tmp_path):
     assert metrics["validation"] is None and metrics["training_examples"] == 8
     # Without validation there is no best: only the newest checkpoint stays.
     assert sorted(p.name for p in (job_dir / "checkpoints").iterdir()) == ["checkpoint-2"]
+
+
+def test_dpo_validation_and_accumulation_in_a_real_worker(tiny_model, tmp_path):
+    """DPO: the validation loss is the pair loss (its reference computed with the adapter off, so at step 0 of
+    a zero-initialised adapter it would be log 2), and accumulation makes one step of two batches."""
+    from tests.eval.conftest import known_pairs
+
+    write_jsonl(tmp_path / "data" / "pairs.jsonl", known_pairs(10, seed=1))
+    job_dir = make_job(tmp_path, "job-dpo", tiny_model, {
+        **FAST, "method": "dpo", "dataset_path": "pairs.jsonl", "batch_size": 2, "gradient_accumulation_steps": 2,
+        "learning_rate": 5e-3, "validation_split": 0.2, "eval_every_steps": 1}, checkpoint_every_steps=1000)
+    rc, w = run_worker(job_dir)
+    assert rc == 0, w.log()
+    steps = w.of_type("step")
+    assert [s["step"] for s in steps] == [1, 2] and steps[-1]["total_steps"] == 2  # 8 pairs: 4 batches, 2 steps
+    assert steps[-1]["examples_seen"] == 8 and "reward_accuracy" in steps[0]["extra"]
+    val = [e["metrics"] for e in w.of_type("eval") if e["phase"] == "validation"]
+    assert [int(v["step"]) for v in val] == [1, 2]
+    # Near log 2 after two small steps from the reference (a validation loss not on the DPO scale would not be).
+    assert all(0.3 < v["validation_loss"] < 1.2 for v in val), val
+    metrics = json.loads((job_dir / "metrics.json").read_text())
+    assert metrics["validation"]["examples"] == 2 and metrics["training_examples"] == 8
