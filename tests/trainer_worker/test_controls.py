@@ -297,3 +297,33 @@ def test_dpo_validation_and_accumulation_in_a_real_worker(tiny_model, tmp_path):
     assert all(0.3 < v["validation_loss"] < 1.2 for v in val), val
     metrics = json.loads((job_dir / "metrics.json").read_text())
     assert metrics["validation"]["examples"] == 2 and metrics["training_examples"] == 8
+
+
+def test_a_resumed_job_continues_its_validation_history(tiny_model, tmp_path):
+    from tests.trainer_worker.conftest import Worker, set_resume
+
+    write_jsonl(tmp_path / "data" / "sft.jsonl", sft_records(24))
+    job_dir = make_job(tmp_path, "job-resume", tiny_model, {
+        **FAST, "dataset_path": "sft.jsonl", "batch_size": 1, "num_epochs": 20, "learning_rate": 1e-3,
+        "validation_split": 0.25, "eval_every_steps": 2, "early_stopping_patience": 1000}, checkpoint_every_steps=1000)
+    first = Worker(job_dir)
+    first.wait_for(lambda e: e["type"] == "eval" and e.get("phase") == "validation" and e["metrics"]["step"] >= 4,
+                   timeout=300)
+    first.terminate()
+    assert first.wait(60) == 143
+    before = [e["metrics"]["step"] for e in first.of_type("eval") if e.get("phase") == "validation"]
+    stopped_at = max(e["step"] for e in first.of_type("checkpoint"))
+    # The validation set on resume is the same one (split again from data/train.jsonl, all records).
+    held = (job_dir / "data" / "validation.jsonl").read_text()
+    set_resume(job_dir)
+    second = Worker(job_dir)
+    second.wait_for(lambda e: e["type"] == "eval" and e.get("phase") == "validation"
+                    and e["metrics"]["step"] >= stopped_at + 4, timeout=300)
+    second.terminate()
+    assert second.wait(60) == 143
+    state = json.loads(max((job_dir / "checkpoints").iterdir(), key=lambda p: int(p.name.split("-")[1]))
+                       .joinpath("trainer_state.json").read_text())
+    steps = [h["step"] for h in state["validation"]["history"]]
+    assert steps[:len([s for s in before if s <= stopped_at])] == [s for s in before if s <= stopped_at]
+    assert steps == sorted(set(steps)) and steps[-1] >= stopped_at + 4 and all(s % 2 == 0 for s in steps)
+    assert (job_dir / "data" / "validation.jsonl").read_text() == held
