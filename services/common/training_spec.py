@@ -32,6 +32,7 @@ DEFAULT_TARGET_MODULES = ["q_proj", "v_proj"]
 DEFAULT_MAX_SEQ_LENGTH = 2048
 QUANTIZATIONS = ("4bit", "8bit", "none")
 METHODS = ("sft", "dpo")
+LR_SCHEDULERS = ("linear", "cosine", "constant")
 
 ADVANCED = {"x-group": "advanced"}
 
@@ -92,6 +93,41 @@ class TrainingSpec(BaseModel):
     checkpoint_every_steps: int | None = Field(None, gt=0, title="Checkpoint every", json_schema_extra=ADVANCED,
                                                description="Optimizer steps between checkpoints; empty uses the "
                                                            "trainer's setting")
+    gradient_accumulation_steps: int = Field(
+        1, gt=0, le=1024, title="Gradient accumulation", json_schema_extra=ADVANCED,
+        description="Batches whose gradients are summed before each optimizer step; the effective batch is "
+                    "batch size x this")
+    lr_scheduler_type: Literal["linear", "cosine", "constant"] = Field(
+        "linear", title="LR scheduler", json_schema_extra=ADVANCED,
+        description="Learning-rate schedule after warmup: linear (decay to 0), cosine (half a cosine to 0) "
+                    "or constant")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, title="Warmup ratio", json_schema_extra=ADVANCED,
+                                description="Share of the optimizer steps spent raising the learning rate "
+                                            "from 0 (warmup steps win when set)")
+    warmup_steps: int = Field(0, ge=0, le=1_000_000, title="Warmup steps", json_schema_extra=ADVANCED,
+                              description="Optimizer steps spent raising the learning rate from 0; 0 uses "
+                                          "the warmup ratio")
+    weight_decay: float = Field(0.0, ge=0, le=10, title="Weight decay", json_schema_extra=ADVANCED,
+                                description="AdamW (decoupled) weight decay of the LoRA weights")
+    max_grad_norm: float = Field(1.0, ge=0, le=1e6, title="Max gradient norm", json_schema_extra=ADVANCED,
+                                 description="Clip the gradient's global L2 norm to this; 0: no clipping")
+    validation_split: float = Field(0.0, ge=0, le=0.5, title="Validation split", json_schema_extra=ADVANCED,
+                                    description="Share of the training debates held out to measure the "
+                                                "validation loss during training; 0: no validation")
+    eval_every_steps: int | None = Field(None, gt=0, title="Validate every", json_schema_extra=ADVANCED,
+                                         description="Optimizer steps between validations (needs a validation "
+                                                     "split); empty: at each epoch end only")
+    early_stopping_patience: int | None = Field(
+        None, gt=0, le=10_000, title="Early stopping patience", json_schema_extra=ADVANCED,
+        description="Stop after this many validations without improvement (needs a validation split); "
+                    "empty: never stop early")
+    early_stopping_min_delta: float = Field(
+        0.0, ge=0, title="Early stopping min. delta", json_schema_extra=ADVANCED,
+        description="The least drop of the validation loss that counts as an improvement")
+    save_total_limit: int | None = Field(None, gt=0, le=100_000, title="Checkpoints kept",
+                                         json_schema_extra=ADVANCED,
+                                         description="Keep only the newest this many checkpoints (plus the best "
+                                                     "by validation loss); empty: keep all")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -101,6 +137,14 @@ class TrainingSpec(BaseModel):
             if isinstance(v, bool):
                 raise ValueError("Input should be a valid number")
             return float(v) if isinstance(v, int) else v
+        return v
+
+    @field_validator("eval_every_steps", "early_stopping_patience")
+    @classmethod
+    def _needs_validation(cls, v, info: ValidationInfo):
+        # validation_split is validated before these (field order); absent from info.data when it was invalid.
+        if v is not None and info.data.get("validation_split", 1.0) <= 0:
+            raise ValueError("needs a validation set: set validation_split > 0 (e.g. 0.1)")
         return v
 
     @field_validator("dataset_path", mode="before")

@@ -5,7 +5,9 @@ plus the listing of its artifacts and the path check of a requested one.
       job.json                      what to run (service -> worker; ``protocol.JobFile``)
       events.jsonl                  the numbered event log (service)
       worker.log                    the worker's stderr
-      data/train.jsonl              the exact records trained on (worker)
+      data/train.jsonl              the exact records trained on (worker; with a validation split, the
+                                    training AND validation records, split again identically on resume)
+      data/validation.jsonl         the validation records held out of them (worker, validation_split > 0)
       data/heldout_sft.jsonl        the held-out data evaluated on (worker)
       data/heldout_dpo.jsonl
       checkpoints/checkpoint-<step>/  a complete checkpoint has trainer_state.json (worker)
@@ -34,6 +36,7 @@ class JobLayout:
     WORKER_LOG = "worker.log"
     DATA_DIR = "data"
     TRAIN_FILE = "train.jsonl"
+    VALIDATION_FILE = "validation.jsonl"
     HELDOUT_SFT_FILE = "heldout_sft.jsonl"
     HELDOUT_DPO_FILE = "heldout_dpo.jsonl"
     CHECKPOINTS_DIR = "checkpoints"
@@ -71,6 +74,10 @@ class JobLayout:
     @property
     def train_file(self) -> Path:
         return self.data_dir / self.TRAIN_FILE
+
+    @property
+    def validation_file(self) -> Path:
+        return self.data_dir / self.VALIDATION_FILE
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -128,6 +135,17 @@ class JobLayout:
                         shutil.rmtree(child, ignore_errors=True)
                     else:
                         child.unlink(missing_ok=True)
+
+
+def complete_checkpoints(checkpoints_dir: Path) -> list[tuple[int, Path]]:
+    """Every complete checkpoint (step, folder) in ``checkpoints_dir``, by step."""
+    try:
+        children = list(Path(checkpoints_dir).iterdir())
+    except OSError:
+        return []
+    found = [(JobLayout.checkpoint_step(c.name), c) for c in children]
+    return sorted((step, c) for step, c in found
+                  if step is not None and (c / JobLayout.CHECKPOINT_STATE_FILE).is_file())
 
 
 def newest_checkpoint(checkpoints_dir: Path) -> tuple[int, Path] | None:

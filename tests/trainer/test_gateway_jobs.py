@@ -34,6 +34,9 @@ JOB_KEYS = {"id", "name", "vertical", "base_model", "status", "progress", "curre
 CONFIG_KEYS = {"lora_r", "lora_alpha", "lora_dropout", "num_epochs", "batch_size", "learning_rate", "max_seq_length",
                "quantization", "gradient_checkpointing", "dataset_path", "method", "beta", "min_confidence",
                "min_confidence_diff", "target_modules", "max_steps", "seed", "checkpoint_every_steps"}
+CONFIG_KEYS |= {"gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay",
+                "max_grad_norm", "validation_split", "eval_every_steps", "early_stopping_patience",
+                "early_stopping_min_delta", "save_total_limit"}
 
 
 async def test_create_get_list_cancel_as_the_guide_shows(api):

@@ -24,6 +24,14 @@ def violations(raw, data_root, model=Model()):
     return {v.field: v.reason for v in exc.value.violations}
 
 
+# The standard controls and validation: defaults equal the behaviour before they existed.
+CONTROL_DEFAULTS = {
+    "gradient_accumulation_steps": 1, "lr_scheduler_type": "linear", "warmup_ratio": 0.0, "warmup_steps": 0,
+    "weight_decay": 0.0, "max_grad_norm": 1.0, "validation_split": 0.0, "eval_every_steps": None,
+    "early_stopping_patience": None, "early_stopping_min_delta": 0.0, "save_total_limit": None,
+}
+
+
 def test_defaults_are_the_documented_ones(tmp_path):
     spec = validate_spec({}, Model(), tmp_path)
     assert spec.model_dump() == {
@@ -31,6 +39,7 @@ def test_defaults_are_the_documented_ones(tmp_path):
         "learning_rate": 2e-4, "max_seq_length": 2048, "quantization": "4bit", "gradient_checkpointing": True,
         "dataset_path": None, "method": "sft", "beta": 0.1, "min_confidence": 0.7, "min_confidence_diff": 0.0,
         "target_modules": ["q_proj", "v_proj"], "max_steps": None, "seed": 42, "checkpoint_every_steps": None,
+        **CONTROL_DEFAULTS,
     }
     # The stored dump reads back as the same spec (what the worker does with job.json).
     assert TrainingSpec.model_validate(json.loads(json.dumps(spec.model_dump()))) == spec
@@ -67,6 +76,17 @@ def test_bad_values_name_the_field(tmp_path, raw, field, words):
     got = violations(raw, tmp_path)
     assert list(got) == [f"training_config.{field}"]
     assert words in got[f"training_config.{field}"]
+
+
+def test_validation_controls_need_a_validation_split(tmp_path):
+    bad = violations({"eval_every_steps": 5, "early_stopping_patience": 2}, tmp_path)
+    assert set(bad) == {"training_config.eval_every_steps", "training_config.early_stopping_patience"}
+    assert all("validation_split" in reason for reason in bad.values())
+    spec = validate_spec({"validationSplit": 0.2, "evalEverySteps": 5, "earlyStoppingPatience": 2,
+                          "lrSchedulerType": "cosine"}, Model(), tmp_path)
+    assert (spec.eval_every_steps, spec.early_stopping_patience, spec.lr_scheduler_type) == (5, 2, "cosine")
+    assert "not one of linear, cosine, constant" in violations({"lr_scheduler_type": "step"}, tmp_path)[
+        "training_config.lr_scheduler_type"]
 
 
 def test_every_bad_field_is_reported_at_once(tmp_path):
@@ -212,6 +232,7 @@ def test_the_json_schema_has_every_default_range_and_name():
         "learning_rate": 2e-4, "max_seq_length": 2048, "quantization": "4bit", "gradient_checkpointing": True,
         "dataset_path": None, "method": "sft", "beta": 0.1, "min_confidence": 0.7, "min_confidence_diff": 0.0,
         "target_modules": ["q_proj", "v_proj"], "max_steps": None, "seed": 42, "checkpoint_every_steps": None,
+        **CONTROL_DEFAULTS,
     }
     assert props["lora_dropout"]["minimum"] == 0 and props["lora_dropout"]["exclusiveMaximum"] == 1
     assert props["lora_r"]["exclusiveMinimum"] == 0

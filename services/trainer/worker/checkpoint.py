@@ -150,6 +150,21 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> tuple[dict, di
     return state, rng
 
 
+def load_adapter_weights(folder: Path, model) -> None:
+    """Puts a checkpoint's adapter weights into ``model`` (the best checkpoint becomes the adapter)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    try:
+        weights = load_file(folder / "adapter_model.safetensors", device=str(next(model.parameters()).device))
+        result = set_peft_model_state_dict(model, weights)
+    except Exception as exc:
+        raise WorkerError(f"cannot load the best checkpoint {folder.name}: {exc}") from None
+    if getattr(result, "unexpected_keys", None):
+        raise WorkerError(f"checkpoint {folder.name} does not match the model: unexpected "
+                          f"{result.unexpected_keys[:3]}")
+
+
 def save_final_adapter(adapter_dir: Path, model, tokenizer, base_model_id: str) -> Path:
     """``adapter/``: adapter_config.json, adapter_model.safetensors and the tokenizer files (atomic)."""
     try:

@@ -16,6 +16,7 @@ from services.trainer.worker import methods, sources
 from services.trainer.worker.events import EventSink
 from services.trainer.worker.job import JobConfig, WorkerError
 from services.trainer.worker.signals import StopGuard
+from services.trainer.worker.validation import split_validation
 
 METRICS_FILE = JobLayout.METRICS_FILE
 
@@ -39,8 +40,9 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
 
     from services.trainer.worker import modeling
     from services.trainer.worker.batching import Schedule, batch_order, padding_ratio
-    from services.trainer.worker.checkpoint import latest_checkpoint, save_final_adapter
+    from services.trainer.worker.checkpoint import latest_checkpoint, load_adapter_weights, save_final_adapter
     from services.trainer.worker.loop import TrainLoop
+    from services.trainer.worker.validation import Validation
 
     threads = modeling.configure_threads(job.num_threads)
     tokenizer = modeling.load_tokenizer(job.model_path)
@@ -58,7 +60,24 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
                           f"{spec.max_seq_length}; raise training_config.max_seq_length")
     if stats.truncated:
         events.log(f"{stats.truncated} records longer than max_seq_length {spec.max_seq_length} were truncated")
-    sources.write_jsonl(job.data_dir / sources.TRAIN_FILE, kept)
+    sources.write_jsonl(job.data_dir / sources.TRAIN_FILE, kept)  # all of them: a resume splits them again
+    # The validation set: a split of the training debates (validation.py says why not the held-out split).
+    # ``encoded`` has one example per kept record, in order.
+    val_encoded: list = []
+    if spec.validation_split > 0:
+        train_idx, val_idx = split_validation(kept, spec.validation_split, spec.seed)
+        if not train_idx or not val_idx:
+            raise WorkerError(f"training_config.validation_split {spec.validation_split:g}: {len(kept)} records "
+                              "cannot be split into training and validation debates; add data or set "
+                              "validation_split to 0")
+        val_records = [kept[i] for i in val_idx]
+        sources.write_jsonl(job.layout.validation_file, val_records)
+        val_encoded = [encoded[i] for i in val_idx]
+        kept, encoded = [kept[i] for i in train_idx], [encoded[i] for i in train_idx]
+        events.log(f"validation set: {len(val_idx)} {method_cls.records.many} of "
+                   f"{sources.count_debates(val_records)} debates "
+                   f"({spec.validation_split:g} of the debates, data/{JobLayout.VALIDATION_FILE}); "
+                   f"{len(kept)} left to train on")
 
     schedule = Schedule.for_spec(len(kept), spec)
     spe, total_steps = schedule.steps_per_epoch, schedule.total_steps
@@ -82,7 +101,12 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
 
     method = method_cls.create(encoded, tokenizer.pad_token_id, loaded.device, spec)
     method.prepare(loaded.model, events, schedule)
-    loop = TrainLoop(job, loaded.model, method, schedule, events, guard)
+    validation = None
+    if val_encoded:
+        val_method = method_cls.create(val_encoded, tokenizer.pad_token_id, loaded.device, spec)
+        val_method.prepare(loaded.model, events, Schedule(len(val_encoded), spec.batch_size, 1, spec.seed))
+        validation = Validation(val_method, spec.batch_size)
+    loop = TrainLoop(job, loaded.model, method, schedule, events, guard, validation)
     if job.resume:
         folder = latest_checkpoint(job.checkpoints_dir)
         if folder is None:
@@ -96,6 +120,7 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
 
     with guard.lock:
         guard.set_on_stop(None)  # the last checkpoint is the last step; nothing more to save on a stop
+        validated = _best_adapter(job, loop, loaded.model, events, load_adapter_weights)
         save_final_adapter(job.adapter_dir, loaded.model, tokenizer, job.base_model)
     # Base vs adapter on the held-out split, before the result (a stop now resumes to a re-evaluation).
     evaluation = evaluate(job, loaded.model, tokenizer, heldout, events, eval_settings)
@@ -132,13 +157,40 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
         "total_parameters": loaded.total_parameters,
         "training_config": spec.model_dump(mode="json"),
         "losses": losses,
+        "warmup_steps": state.get("warmup_steps", 0),
+        "validation": validated,
     }
     metrics.update(method.metrics())
     metrics.update(evaluation)
     tmp = JobLayout.temporary(job.layout.metrics_file)
     tmp.write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     os.replace(tmp, job.layout.metrics_file)
-    events.emit("result", f"training finished: {state['step']} steps, final loss {final_loss:.4f}"
+    stopped = f" ({validated['stopped']})" if validated and validated["stopped"] else ""
+    events.emit("result", f"training finished: {state['step']} steps, final loss {final_loss:.4f}{stopped}"
                 if final_loss is not None else "training finished", final_loss=final_loss,
                 metrics_path=METRICS_FILE)
     return 0
+
+
+def _best_adapter(job: JobConfig, loop, model, events: EventSink, load_adapter_weights) -> dict | None:
+    """With validation: puts the best checkpoint's weights (lowest validation loss) into ``model`` so the
+    adapter written is that one; returns the ``validation`` figures of metrics.json (None without)."""
+    val = loop.state.get("validation")
+    if not val or val.get("best_step") is None:
+        return None
+    step, best_step = loop.state["step"], val["best_step"]
+    last = val["history"][-1] if val["history"] else None
+    out = {"split": job.spec.validation_split, "examples": len(loop.validation) if loop.validation else None,
+           "eval_every_steps": job.spec.eval_every_steps, "history": val["history"],
+           "best_step": best_step, "best_loss": val["best_loss"], "last_step": step,
+           "last_loss": last["loss"] if last and last["step"] == step else None,
+           "early_stopped": bool(val.get("stopped")), "stopped": val.get("stopped"),
+           "adapter_checkpoint": JobLayout.checkpoint_name(best_step)}
+    if best_step == step:
+        out["adapter_reason"] = f"the last step {step} has the lowest validation loss ({val['best_loss']:.4f})"
+    else:
+        load_adapter_weights(job.layout.checkpoint_dir(best_step), model)
+        out["adapter_reason"] = (f"step {best_step} has the lowest validation loss ({val['best_loss']:.4f}); "
+                                 f"training ended at step {step}")
+    events.log(f"adapter: {out['adapter_checkpoint']}, because {out['adapter_reason']}")
+    return out

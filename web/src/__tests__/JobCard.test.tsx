@@ -52,6 +52,28 @@ describe('JobCard', () => {
     expect(screen.getByText('● live')).toBeTruthy();
   });
 
+  it('draws the validation loss beside the training loss and marks the best', async () => {
+    render(<Cards jobs={[makeJob({ id: 'job-v', name: 'val', status: 'training', current_step: 4, total_steps: 10 })]} />);
+    await flush();
+    const es = FakeEventSource.instances[0];
+    const step = (n: number, loss: number) => ({ sequence: n * 2 - 1, time: '2026-01-01T00:00:01Z', type: 'step', message: '', epoch: n / 10, step: n, total_steps: 10, loss, learning_rate: 1e-4, examples_seen: n, tokens_per_second: 50, progress: n / 10, extra: {} });
+    const val = (n: number, loss: number) => ({ sequence: n * 2, time: '2026-01-01T00:00:02Z', type: 'eval', message: '', phase: 'validation', done: n, total: 10, metrics: { step: n, validation_loss: loss, best_step: 1 } });
+    act(() => {
+      es.emit('snapshot', makeJob({ id: 'job-v', status: 'training' }));
+      es.emit('step', step(1, 2.5), 1);
+      es.emit('eval', val(1, 2.0), 2);
+      es.emit('step', step(2, 2.1), 3);
+      es.emit('eval', val(2, 2.2), 4);
+    });
+    const chart = screen.getByTestId('loss-chart');
+    expect(chart.getAttribute('data-points')).toBe('2');
+    expect(chart.getAttribute('data-validation-points')).toBe('2');
+    expect(screen.getByTestId('validation-line')).toBeTruthy();
+    expect(screen.getByTestId('validation-caption').textContent).toMatch(/validation 2\.2 at step 2, best 2 at step 1/);
+    // Validation is drawn, not shown as an evaluation in progress.
+    expect(screen.queryByText(/Evaluating validation/)).toBeNull();
+  });
+
   it('asks before cancelling', async () => {
     gw.jobs = [makeJob({ id: 'job-a', status: 'training' })];
     render(<Cards jobs={gw.jobs} />);

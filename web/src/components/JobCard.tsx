@@ -3,7 +3,7 @@ import { isTerminal, type Job, type JobArtifacts, type JobMetrics, type StepEven
 import { useJobEvents, type UseFineTuningResult } from '../hooks/useFineTuning';
 import { formatDuration, formatNumber, formatPercent, formatTime } from '../format';
 import { ArtifactsPanel } from './ArtifactsPanel';
-import { LossChart } from './LossChart';
+import { LossChart, validationPoint, type LossPoint } from './LossChart';
 import { MetricsPanel } from './MetricsPanel';
 
 /** What a card can do beyond showing the job; without them it is a plain, static card (as in the guide). */
@@ -118,7 +118,15 @@ export function JobCard({ job, onCancel, actions, highlighted = false }: JobCard
     () => events.filter((e) => (e.type === 'warning' || e.type === 'error') && e.message !== job.error).slice(-3),
     [events, job.error],
   );
-  const evalEvent = useMemo(() => [...events].reverse().find((e) => e.type === 'eval'), [events]);
+  // The evaluation in progress (validation during training is drawn in the loss chart instead).
+  const evalEvent = useMemo(
+    () => [...events].reverse().find((e) => e.type === 'eval' && e.phase !== 'validation'),
+    [events],
+  );
+  const validation = useMemo(
+    () => events.map(validationPoint).filter((p): p is LossPoint => p !== null),
+    [events],
+  );
 
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState<string | null>(null);
@@ -292,7 +300,7 @@ export function JobCard({ job, onCancel, actions, highlighted = false }: JobCard
         </ul>
       )}
 
-      {actions && (steps.length > 0 || running) && <LossChart points={steps.map((s) => ({ step: s.step, loss: s.loss }))} totalSteps={job.total_steps} />}
+      {actions && (steps.length > 0 || running) && <LossChart points={steps.map((s) => ({ step: s.step, loss: s.loss }))} validation={validation} totalSteps={job.total_steps} />}
 
       <footer className="actions">
         {actions && job.status === 'queued' && !highlighted && (

@@ -33,6 +33,13 @@ class TrainingMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRAINING_METHOD_SFT: _ClassVar[TrainingMethod]
     TRAINING_METHOD_DPO: _ClassVar[TrainingMethod]
 
+class LrScheduler(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LR_SCHEDULER_UNSPECIFIED: _ClassVar[LrScheduler]
+    LR_SCHEDULER_LINEAR: _ClassVar[LrScheduler]
+    LR_SCHEDULER_COSINE: _ClassVar[LrScheduler]
+    LR_SCHEDULER_CONSTANT: _ClassVar[LrScheduler]
+
 class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
@@ -57,6 +64,10 @@ QUANTIZATION_NONE: Quantization
 TRAINING_METHOD_UNSPECIFIED: TrainingMethod
 TRAINING_METHOD_SFT: TrainingMethod
 TRAINING_METHOD_DPO: TrainingMethod
+LR_SCHEDULER_UNSPECIFIED: LrScheduler
+LR_SCHEDULER_LINEAR: LrScheduler
+LR_SCHEDULER_COSINE: LrScheduler
+LR_SCHEDULER_CONSTANT: LrScheduler
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_STATUS: EventType
 EVENT_TYPE_STEP: EventType
@@ -67,7 +78,7 @@ EVENT_TYPE_WARNING: EventType
 EVENT_TYPE_ERROR: EventType
 
 class TrainingConfig(_message.Message):
-    __slots__ = ("lora_r", "lora_alpha", "lora_dropout", "num_epochs", "batch_size", "learning_rate", "max_seq_length", "quantization", "gradient_checkpointing", "dataset_path", "method", "beta", "min_confidence", "min_confidence_diff", "target_modules", "max_steps", "seed", "checkpoint_every_steps")
+    __slots__ = ("lora_r", "lora_alpha", "lora_dropout", "num_epochs", "batch_size", "learning_rate", "max_seq_length", "quantization", "gradient_checkpointing", "dataset_path", "method", "beta", "min_confidence", "min_confidence_diff", "target_modules", "max_steps", "seed", "checkpoint_every_steps", "gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "max_grad_norm", "validation_split", "eval_every_steps", "early_stopping_patience", "early_stopping_min_delta", "save_total_limit")
     LORA_R_FIELD_NUMBER: _ClassVar[int]
     LORA_ALPHA_FIELD_NUMBER: _ClassVar[int]
     LORA_DROPOUT_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +97,17 @@ class TrainingConfig(_message.Message):
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_EVERY_STEPS_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_ACCUMULATION_STEPS_FIELD_NUMBER: _ClassVar[int]
+    LR_SCHEDULER_TYPE_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_RATIO_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_STEPS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    MAX_GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_SPLIT_FIELD_NUMBER: _ClassVar[int]
+    EVAL_EVERY_STEPS_FIELD_NUMBER: _ClassVar[int]
+    EARLY_STOPPING_PATIENCE_FIELD_NUMBER: _ClassVar[int]
+    EARLY_STOPPING_MIN_DELTA_FIELD_NUMBER: _ClassVar[int]
+    SAVE_TOTAL_LIMIT_FIELD_NUMBER: _ClassVar[int]
     lora_r: int
     lora_alpha: float
     lora_dropout: float
@@ -104,7 +126,18 @@ class TrainingConfig(_message.Message):
     max_steps: int
     seed: int
     checkpoint_every_steps: int
-    def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., num_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., max_seq_length: _Optional[int] = ..., quantization: _Optional[_Union[Quantization, str]] = ..., gradient_checkpointing: _Optional[bool] = ..., dataset_path: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., beta: _Optional[float] = ..., min_confidence: _Optional[float] = ..., min_confidence_diff: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., max_steps: _Optional[int] = ..., seed: _Optional[int] = ..., checkpoint_every_steps: _Optional[int] = ...) -> None: ...
+    gradient_accumulation_steps: int
+    lr_scheduler_type: LrScheduler
+    warmup_ratio: float
+    warmup_steps: int
+    weight_decay: float
+    max_grad_norm: float
+    validation_split: float
+    eval_every_steps: int
+    early_stopping_patience: int
+    early_stopping_min_delta: float
+    save_total_limit: int
+    def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., num_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., max_seq_length: _Optional[int] = ..., quantization: _Optional[_Union[Quantization, str]] = ..., gradient_checkpointing: _Optional[bool] = ..., dataset_path: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., beta: _Optional[float] = ..., min_confidence: _Optional[float] = ..., min_confidence_diff: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., max_steps: _Optional[int] = ..., seed: _Optional[int] = ..., checkpoint_every_steps: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., lr_scheduler_type: _Optional[_Union[LrScheduler, str]] = ..., warmup_ratio: _Optional[float] = ..., warmup_steps: _Optional[int] = ..., weight_decay: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., validation_split: _Optional[float] = ..., eval_every_steps: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., early_stopping_min_delta: _Optional[float] = ..., save_total_limit: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "name", "vertical", "base_model", "training_config", "status", "progress", "current_epoch", "current_step", "total_steps", "loss", "training_examples", "created_at", "started_at", "completed_at", "error")

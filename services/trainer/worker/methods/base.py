@@ -12,6 +12,7 @@ imported when a method is looked up, so a new method is a new file). The runner 
    log-probabilities with the adapter disabled); a new run or a resumed one;
 5. ``method.step(causal_lm, indices) -> StepOutput``: the loss of one batch (with grad), the counts the loop
    adds up, and the method's step metrics (``extra``: into the ``step`` event);
+   ``method.loss_weight(out)``: how batches' mean losses combine (gradient accumulation, validation loss);
 6. ``method.metrics() -> dict``: the method's own figures for ``metrics.json`` after training.
 
 The loop (optimizer, schedule, checkpoints, resume) and the evaluation after training are the same for every
@@ -81,6 +82,11 @@ class TrainingMethod:
 
     def step(self, causal_lm, indices: list[int]) -> StepOutput:
         raise NotImplementedError
+
+    def loss_weight(self, out: StepOutput) -> float:
+        """What a batch's (mean) loss is weighted by when batches are combined (gradient accumulation, the
+        validation loss), so k batches weigh as one batch of them all: the examples by default."""
+        return out.examples
 
     def metrics(self) -> dict:
         """Figures of the method merged into metrics.json (e.g. ``{"dpo": {...}}``); none by default."""

@@ -31,3 +31,7 @@ class SFTMethod(TrainingMethod):
         loss, trained = logprobs.response_only_loss(causal_lm, to(batch["input_ids"]), to(batch["attention_mask"]),
                                                     to(batch["labels"]), logprobs.batch_prefix_len(examples))
         return StepOutput(loss, len(indices), batch["tokens"], trained)
+
+    def loss_weight(self, out: StepOutput) -> float:
+        # The loss is a mean per trained (response) token: batches combine by their trained tokens.
+        return out.trained_tokens

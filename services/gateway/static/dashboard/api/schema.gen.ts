@@ -1413,6 +1413,26 @@ export interface components {
              */
             dataset_path?: string | null;
             /**
+             * Early Stopping Min Delta
+             * @description The least drop of the validation loss that counts as an improvement (default 0)
+             */
+            early_stopping_min_delta?: number | null;
+            /**
+             * Early Stopping Patience
+             * @description Stop after this many validations without improvement (needs a validation split); empty: never stop early
+             */
+            early_stopping_patience?: number | null;
+            /**
+             * Eval Every Steps
+             * @description Optimizer steps between validations (needs a validation split); empty: at each epoch end only
+             */
+            eval_every_steps?: number | null;
+            /**
+             * Gradient Accumulation Steps
+             * @description Batches whose gradients are summed before each optimizer step; the effective batch is batch size x this (default 1)
+             */
+            gradient_accumulation_steps?: number | null;
+            /**
              * Gradient Checkpointing
              * @description Enable gradient checkpointing (saves memory) (default true)
              */
@@ -1437,6 +1457,16 @@ export interface components {
              * @description LoRA rank, LoraConfig.r (higher = more parameters) (default 8)
              */
             lora_r?: number | null;
+            /**
+             * Lr Scheduler Type
+             * @description Learning-rate schedule after warmup: linear (decay to 0), cosine (half a cosine to 0) or constant (default linear)
+             */
+            lr_scheduler_type?: ("linear" | "cosine" | "constant") | null;
+            /**
+             * Max Grad Norm
+             * @description Clip the gradient's global L2 norm to this; 0: no clipping (default 1)
+             */
+            max_grad_norm?: number | null;
             /**
              * Max Seq Length
              * @description Maximum sequence length in tokens (capped at the base model's limit); longer examples are truncated (default 2048)
@@ -1473,6 +1503,11 @@ export interface components {
              */
             quantization?: ("4bit" | "8bit" | "none") | null;
             /**
+             * Save Total Limit
+             * @description Keep only the newest this many checkpoints (plus the best by validation loss); empty: keep all
+             */
+            save_total_limit?: number | null;
+            /**
              * Seed
              * @description Random seed (same seed, same data: same run) (default 42)
              */
@@ -1482,6 +1517,26 @@ export interface components {
              * @description Modules LoRA adapts (the attention projections by default) (default q_proj, v_proj)
              */
             target_modules?: string[] | null;
+            /**
+             * Validation Split
+             * @description Share of the training debates held out to measure the validation loss during training; 0: no validation (default 0)
+             */
+            validation_split?: number | null;
+            /**
+             * Warmup Ratio
+             * @description Share of the optimizer steps spent raising the learning rate from 0 (warmup steps win when set) (default 0)
+             */
+            warmup_ratio?: number | null;
+            /**
+             * Warmup Steps
+             * @description Optimizer steps spent raising the learning rate from 0; 0 uses the warmup ratio (default 0)
+             */
+            warmup_steps?: number | null;
+            /**
+             * Weight Decay
+             * @description AdamW (decoupled) weight decay of the LoRA weights (default 0)
+             */
+            weight_decay?: number | null;
         };
         /**
          * TrainingConfigPublic
@@ -1509,6 +1564,26 @@ export interface components {
              */
             dataset_path?: string | null;
             /**
+             * Early Stopping Min Delta
+             * @description The least drop of the validation loss that counts as an improvement
+             */
+            early_stopping_min_delta?: number | null;
+            /**
+             * Early Stopping Patience
+             * @description Stop after this many validations without improvement (needs a validation split); empty: never stop early
+             */
+            early_stopping_patience?: number | null;
+            /**
+             * Eval Every Steps
+             * @description Optimizer steps between validations (needs a validation split); empty: at each epoch end only
+             */
+            eval_every_steps?: number | null;
+            /**
+             * Gradient Accumulation Steps
+             * @description Batches whose gradients are summed before each optimizer step; the effective batch is batch size x this
+             */
+            gradient_accumulation_steps?: number | null;
+            /**
              * Gradient Checkpointing
              * @description Enable gradient checkpointing (saves memory)
              */
@@ -1533,6 +1608,16 @@ export interface components {
              * @description LoRA rank, LoraConfig.r (higher = more parameters)
              */
             lora_r?: number | null;
+            /**
+             * Lr Scheduler Type
+             * @description Learning-rate schedule after warmup: linear (decay to 0), cosine (half a cosine to 0) or constant
+             */
+            lr_scheduler_type?: ("linear" | "cosine" | "constant") | null;
+            /**
+             * Max Grad Norm
+             * @description Clip the gradient's global L2 norm to this; 0: no clipping
+             */
+            max_grad_norm?: number | null;
             /**
              * Max Seq Length
              * @description Maximum sequence length in tokens (capped at the base model's limit); longer examples are truncated
@@ -1569,6 +1654,11 @@ export interface components {
              */
             quantization?: ("4bit" | "8bit" | "none") | null;
             /**
+             * Save Total Limit
+             * @description Keep only the newest this many checkpoints (plus the best by validation loss); empty: keep all
+             */
+            save_total_limit?: number | null;
+            /**
              * Seed
              * @description Random seed (same seed, same data: same run)
              */
@@ -1579,6 +1669,26 @@ export interface components {
              * @default []
              */
             target_modules?: string[];
+            /**
+             * Validation Split
+             * @description Share of the training debates held out to measure the validation loss during training; 0: no validation
+             */
+            validation_split?: number | null;
+            /**
+             * Warmup Ratio
+             * @description Share of the optimizer steps spent raising the learning rate from 0 (warmup steps win when set)
+             */
+            warmup_ratio?: number | null;
+            /**
+             * Warmup Steps
+             * @description Optimizer steps spent raising the learning rate from 0; 0 uses the warmup ratio
+             */
+            warmup_steps?: number | null;
+            /**
+             * Weight Decay
+             * @description AdamW (decoupled) weight decay of the LoRA weights
+             */
+            weight_decay?: number | null;
         };
         /** TrainingJobArtifactsPublic */
         TrainingJobArtifactsPublic: {
