@@ -92,6 +92,15 @@ class TrainingSpec(BaseModel):
     checkpoint_every_steps: int | None = Field(None, gt=0, title="Checkpoint every", json_schema_extra=ADVANCED,
                                                description="Optimizer steps between checkpoints; empty uses the "
                                                            "trainer's setting")
+    init_from_job: str | None = Field(None, min_length=1, max_length=200, title="Warm start from job",
+                                      json_schema_extra=ADVANCED,
+                                      description="Start from the LoRA weights of this earlier job (its adapter; "
+                                                  "it must have completed) instead of a fresh adapter; same base "
+                                                  "model, LoRA rank and target modules")
+    init_from_checkpoint: int | None = Field(None, gt=0, title="Warm start checkpoint", json_schema_extra=ADVANCED,
+                                             description="With a warm start: the step of the earlier job's "
+                                                         "checkpoint to start from (checkpoint-<step>) instead of "
+                                                         "its final adapter")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -103,7 +112,7 @@ class TrainingSpec(BaseModel):
             return float(v) if isinstance(v, int) else v
         return v
 
-    @field_validator("dataset_path", mode="before")
+    @field_validator("dataset_path", "init_from_job", mode="before")
     @classmethod
     def _empty_path_is_none(cls, v):
         return None if v == "" else v

@@ -53,3 +53,21 @@ class TrainerSettings(BaseSettings):
     """Generations running at once; more wait their turn."""
     inference_max_new_tokens: int = 2048
     """The largest max_new_tokens a generation may ask for."""
+    preflight_timeout_seconds: float = 600.0
+    """The longest a preflight (a job's dry run: data, tokens, a few timed steps) may take before it is refused."""
+    mlflow_enabled: bool = False
+    """Log every job (parameters, per-step metrics, validation and final evaluation) to MLflow."""
+    mlflow_tracking_uri: str = ""
+    """Where MLflow runs go: a tracking server's URL (http://host:5000) or a database URI; empty: a local store,
+    ``sqlite:///`` ``var/mlflow/mlflow.db`` with artifacts in ``var/mlflow/artifacts``."""
+    mlflow_experiment: str = "aragora-training"
+    """The MLflow experiment the runs are filed under."""
+
+    def mlflow_target(self) -> tuple[str | None, str | None]:
+        """(tracking URI, artifact root of a new experiment) for the workers; (None, None) when tracking is off."""
+        if not self.mlflow_enabled:
+            return None, None
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri, None
+        folder = Path("var/mlflow").absolute()
+        return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
