@@ -48,6 +48,8 @@ export function makeJob(over: Partial<Job> = {}): Job {
       max_steps: null,
       seed: 42,
       checkpoint_every_steps: null,
+      init_from_job: null,
+      init_from_checkpoint: null,
     },
     ...over,
   };
