@@ -33,7 +33,8 @@ JOB_KEYS = {"id", "name", "vertical", "base_model", "status", "progress", "curre
             "training_config"}
 CONFIG_KEYS = {"lora_r", "lora_alpha", "lora_dropout", "num_epochs", "batch_size", "learning_rate", "max_seq_length",
                "quantization", "gradient_checkpointing", "dataset_path", "method", "beta", "min_confidence",
-               "min_confidence_diff", "target_modules", "max_steps", "seed", "checkpoint_every_steps"}
+               "min_confidence_diff", "target_modules", "max_steps", "seed", "checkpoint_every_steps",
+               "init_from_job", "init_from_checkpoint"}
 
 
 async def test_create_get_list_cancel_as_the_guide_shows(api):

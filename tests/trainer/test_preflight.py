@@ -124,3 +124,19 @@ async def test_preflight_warnings_rest_and_refusals(trainer):
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "preflight failed" in err.value.details() and "exporter" in err.value.details()
     assert (await stub.ListJobs(pb.ListJobsRequest())).total == 0
+
+
+async def test_preflight_of_a_dpo_job(trainer):
+    from tests.eval.conftest import known_pairs
+
+    stub, running = trainer
+    pairs = known_pairs(6, seed=1)
+    (running.manager.data_root / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    resp = await stub.PreflightJob(pb.PreflightJobRequest(base_model=TINY, training_config=pb.TrainingConfig(
+        method=pb.TRAINING_METHOD_DPO, dataset_path="pairs.jsonl", max_seq_length=MAX_LEN, batch_size=2,
+        num_epochs=1, quantization=pb.QUANTIZATION_NONE, gradient_checkpointing=False, lora_r=4)))
+    assert (resp.records, resp.examples, resp.total_steps) == (6, 6, 3)
+    assert resp.tokens_per_second > 0 and resp.estimated_seconds > 0
+    prompt = "".join(s.text for s in resp.example if not s.trained)
+    chosen = "".join(s.text for s in resp.example if s.trained)
+    assert pairs[0]["prompt"] in prompt and chosen.startswith(pairs[0]["chosen"])
