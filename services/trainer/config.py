@@ -67,7 +67,11 @@ class TrainerSettings(BaseSettings):
         """(tracking URI, artifact root of a new experiment) for the workers; (None, None) when tracking is off."""
         if not self.mlflow_enabled:
             return None, None
-        if self.mlflow_tracking_uri:
-            return self.mlflow_tracking_uri, None
+        uri = self.mlflow_tracking_uri
+        if uri.startswith(("http://", "https://", "databricks")):
+            return uri, None  # the tracking server keeps the artifacts
+        if uri.startswith("sqlite:///"):
+            # A local database: its artifacts beside it (MLflow's default, ./mlruns, would land in the cwd).
+            return uri, (Path(uri.removeprefix("sqlite:///")).absolute().parent / "artifacts").as_uri()
         folder = Path("var/mlflow").absolute()
-        return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
+        return uri or f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()

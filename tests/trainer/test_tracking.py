@@ -54,6 +54,8 @@ async def test_a_job_is_logged_to_mlflow(tmp_path, tiny_models_dir):
     assert final["final.steps"] == 6 and final["final.training_examples"] == 12
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
     assert "metrics.json" in artifacts
+    # A local database keeps its artifacts beside it, not in the trainer's working directory.
+    assert list((tmp_path / "artifacts").rglob("metrics.json"))
 
 
 async def test_tracking_is_off_by_default(tmp_path, tiny_models_dir, monkeypatch):
