@@ -128,6 +128,15 @@ class TrainingSpec(BaseModel):
                                          json_schema_extra=ADVANCED,
                                          description="Keep only the newest this many checkpoints (plus the best "
                                                      "by validation loss); empty: keep all")
+    init_from_job: str | None = Field(None, min_length=1, max_length=200, title="Warm start from job",
+                                      json_schema_extra=ADVANCED,
+                                      description="Start from the LoRA weights of this earlier job (its adapter; "
+                                                  "it must have completed) instead of a fresh adapter; same base "
+                                                  "model, LoRA rank and target modules")
+    init_from_checkpoint: int | None = Field(None, gt=0, title="Warm start checkpoint", json_schema_extra=ADVANCED,
+                                             description="With a warm start: the step of the earlier job's "
+                                                         "checkpoint to start from (checkpoint-<step>) instead of "
+                                                         "its final adapter")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -147,7 +156,7 @@ class TrainingSpec(BaseModel):
             raise ValueError("needs a validation set: set validation_split > 0 (e.g. 0.1)")
         return v
 
-    @field_validator("dataset_path", mode="before")
+    @field_validator("dataset_path", "init_from_job", mode="before")
     @classmethod
     def _empty_path_is_none(cls, v):
         return None if v == "" else v

@@ -106,6 +106,14 @@ class JobLayout:
     def checkpoint_dir(self, step: int) -> Path:
         return self.checkpoints_dir / self.checkpoint_name(step)
 
+    def checkpoint_steps(self) -> list[int]:
+        """The steps of the complete checkpoints, in order."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        return sorted(step for child in self.checkpoints_dir.iterdir()
+                      if (step := self.checkpoint_step(child.name)) is not None
+                      and (child / self.CHECKPOINT_STATE_FILE).is_file())
+
     def latest_checkpoint(self) -> tuple[int, Path] | None:
         """The newest COMPLETE checkpoint (step, folder): the one a resumed worker continues from."""
         return newest_checkpoint(self.checkpoints_dir)

@@ -53,3 +53,25 @@ class TrainerSettings(BaseSettings):
     """Generations running at once; more wait their turn."""
     inference_max_new_tokens: int = 2048
     """The largest max_new_tokens a generation may ask for."""
+    preflight_timeout_seconds: float = 600.0
+    """The longest a preflight (a job's dry run: data, tokens, a few timed steps) may take before it is refused."""
+    mlflow_enabled: bool = False
+    """Log every job (parameters, per-step metrics, validation and final evaluation) to MLflow."""
+    mlflow_tracking_uri: str = ""
+    """Where MLflow runs go: a tracking server's URL (http://host:5000) or a database URI; empty: a local store,
+    ``sqlite:///`` ``var/mlflow/mlflow.db`` with artifacts in ``var/mlflow/artifacts``."""
+    mlflow_experiment: str = "aragora-training"
+    """The MLflow experiment the runs are filed under."""
+
+    def mlflow_target(self) -> tuple[str | None, str | None]:
+        """(tracking URI, artifact root of a new experiment) for the workers; (None, None) when tracking is off."""
+        if not self.mlflow_enabled:
+            return None, None
+        uri = self.mlflow_tracking_uri
+        if uri.startswith(("http://", "https://", "databricks")):
+            return uri, None  # the tracking server keeps the artifacts
+        if uri.startswith("sqlite:///"):
+            # A local database: its artifacts beside it (MLflow's default, ./mlruns, would land in the cwd).
+            return uri, (Path(uri.removeprefix("sqlite:///")).absolute().parent / "artifacts").as_uri()
+        folder = Path("var/mlflow").absolute()
+        return uri or f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()

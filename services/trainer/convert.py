@@ -147,3 +147,13 @@ def model_to_pb(m) -> pb.BaseModel:
         available=bool(m.available), unavailable_reason=m.unavailable_reason or "",
         max_seq_length=int(m.max_seq_length), description=m.description or "",
     )
+
+
+def preflight_to_pb(config: dict, result: dict) -> pb.PreflightJobResponse:
+    """A preflight's answer (the worker's ``preflight.json``) as a message; unknown keys are ignored."""
+    names = {f.name for f in pb.PreflightJobResponse.DESCRIPTOR.fields} - {"training_config", "example"}
+    out = pb.PreflightJobResponse(training_config=config_to_pb(config),
+                                  **{k: v for k, v in result.items() if k in names and v is not None})
+    out.example.extend(pb.RenderedSegment(text=s.get("text", ""), trained=bool(s.get("trained")),
+                                          tokens=int(s.get("tokens") or 0)) for s in result.get("example") or [])
+    return out

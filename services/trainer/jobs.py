@@ -15,7 +15,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from services.trainer.artifacts import (
     Artifacts,
     JobLayout,
@@ -41,6 +41,7 @@ RESTARTED_REASON = "trainer restarted while the job was running"
 CRASH_PREFIX = "the trainer stopped unexpectedly"
 """How the event that records a crash-restart of a running job begins (``recover`` counts them)."""
 NAME_MAX = 200
+WEIGHTS_FILE = "adapter_model.safetensors"
 _VERTICAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -61,6 +62,7 @@ class JobManager:
         self._schedule_lock = asyncio.Lock()
         self._stopping = False
         self._background: set[asyncio.Task] = set()
+        self._preflight_lock = asyncio.Lock()
         self._resume: list[str] = []
         """Jobs ``recover`` found running, to relaunch (before any queued job) as slots free up."""
 
@@ -73,6 +75,9 @@ class JobManager:
         previous trainer left orphaned (it was SIGKILLed) is stopped first with SIGTERM, so it checkpoints its
         last step. A job whose trainer crashed more than ``max_resumes`` times while it ran fails instead (it
         may be what crashes it). Returns the job ids."""
+        from services.trainer.preflight import remove_leftovers
+
+        remove_leftovers(self.jobs_dir)
         handled = []
         limit = max(0, int(self.settings.max_resumes))
         for job in self.store.with_status(*RUNNING_STATUSES):
@@ -154,9 +159,85 @@ class JobManager:
         """Validates everything, then creates a QUEUED job. Any bad field: ``InvalidArgument`` listing every
         one, and nothing is written."""
         fields = await asyncio.to_thread(self._validate, name, vertical, base_model, raw_config)
+        await self._check_warm_start(fields["base_model"], fields["training_config"])
         job = await self.events.create(**fields)
         log.info("created %s (%s) on %s", job.id, job.name, job.base_model)
         return job
+
+    async def clone(self, job_id: str, name: str, overrides: dict) -> Job:
+        """A new QUEUED job with the config of ``job_id``, the fields of ``overrides`` replacing its values
+        (validated like ``create``). An empty ``name``: the source's name with " (copy)", numbered if taken."""
+        source = await self.get(job_id)
+        config = {**(source.training_config or {}), **overrides}
+        if not (name or "").strip():
+            name = await self._copy_name(source.name)
+        return await self.create(name, source.vertical or "", source.base_model, config)
+
+    async def _copy_name(self, name: str) -> str:
+        jobs, _ = await self.list()
+        taken = {j.name for j in jobs}
+        base = name[: NAME_MAX - 16]
+        candidate, n = f"{base} (copy)", 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{base} (copy {n})"
+        return candidate
+
+    async def _check_warm_start(self, base_model: str, config: dict) -> None:
+        """A warm start's source: ``NotFound`` for an unknown job, ``FailedPrecondition`` for an adapter of a
+        job that did not complete, ``InvalidArgument`` for an unknown checkpoint or an adapter of another shape."""
+        source_id, step = config.get("init_from_job"), config.get("init_from_checkpoint")
+        if not source_id:
+            if step is not None:
+                raise InvalidArgument("needs training_config.init_from_job (the job whose checkpoint to start "
+                                      "from)", field="training_config.init_from_checkpoint")
+            return
+        try:
+            source = await self.get(source_id)
+        except NotFound:
+            raise NotFound(f"training_config.init_from_job: job {source_id!r} not found") from None
+        violations = []
+        if source.base_model != base_model:
+            violations.append(FieldViolation("training_config.init_from_job",
+                                             f"job {source_id} trained {source.base_model}, not {base_model}: "
+                                             "its adapter does not fit this base model"))
+        for name in ("lora_r", "target_modules"):
+            theirs, ours = (source.training_config or {}).get(name), config.get(name)
+            if theirs != ours:
+                violations.append(FieldViolation(f"training_config.{name}",
+                                                 f"must equal that of job {source_id} ({theirs}) to start from its "
+                                                 f"adapter (it is {ours})"))
+        if violations:
+            raise InvalidArgument(violations)
+        layout = self.layout(source_id)
+        if step is None:
+            if source.job_status is not JobStatus.COMPLETED:
+                raise FailedPrecondition(f"training_config.init_from_job: job {source_id} is {source.status}: only "
+                                         "a completed job's adapter can be started from (or name one of its "
+                                         "checkpoints in training_config.init_from_checkpoint)")
+            folder = layout.adapter_dir
+        else:
+            folder = layout.checkpoint_dir(step)
+        if not await asyncio.to_thread((folder / WEIGHTS_FILE).is_file):
+            if step is None:
+                raise FailedPrecondition(f"training_config.init_from_job: job {source_id} has no adapter "
+                                         f"({folder.name}/{WEIGHTS_FILE} is missing)")
+            steps = await asyncio.to_thread(layout.checkpoint_steps)
+            raise InvalidArgument(f"job {source_id} has no checkpoint at step {step} (its checkpoints: "
+                                  f"{', '.join(map(str, steps)) or 'none'})",
+                                  field="training_config.init_from_checkpoint")
+
+    async def preflight(self, name: str, vertical: str, base_model: str, raw_config: dict) -> tuple[dict, dict]:
+        """A dry run of ``create``: validates the same way (the name may be empty), then a worker process in
+        ``--preflight`` mode fetches and encodes the data and times a few training steps (one preflight at a
+        time). Nothing is created. Returns (the config the job would store, the worker's answer)."""
+        from services.trainer.preflight import run_preflight
+
+        fields = await asyncio.to_thread(self._validate, (name or "").strip() or "preflight", vertical,
+                                         base_model, raw_config)
+        await self._check_warm_start(fields["base_model"], fields["training_config"])
+        async with self._preflight_lock:
+            return fields["training_config"], await run_preflight(self, fields)
 
     def _validate(self, name: str, vertical: str, base_model: str, raw_config: dict) -> dict:
         """The new job's fields (blocking: it reads the model folder and the dataset)."""

@@ -67,6 +67,15 @@ class JobFile(BaseModel):
     """How long to retry an unreachable exporter before failing."""
     num_threads: int | None = None
     """Torch intra-op threads; None: the CPUs the worker may use."""
+    init_weights: str | None = None
+    """Warm start: the absolute folder whose ``adapter_model.safetensors`` gives the starting LoRA weights (an
+    earlier job's ``adapter/`` or one of its checkpoints); None: a fresh adapter."""
+    mlflow_tracking_uri: str | None = None
+    """Log the job to MLflow at this tracking URI; None: no tracking."""
+    mlflow_experiment: str = "aragora-training"
+    """The MLflow experiment the job's run belongs to."""
+    mlflow_artifact_root: str | None = None
+    """Where a new experiment keeps its artifacts (the local store's folder); None: the tracking server's."""
 
     def write(self, path: Path) -> None:
         """Writes the file atomically (a temporary renamed into place)."""

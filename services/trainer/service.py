@@ -31,6 +31,16 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         job = await self.manager.create(request.name, request.vertical, request.base_model, raw)
         return pb.CreateJobResponse(job=convert.job_to_pb(job))
 
+    async def CloneJob(self, request: pb.CloneJobRequest, context) -> pb.CloneJobResponse:
+        overrides = convert.config_from_pb(request.overrides)
+        job = await self.manager.clone(request.job_id, request.name, overrides)
+        return pb.CloneJobResponse(job=convert.job_to_pb(job))
+
+    async def PreflightJob(self, request: pb.PreflightJobRequest, context) -> pb.PreflightJobResponse:
+        raw = convert.config_from_pb(request.training_config)
+        config, result = await self.manager.preflight(request.name, request.vertical, request.base_model, raw)
+        return convert.preflight_to_pb(config, result)
+
     async def StartJob(self, request: pb.StartJobRequest, context) -> pb.StartJobResponse:
         return pb.StartJobResponse(job=convert.job_to_pb(await self.manager.start(request.job_id)))
 

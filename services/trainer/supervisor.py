@@ -197,12 +197,20 @@ def job_file(job: Job, settings: TrainerSettings, model_path: Path | None, resum
     """What the worker of ``job`` is told to do."""
     config = dict(job.training_config)
     every = config.get("checkpoint_every_steps") or settings.checkpoint_every_steps
+    init = None
+    if config.get("init_from_job"):
+        source = JobLayout(Path(settings.jobs_dir).absolute() / config["init_from_job"])
+        step = config.get("init_from_checkpoint")
+        init = str(source.checkpoint_dir(step) if step else source.adapter_dir)
+    tracking_uri, artifact_root = settings.mlflow_target()
     return JobFile(
         job_id=job.id, name=job.name, vertical=job.vertical, base_model=job.base_model,
         model_path=str(Path(model_path).absolute()) if model_path else None,
         training_config=config, exporter_address=settings.exporter_address,
         data_root=str(Path(settings.data_root).absolute()), checkpoint_every_steps=int(every), resume=resume,
-        exporter_retry_seconds=float(settings.exporter_retry_seconds),
+        exporter_retry_seconds=float(settings.exporter_retry_seconds), init_weights=init,
+        mlflow_tracking_uri=tracking_uri, mlflow_experiment=settings.mlflow_experiment,
+        mlflow_artifact_root=artifact_root,
     )
 
 

@@ -40,6 +40,7 @@ def test_defaults_are_the_documented_ones(tmp_path):
         "dataset_path": None, "method": "sft", "beta": 0.1, "min_confidence": 0.7, "min_confidence_diff": 0.0,
         "target_modules": ["q_proj", "v_proj"], "max_steps": None, "seed": 42, "checkpoint_every_steps": None,
         **CONTROL_DEFAULTS,
+        "init_from_job": None, "init_from_checkpoint": None,
     }
     # The stored dump reads back as the same spec (what the worker does with job.json).
     assert TrainingSpec.model_validate(json.loads(json.dumps(spec.model_dump()))) == spec
@@ -233,6 +234,7 @@ def test_the_json_schema_has_every_default_range_and_name():
         "dataset_path": None, "method": "sft", "beta": 0.1, "min_confidence": 0.7, "min_confidence_diff": 0.0,
         "target_modules": ["q_proj", "v_proj"], "max_steps": None, "seed": 42, "checkpoint_every_steps": None,
         **CONTROL_DEFAULTS,
+        "init_from_job": None, "init_from_checkpoint": None,
     }
     assert props["lora_dropout"]["minimum"] == 0 and props["lora_dropout"]["exclusiveMaximum"] == 1
     assert props["lora_r"]["exclusiveMinimum"] == 0

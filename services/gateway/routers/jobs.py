@@ -145,6 +145,25 @@ class TrainingJobCreate(BaseModel):
         return rest
 
 
+class TrainingJobPreflight(TrainingJobCreate):
+    """A dry run's body: the create body, the name optional."""
+
+    name: str = Field("", validation_alias=_alias("name", "jobName", "job_name"),
+                      description="The job's name (optional for a preflight)")
+
+
+class TrainingJobClone(BaseModel):
+    """Clones a job: its config, the given parameters replacing the source's values."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
+
+    name: str = Field("", validation_alias=_alias("name", "jobName", "job_name"),
+                      description="The new job's unique name; empty: the source's name with \" (copy)\"")
+    training_config: TrainingConfigCreate = Field(
+        default_factory=TrainingConfigCreate, validation_alias=_alias("training_config", "trainingConfig"),
+        description="The parameters that differ from the source's (e.g. init_from_job to continue from it)")
+
+
 @router.get("/config-schema", response_model=dict[str, Any])
 async def read_config_schema() -> dict[str, Any]:
     """The JSON Schema of ``training_config``: every training parameter with its type, default, range
@@ -286,6 +305,38 @@ class TrainingJobArtifactsPublic(BaseModel):
     files: list[ArtifactFilePublic]
 
 
+class RenderedSegmentPublic(BaseModel):
+    text: str
+    trained: bool = Field(description="Whether these tokens are in the loss")
+    tokens: int
+
+
+class PreflightPublic(BaseModel):
+    """What a job would do and cost (``POST /api/training/jobs/preflight``)."""
+
+    training_config: TrainingConfigPublic
+    source: str = Field(description="Where the data came from")
+    records: int = Field(description="Records fetched")
+    examples: int = Field(description="Examples trained on (records minus those dropped)")
+    dropped: int = Field(description="Records dropped: their prompt alone fills max_seq_length")
+    truncated: int = Field(description="Examples cut at max_seq_length")
+    tokens_per_epoch: int
+    trained_tokens_per_epoch: int = Field(description="Tokens in the loss per epoch")
+    longest_example: int
+    steps_per_epoch: int
+    total_steps: int
+    tokens_to_train: int = Field(description="Tokens the job's steps process")
+    tokens_per_second: float = Field(description="Measured training throughput")
+    throughput_source: str = Field(description="How the throughput was measured")
+    estimated_seconds: float = Field(description="tokens_to_train / tokens_per_second (+ DPO's reference pass)")
+    estimated_memory_bytes: int
+    memory_breakdown: str
+    measured_peak_memory_bytes: int = Field(description="Peak memory during the timed steps")
+    device: str
+    example: list[RenderedSegmentPublic] = Field(description="The first example, its trained tokens marked")
+    warnings: list[str]
+
+
 # -- conversion ------------------------------------------------------------------------------------------------
 
 
@@ -410,6 +461,38 @@ async def create_job(body: TrainingJobCreate, trainer: TrainerDep, timeout: Time
                             training_config=body.training_config.to_pb()),
         timeout=timeout,
     )
+    return job_public(resp.job)
+
+
+PREFLIGHT_TIMEOUT_SECONDS = 660.0
+"""How long the gateway waits for a preflight (the trainer gives up after its TRAINER_PREFLIGHT_TIMEOUT_SECONDS)."""
+
+
+@router.post("/jobs/preflight", response_model=PreflightPublic)
+async def preflight_job(body: TrainingJobPreflight, trainer: TrainerDep) -> PreflightPublic:
+    """A dry run of a create (same body; the name may be left out): the trainer fetches and encodes the data
+    and times a few training steps, and answers what the job would do and cost (examples, tokens, truncation,
+    steps, time and memory estimates, one example with its trained tokens marked, warnings). Nothing is created.
+    A bad field is 422 as for a create; data that cannot be fetched is 409 with the reason."""
+    resp = await trainer.PreflightJob(
+        pb.PreflightJobRequest(name=body.name, vertical=body.vertical, base_model=body.base_model,
+                               training_config=body.training_config.to_pb()),
+        timeout=PREFLIGHT_TIMEOUT_SECONDS,
+    )
+    names = [f for f in PreflightPublic.model_fields if f not in ("training_config", "example", "warnings")]
+    return PreflightPublic(
+        training_config=config_public(resp.training_config),
+        example=[RenderedSegmentPublic(text=s.text, trained=s.trained, tokens=s.tokens) for s in resp.example],
+        warnings=list(resp.warnings), **{n: getattr(resp, n) for n in names})
+
+
+@router.post("/jobs/{job_id}/clone", response_model=TrainingJobPublic, status_code=201)
+async def clone_job(job_id: JobId, body: TrainingJobClone, trainer: TrainerDep,
+                    timeout: TimeoutDep) -> TrainingJobPublic:
+    """Creates a new ``queued`` job with the config of ``job_id``, the given ``training_config`` fields replacing
+    the source's values. 404 for an unknown source, 422 for a bad field, 409 for a name taken."""
+    resp = await trainer.CloneJob(
+        pb.CloneJobRequest(job_id=job_id, name=body.name, overrides=body.training_config.to_pb()), timeout=timeout)
     return job_public(resp.job)
 
 

@@ -1,4 +1,6 @@
 """``python -m services.trainer.worker JOB_DIR``: train one job (the contract: ``services.trainer.protocol``).
+``python -m services.trainer.worker --preflight DIR``: a dry run of the job in DIR (``worker/preflight.py``):
+its data, tokens, steps, measured throughput and memory in ``DIR/preflight.json``, no training.
 
 Exit codes: 0 after a ``result`` event; 1 after an ``error`` event; 143 when stopped by SIGTERM/SIGINT (after
 writing a checkpoint of the last finished step); 2 for a wrong command line.
@@ -17,7 +19,7 @@ from services.trainer.worker.signals import StopGuard
 
 def main(argv: list[str] | None = None) -> int:
     if {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
-        print(f"usage: python -m services.trainer.worker JOB_DIR\n\n{__doc__.strip()}")
+        print(f"usage: python -m services.trainer.worker [--preflight] JOB_DIR\n\n{__doc__.strip()}")
         return 0
     # First of all, before any library starts a thread: block the stop signals and start their watcher.
     guard = StopGuard()
@@ -37,13 +39,21 @@ def main(argv: list[str] | None = None) -> int:
 
     events = EventSink.from_stdout()
     argv = sys.argv[1:] if argv is None else argv
+    preflight = argv[:1] == ["--preflight"]
+    if preflight:
+        argv = argv[1:]
     if len(argv) != 1:
-        events.error("usage: python -m services.trainer.worker JOB_DIR")
+        events.error("usage: python -m services.trainer.worker [--preflight] JOB_DIR")
         return 2
     try:
-        from services.trainer.worker.runner import run_job
+        if preflight:
+            from services.trainer.worker.preflight import run_preflight
 
-        return run_job(argv[0], events, guard)
+            return run_preflight(Path(argv[0]), events)
+        from services.trainer.worker.runner import run_job
+        from services.trainer.worker.tracking import tracked
+
+        return run_job(argv[0], tracked(events, Path(argv[0])), guard)
     except WorkerError as exc:
         events.error(str(exc))
     except MemoryError:

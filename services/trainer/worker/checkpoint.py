@@ -165,6 +165,28 @@ def load_adapter_weights(folder: Path, model) -> None:
                           f"{result.unexpected_keys[:3]}")
 
 
+def load_initial_weights(folder: Path, model) -> int:
+    """Warm start: sets the LoRA weights of ``model`` (a fresh PeftModel) to those saved in ``folder`` (an
+    earlier job's ``adapter/`` or checkpoint). Every LoRA weight of the model must be found there with the same
+    shape. Returns the number of tensors loaded."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = Path(folder) / "adapter_model.safetensors"
+    if not path.is_file():
+        raise WorkerError(f"warm start: {path} is missing (was the earlier job's folder removed?)")
+    weights = load_file(path, device=str(next(model.parameters()).device))
+    expected = get_peft_model_state_dict(model)
+    missing = sorted(set(expected) - set(weights))
+    wrong = [k for k in expected if k in weights and tuple(weights[k].shape) != tuple(expected[k].shape)]
+    if missing or wrong:
+        what = (f"missing {missing[:3]}" if missing else
+                f"shape of {wrong[0]}: {tuple(weights[wrong[0]].shape)} vs {tuple(expected[wrong[0]].shape)}")
+        raise WorkerError(f"warm start: the weights in {folder} do not fit this job's adapter ({what})")
+    set_peft_model_state_dict(model, weights)
+    return len(expected)
+
+
 def save_final_adapter(adapter_dir: Path, model, tokenizer, base_model_id: str) -> Path:
     """``adapter/``: adapter_config.json, adapter_model.safetensors and the tokenizer files (atomic)."""
     try:

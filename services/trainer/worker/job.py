@@ -34,6 +34,11 @@ class JobConfig:
     """How long to retry an unreachable exporter before failing."""
     num_threads: int | None = None
     """Torch intra-op threads; None: the CPUs this process may use."""
+    init_weights: Path | None = None
+    """Warm start: the folder holding the starting LoRA weights (``adapter_model.safetensors``)."""
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "aragora-training"
+    mlflow_artifact_root: str | None = None
 
     @property
     def layout(self) -> JobLayout:
@@ -87,4 +92,8 @@ class JobConfig:
             resume=raw.resume,
             exporter_retry_seconds=raw.exporter_retry_seconds or DEFAULT_EXPORTER_RETRY_SECONDS,
             num_threads=raw.num_threads or None,
+            init_weights=Path(raw.init_weights) if raw.init_weights else None,
+            mlflow_tracking_uri=raw.mlflow_tracking_uri or None,
+            mlflow_experiment=raw.mlflow_experiment or "aragora-training",
+            mlflow_artifact_root=raw.mlflow_artifact_root or None,
         )

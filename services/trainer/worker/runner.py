@@ -40,7 +40,12 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
 
     from services.trainer.worker import modeling
     from services.trainer.worker.batching import Schedule, batch_order, padding_ratio
-    from services.trainer.worker.checkpoint import latest_checkpoint, load_adapter_weights, save_final_adapter
+    from services.trainer.worker.checkpoint import (
+        latest_checkpoint,
+        load_adapter_weights,
+        load_initial_weights,
+        save_final_adapter,
+    )
     from services.trainer.worker.loop import TrainLoop
     from services.trainer.worker.validation import Validation
 
@@ -99,6 +104,10 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
                f"{loaded.total_parameters:,} parameters; gradient checkpointing "
                f"{'on' if spec.gradient_checkpointing else 'off'}")
 
+    if job.init_weights is not None:  # (a resumed job then continues from its own checkpoint)
+        n = load_initial_weights(job.init_weights, loaded.model)
+        events.log(f"warm start: {n} LoRA weight tensors loaded from {spec.init_from_job}"
+                   f"/{job.init_weights.name} instead of a fresh adapter")
     method = method_cls.create(encoded, tokenizer.pad_token_id, loaded.device, spec)
     method.prepare(loaded.model, events, schedule)
     validation = None

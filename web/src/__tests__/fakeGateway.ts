@@ -59,6 +59,8 @@ export function makeJob(over: Partial<Job> = {}): Job {
       early_stopping_patience: null,
       early_stopping_min_delta: 0,
       save_total_limit: null,
+      init_from_job: null,
+      init_from_checkpoint: null,
     },
     ...over,
   };

@@ -7,6 +7,7 @@
  */
 import type {
   BaseModelList,
+  CloneJobRequest,
   CreateJobRequest,
   ErrorBody,
   ExportFilters,
@@ -20,6 +21,7 @@ import type {
   JobList,
   JobMetrics,
   JobStatus,
+  Preflight,
   TrainingStats,
   WrittenExport,
 } from './types';
@@ -163,6 +165,16 @@ export class ApiClient {
 
   createJob(req: CreateJobRequest): Promise<Job> {
     return this.request('POST', '/api/training/jobs', 'createJob', req);
+  }
+
+  /** A dry run of `createJob` (same body; the name may be empty): nothing is created. */
+  preflightJob(req: CreateJobRequest): Promise<Preflight> {
+    return this.request('POST', '/api/training/jobs/preflight', 'preflightJob', req);
+  }
+
+  /** A new queued job with the config of `id`, `req.training_config` replacing some values. */
+  cloneJob(id: string, req: CloneJobRequest = {}): Promise<Job> {
+    return this.request('POST', `/api/training/jobs/${encodeURIComponent(id)}/clone`, 'cloneJob', req);
   }
 
   startJob(id: string): Promise<Job> {

@@ -51,6 +51,12 @@ export type Job = Sent<S['TrainingJobPublic']>;
 /** `POST /api/training/jobs` body, as the guide's "Create Job". */
 export type CreateJobRequest = S['TrainingJobCreate'];
 
+/** `POST /api/training/jobs/preflight`: what a job would do and cost (a dry run; nothing is created). */
+export type Preflight = Sent<S['PreflightPublic']>;
+
+/** `POST /api/training/jobs/{id}/clone` body: a new name and the parameters that differ from the source's. */
+export type CloneJobRequest = S['TrainingJobClone'];
+
 /** `GET /api/training/jobs`. */
 export type JobList = Sent<S['TrainingJobsPublic']>;
 

@@ -3,6 +3,9 @@ import { TRAINING_PARAMS, type ParamSpec } from '../api/trainingConfig';
 import type { BaseModel, CreateJobRequest, FieldError, Job, TrainingConfigInput } from '../api/types';
 import type { UseFineTuningResult } from '../hooks/useFineTuning';
 import { formatParams } from '../format';
+import { ApiError } from '../api/client';
+import type { Preflight } from '../api/types';
+import { PreflightPanel } from './PreflightPanel';
 
 /** The guide's "Configure Training Parameters" table, in its order, with its defaults (from the training spec). */
 export const GUIDE_PARAMS: ParamSpec[] = TRAINING_PARAMS.filter((p) => p.group === 'guide');
@@ -127,6 +130,8 @@ export function NewJobTab({
   const [formError, setFormError] = useState<string | null>(null);
   const [submitting, setSubmitting] = useState(false);
   const [showAdvanced, setShowAdvanced] = useState(false);
+  const [preflight, setPreflight] = useState<Preflight | null>(null);
+  const [preflighting, setPreflighting] = useState(false);
 
   const sortedModels = useMemo(
     () => [...ft.models].sort((a, b) => Number(b.available) - Number(a.available) || Number(b.recommended) - Number(a.recommended) || a.parameters - b.parameters),
@@ -211,6 +216,25 @@ export function NewJobTab({
       onStarted(started);
     } finally {
       setSubmitting(false);
+    }
+  };
+
+  // Preflight: the same body as Start Training, answered without creating anything (the name may be empty).
+  const runPreflight = async () => {
+    setFormError(null);
+    setApiErrors({});
+    setPreflight(null);
+    setPreflighting(true);
+    try {
+      setPreflight(await ft.client.preflightJob(toRequest(values)));
+    } catch (e) {
+      const err = e instanceof ApiError ? e : null;
+      const byField: Record<string, string> = {};
+      for (const fe of err?.fieldErrors ?? []) byField[formFieldOf(fe.field)] = fe.reason;
+      setApiErrors(byField);
+      setFormError(`Preflight failed: ${err?.message ?? String(e)}`);
+    } finally {
+      setPreflighting(false);
     }
   };
 
@@ -327,7 +351,12 @@ export function NewJobTab({
         <summary>Advanced: method, data filters, LoRA modules, steps, seed</summary>
         <div className="grid">{ADVANCED_PARAMS.map(renderParam)}</div>
       </details>
+      {preflight && <PreflightPanel result={preflight} onClose={() => setPreflight(null)} />}
       <div className="actions">
+        <button type="button" disabled={preflighting || submitting} onClick={() => void runPreflight()} data-testid="preflight"
+          title="A dry run: fetches the data, counts tokens and truncation, times a few steps; creates nothing">
+          {preflighting ? 'Checking…' : 'Preflight'}
+        </button>
         <button type="submit" className="primary" disabled={submitting} data-testid="start-training">
           {submitting ? 'Starting…' : 'Start Training'}
         </button>

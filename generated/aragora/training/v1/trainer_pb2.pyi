@@ -78,7 +78,7 @@ EVENT_TYPE_WARNING: EventType
 EVENT_TYPE_ERROR: EventType
 
 class TrainingConfig(_message.Message):
-    __slots__ = ("lora_r", "lora_alpha", "lora_dropout", "num_epochs", "batch_size", "learning_rate", "max_seq_length", "quantization", "gradient_checkpointing", "dataset_path", "method", "beta", "min_confidence", "min_confidence_diff", "target_modules", "max_steps", "seed", "checkpoint_every_steps", "gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "max_grad_norm", "validation_split", "eval_every_steps", "early_stopping_patience", "early_stopping_min_delta", "save_total_limit")
+    __slots__ = ("lora_r", "lora_alpha", "lora_dropout", "num_epochs", "batch_size", "learning_rate", "max_seq_length", "quantization", "gradient_checkpointing", "dataset_path", "method", "beta", "min_confidence", "min_confidence_diff", "target_modules", "max_steps", "seed", "checkpoint_every_steps", "gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "max_grad_norm", "validation_split", "eval_every_steps", "early_stopping_patience", "early_stopping_min_delta", "save_total_limit", "init_from_job", "init_from_checkpoint")
     LORA_R_FIELD_NUMBER: _ClassVar[int]
     LORA_ALPHA_FIELD_NUMBER: _ClassVar[int]
     LORA_DROPOUT_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,8 @@ class TrainingConfig(_message.Message):
     EARLY_STOPPING_PATIENCE_FIELD_NUMBER: _ClassVar[int]
     EARLY_STOPPING_MIN_DELTA_FIELD_NUMBER: _ClassVar[int]
     SAVE_TOTAL_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INIT_FROM_JOB_FIELD_NUMBER: _ClassVar[int]
+    INIT_FROM_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     lora_r: int
     lora_alpha: float
     lora_dropout: float
@@ -137,7 +139,9 @@ class TrainingConfig(_message.Message):
     early_stopping_patience: int
     early_stopping_min_delta: float
     save_total_limit: int
-    def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., num_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., max_seq_length: _Optional[int] = ..., quantization: _Optional[_Union[Quantization, str]] = ..., gradient_checkpointing: _Optional[bool] = ..., dataset_path: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., beta: _Optional[float] = ..., min_confidence: _Optional[float] = ..., min_confidence_diff: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., max_steps: _Optional[int] = ..., seed: _Optional[int] = ..., checkpoint_every_steps: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., lr_scheduler_type: _Optional[_Union[LrScheduler, str]] = ..., warmup_ratio: _Optional[float] = ..., warmup_steps: _Optional[int] = ..., weight_decay: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., validation_split: _Optional[float] = ..., eval_every_steps: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., early_stopping_min_delta: _Optional[float] = ..., save_total_limit: _Optional[int] = ...) -> None: ...
+    init_from_job: str
+    init_from_checkpoint: int
+    def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., num_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., max_seq_length: _Optional[int] = ..., quantization: _Optional[_Union[Quantization, str]] = ..., gradient_checkpointing: _Optional[bool] = ..., dataset_path: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., beta: _Optional[float] = ..., min_confidence: _Optional[float] = ..., min_confidence_diff: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., max_steps: _Optional[int] = ..., seed: _Optional[int] = ..., checkpoint_every_steps: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., lr_scheduler_type: _Optional[_Union[LrScheduler, str]] = ..., warmup_ratio: _Optional[float] = ..., warmup_steps: _Optional[int] = ..., weight_decay: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., validation_split: _Optional[float] = ..., eval_every_steps: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., early_stopping_min_delta: _Optional[float] = ..., save_total_limit: _Optional[int] = ..., init_from_job: _Optional[str] = ..., init_from_checkpoint: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "name", "vertical", "base_model", "training_config", "status", "progress", "current_epoch", "current_step", "total_steps", "loss", "training_examples", "created_at", "started_at", "completed_at", "error")
@@ -522,3 +526,87 @@ class WatchJobResponse(_message.Message):
     snapshot: Job
     event: JobEvent
     def __init__(self, snapshot: _Optional[_Union[Job, _Mapping]] = ..., event: _Optional[_Union[JobEvent, _Mapping]] = ...) -> None: ...
+
+class CloneJobRequest(_message.Message):
+    __slots__ = ("job_id", "name", "overrides")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    name: str
+    overrides: TrainingConfig
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., overrides: _Optional[_Union[TrainingConfig, _Mapping]] = ...) -> None: ...
+
+class CloneJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class PreflightJobRequest(_message.Message):
+    __slots__ = ("name", "vertical", "base_model", "training_config")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERTICAL_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    vertical: str
+    base_model: str
+    training_config: TrainingConfig
+    def __init__(self, name: _Optional[str] = ..., vertical: _Optional[str] = ..., base_model: _Optional[str] = ..., training_config: _Optional[_Union[TrainingConfig, _Mapping]] = ...) -> None: ...
+
+class RenderedSegment(_message.Message):
+    __slots__ = ("text", "trained", "tokens")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    trained: bool
+    tokens: int
+    def __init__(self, text: _Optional[str] = ..., trained: _Optional[bool] = ..., tokens: _Optional[int] = ...) -> None: ...
+
+class PreflightJobResponse(_message.Message):
+    __slots__ = ("training_config", "records", "examples", "dropped", "truncated", "tokens_per_epoch", "trained_tokens_per_epoch", "longest_example", "steps_per_epoch", "total_steps", "tokens_to_train", "tokens_per_second", "throughput_source", "estimated_seconds", "estimated_memory_bytes", "memory_breakdown", "measured_peak_memory_bytes", "device", "example", "warnings", "source")
+    TRAINING_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_TOKENS_PER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LONGEST_EXAMPLE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_PER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_TO_TRAIN_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    THROUGHPUT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BREAKDOWN_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_PEAK_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    training_config: TrainingConfig
+    records: int
+    examples: int
+    dropped: int
+    truncated: int
+    tokens_per_epoch: int
+    trained_tokens_per_epoch: int
+    longest_example: int
+    steps_per_epoch: int
+    total_steps: int
+    tokens_to_train: int
+    tokens_per_second: float
+    throughput_source: str
+    estimated_seconds: float
+    estimated_memory_bytes: int
+    memory_breakdown: str
+    measured_peak_memory_bytes: int
+    device: str
+    example: _containers.RepeatedCompositeFieldContainer[RenderedSegment]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    source: str
+    def __init__(self, training_config: _Optional[_Union[TrainingConfig, _Mapping]] = ..., records: _Optional[int] = ..., examples: _Optional[int] = ..., dropped: _Optional[int] = ..., truncated: _Optional[int] = ..., tokens_per_epoch: _Optional[int] = ..., trained_tokens_per_epoch: _Optional[int] = ..., longest_example: _Optional[int] = ..., steps_per_epoch: _Optional[int] = ..., total_steps: _Optional[int] = ..., tokens_to_train: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., throughput_source: _Optional[str] = ..., estimated_seconds: _Optional[float] = ..., estimated_memory_bytes: _Optional[int] = ..., memory_breakdown: _Optional[str] = ..., measured_peak_memory_bytes: _Optional[int] = ..., device: _Optional[str] = ..., example: _Optional[_Iterable[_Union[RenderedSegment, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ...) -> None: ...

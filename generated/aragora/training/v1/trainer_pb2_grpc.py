@@ -90,6 +90,16 @@ class TrainerServiceStub:
                 request_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.WatchJobRequest.SerializeToString,
                 response_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.WatchJobResponse.FromString,
                 _registered_method=True)
+        self.CloneJob = channel.unary_unary(
+                '/aragora.training.v1.TrainerService/CloneJob',
+                request_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.CloneJobRequest.SerializeToString,
+                response_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.CloneJobResponse.FromString,
+                _registered_method=True)
+        self.PreflightJob = channel.unary_unary(
+                '/aragora.training.v1.TrainerService/PreflightJob',
+                request_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.PreflightJobRequest.SerializeToString,
+                response_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.PreflightJobResponse.FromString,
+                _registered_method=True)
 
 
 class TrainerServiceServicer:
@@ -180,6 +190,23 @@ class TrainerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloneJob(self, request, context):
+        """Creates a new QUEUED job with the config of an existing one, the fields set in `overrides` replacing
+        its values. NOT_FOUND for an unknown source; the new job is validated like CreateJob.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PreflightJob(self, request, context):
+        """A dry run of a CreateJob request: fetches and encodes the data, measures this machine's throughput and
+        answers what the job would do and cost, without creating or training anything. INVALID_ARGUMENT as for
+        CreateJob (the name may be empty); FAILED_PRECONDITION when the data cannot be fetched.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -237,6 +264,16 @@ def add_TrainerServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.WatchJobRequest.FromString,
                     response_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.WatchJobResponse.SerializeToString,
+            ),
+            'CloneJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloneJob,
+                    request_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.CloneJobRequest.FromString,
+                    response_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.CloneJobResponse.SerializeToString,
+            ),
+            'PreflightJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreflightJob,
+                    request_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.PreflightJobRequest.FromString,
+                    response_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.PreflightJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -537,6 +574,60 @@ class TrainerService:
             '/aragora.training.v1.TrainerService/WatchJob',
             aragora_dot_training_dot_v1_dot_trainer__pb2.WatchJobRequest.SerializeToString,
             aragora_dot_training_dot_v1_dot_trainer__pb2.WatchJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloneJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aragora.training.v1.TrainerService/CloneJob',
+            aragora_dot_training_dot_v1_dot_trainer__pb2.CloneJobRequest.SerializeToString,
+            aragora_dot_training_dot_v1_dot_trainer__pb2.CloneJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreflightJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aragora.training.v1.TrainerService/PreflightJob',
+            aragora_dot_training_dot_v1_dot_trainer__pb2.PreflightJobRequest.SerializeToString,
+            aragora_dot_training_dot_v1_dot_trainer__pb2.PreflightJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

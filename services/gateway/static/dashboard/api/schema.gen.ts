@@ -188,6 +188,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/training/jobs/preflight": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Preflight Job
+         * @description A dry run of a create (same body; the name may be left out): the trainer fetches and encodes the data
+         *     and times a few training steps, and answers what the job would do and cost (examples, tokens, truncation,
+         *     steps, time and memory estimates, one example with its trained tokens marked, warnings). Nothing is created.
+         *     A bad field is 422 as for a create; data that cannot be fetched is 409 with the reason.
+         */
+        post: operations["preflight_job_api_training_jobs_preflight_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/training/jobs/{job_id}": {
         parameters: {
             query?: never;
@@ -276,6 +299,27 @@ export interface paths {
          *     Aragora client gets it: a job that already ended is 200 with the job as it is and ``success`` false.
          */
         post: operations["cancel_job_post_api_training_jobs__job_id__cancel_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/training/jobs/{job_id}/clone": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Clone Job
+         * @description Creates a new ``queued`` job with the config of ``job_id``, the given ``training_config`` fields replacing
+         *     the source's values. 404 for an unknown source, 422 for a bad field, 409 for a name taken.
+         */
+        post: operations["clone_job_api_training_jobs__job_id__clone_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1345,6 +1389,89 @@ export interface components {
                 [key: string]: number;
             };
         };
+        /**
+         * PreflightPublic
+         * @description What a job would do and cost (``POST /api/training/jobs/preflight``).
+         */
+        PreflightPublic: {
+            /** Device */
+            device: string;
+            /**
+             * Dropped
+             * @description Records dropped: their prompt alone fills max_seq_length
+             */
+            dropped: number;
+            /** Estimated Memory Bytes */
+            estimated_memory_bytes: number;
+            /**
+             * Estimated Seconds
+             * @description tokens_to_train / tokens_per_second (+ DPO's reference pass)
+             */
+            estimated_seconds: number;
+            /**
+             * Example
+             * @description The first example, its trained tokens marked
+             */
+            example: components["schemas"]["RenderedSegmentPublic"][];
+            /**
+             * Examples
+             * @description Examples trained on (records minus those dropped)
+             */
+            examples: number;
+            /** Longest Example */
+            longest_example: number;
+            /**
+             * Measured Peak Memory Bytes
+             * @description Peak memory during the timed steps
+             */
+            measured_peak_memory_bytes: number;
+            /** Memory Breakdown */
+            memory_breakdown: string;
+            /**
+             * Records
+             * @description Records fetched
+             */
+            records: number;
+            /**
+             * Source
+             * @description Where the data came from
+             */
+            source: string;
+            /** Steps Per Epoch */
+            steps_per_epoch: number;
+            /**
+             * Throughput Source
+             * @description How the throughput was measured
+             */
+            throughput_source: string;
+            /** Tokens Per Epoch */
+            tokens_per_epoch: number;
+            /**
+             * Tokens Per Second
+             * @description Measured training throughput
+             */
+            tokens_per_second: number;
+            /**
+             * Tokens To Train
+             * @description Tokens the job's steps process
+             */
+            tokens_to_train: number;
+            /** Total Steps */
+            total_steps: number;
+            /**
+             * Trained Tokens Per Epoch
+             * @description Tokens in the loss per epoch
+             */
+            trained_tokens_per_epoch: number;
+            training_config: components["schemas"]["TrainingConfigPublic"];
+            /**
+             * Truncated
+             * @description Examples cut at max_seq_length
+             */
+            truncated: number;
+            /** Warnings */
+            warnings: string[];
+        };
         /** RejectionPublic */
         RejectionPublic: {
             /** Field */
@@ -1353,6 +1480,18 @@ export interface components {
             line: number;
             /** Reason */
             reason: string;
+        };
+        /** RenderedSegmentPublic */
+        RenderedSegmentPublic: {
+            /** Text */
+            text: string;
+            /** Tokens */
+            tokens: number;
+            /**
+             * Trained
+             * @description Whether these tokens are in the loss
+             */
+            trained: boolean;
         };
         /** StatsFilePublic */
         StatsFilePublic: {
@@ -1437,6 +1576,16 @@ export interface components {
              * @description Enable gradient checkpointing (saves memory) (default true)
              */
             gradient_checkpointing?: boolean | null;
+            /**
+             * Init From Checkpoint
+             * @description With a warm start: the step of the earlier job's checkpoint to start from (checkpoint-<step>) instead of its final adapter
+             */
+            init_from_checkpoint?: number | null;
+            /**
+             * Init From Job
+             * @description Start from the LoRA weights of this earlier job (its adapter; it must have completed) instead of a fresh adapter; same base model, LoRA rank and target modules
+             */
+            init_from_job?: string | null;
             /**
              * Learning Rate
              * @description Learning rate (default 0.0002)
@@ -1589,6 +1738,16 @@ export interface components {
              */
             gradient_checkpointing?: boolean | null;
             /**
+             * Init From Checkpoint
+             * @description With a warm start: the step of the earlier job's checkpoint to start from (checkpoint-<step>) instead of its final adapter
+             */
+            init_from_checkpoint?: number | null;
+            /**
+             * Init From Job
+             * @description Start from the LoRA weights of this earlier job (its adapter; it must have completed) instead of a fresh adapter; same base model, LoRA rank and target modules
+             */
+            init_from_job?: string | null;
+            /**
              * Learning Rate
              * @description Learning rate
              */
@@ -1702,6 +1861,20 @@ export interface components {
             job_id: string;
         };
         /**
+         * TrainingJobClone
+         * @description Clones a job: its config, the given parameters replacing the source's values.
+         */
+        TrainingJobClone: {
+            /**
+             * Name
+             * @description The new job's unique name; empty: the source's name with " (copy)"
+             * @default
+             */
+            name?: string;
+            /** @description The parameters that differ from the source's (e.g. init_from_job to continue from it) */
+            training_config?: components["schemas"]["TrainingConfigCreate"];
+        };
+        /**
          * TrainingJobCreate
          * @description The user guide's "Create Job" body. The guide's form names (``jobName``, ``baseModel``, ``loraR``...)
          *     are accepted too, and training parameters may also be given at the top level.
@@ -1757,6 +1930,31 @@ export interface components {
             };
             /** Win Rate */
             win_rate: number | null;
+        };
+        /**
+         * TrainingJobPreflight
+         * @description A dry run's body: the create body, the name optional.
+         */
+        TrainingJobPreflight: {
+            /**
+             * Base Model
+             * @description Base model id (see GET /api/training/models); empty: the default
+             * @default
+             */
+            base_model?: string;
+            /**
+             * Name
+             * @description The job's name (optional for a preflight)
+             * @default
+             */
+            name?: string;
+            training_config?: components["schemas"]["TrainingConfigCreate"];
+            /**
+             * Vertical
+             * @description The vertical to train for (empty: every vertical)
+             * @default
+             */
+            vertical?: string;
         };
         /** TrainingJobPublic */
         TrainingJobPublic: {
@@ -2244,6 +2442,48 @@ export interface operations {
             };
         };
     };
+    preflight_job_api_training_jobs_preflight_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TrainingJobPreflight"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PreflightPublic"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     read_job_api_training_jobs__job_id__get: {
         parameters: {
             query?: never;
@@ -2447,6 +2687,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CancelResultPublic"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    clone_job_api_training_jobs__job_id__clone_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job's id (job-...) */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TrainingJobClone"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrainingJobPublic"];
                 };
             };
             /** @description Invalid request */
