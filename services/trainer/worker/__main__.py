@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         events.error("usage: python -m services.trainer.worker JOB_DIR")
         return 2
     try:
+        from services.trainer.worker.fetch import fetch_base_model
         from services.trainer.worker.runner import run_job
 
+        fetch_base_model(argv[0], events)  # a base model from the model hub (job.json's hub_download)
         return run_job(argv[0], events, guard)
     except WorkerError as exc:
         events.error(str(exc))
