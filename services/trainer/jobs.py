@@ -59,6 +59,10 @@ class JobManager:
 
         self.hub_access = HubAccess.from_settings(settings)
         """How to reach the model hub; None when hub access is off."""
+        from services.trainer.model_admin import ModelAdmin
+
+        self.model_admin = ModelAdmin(self.models_dir, self.hub_access,
+                                      lambda: self._calls.read(self.store.with_status, *RUNNING_STATUSES))
         self.events = EventLog(store, self.hub, self.layout)
         self._calls = self.events.calls
         self._runs: dict[str, WorkerSupervisor] = {}
