@@ -42,6 +42,7 @@ CONFIG_FILES = (
     "chat_template.json",
 )
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+CHUNK_BYTES = 64 * 1024
 PROGRESS_EVERY = 1.0
 """Seconds between progress reports while bytes flow."""
 
@@ -160,6 +161,9 @@ def _hf(access: HubAccess):
     from huggingface_hub import constants
 
     constants.HF_HUB_OFFLINE = False  # hub access is on (the caller has an access): TRAINER_HUB_ENABLED decides
+    # Bytes reach the .part file every CHUNK_BYTES (the client's default, 10 MB, would leave a killed
+    # download's .part empty for the first 10 MB and the progress frozen in between).
+    constants.DOWNLOAD_CHUNK_SIZE = CHUNK_BYTES
     return huggingface_hub
 
 
@@ -355,7 +359,7 @@ def _download_file(hf, access: HubAccess, plan_: HubPlan, f: HubFile, staging: P
         have = 0
     url = hf.hf_hub_url(plan_.model_id, f.name, revision=plan_.revision, endpoint=access.endpoint)
     if have < f.size or f.size == 0:
-        with open(part, "ab") as fh:
+        with open(part, "ab", buffering=0) as fh:  # unbuffered: what arrived is on disk for a resume
             http_get(url, fh, resume_size=have, headers=build_hf_headers(token=access.token or False),
                      expected_size=f.size, displayed_filename=f.name, tqdm_class=_silent_tqdm())
     expected, actual = file_digest(part, f)
