@@ -191,13 +191,10 @@ def _translate(exc: BaseException, model_id: str, access: HubAccess) -> HubError
     if isinstance(exc, errors.HfHubHTTPError):
         status = getattr(getattr(exc, "response", None), "status_code", None)
         return HubError("failed", f"the model hub at {access.host} answered HTTP {status} for {model_id}")
-    try:
-        import httpx2
-
-        transport = (httpx2.TransportError,)
-    except ImportError:  # pragma: no cover - the client's HTTP library
-        transport = ()
-    if isinstance(exc, (*transport, ConnectionError, TimeoutError)):
+    # The client's HTTP library (httpx's TransportError: connect errors, timeouts), found by name so this
+    # module does not depend on which HTTP library the client bundles.
+    transport = any(c.__name__ == "TransportError" for c in type(exc).__mro__)
+    if transport or isinstance(exc, (ConnectionError, TimeoutError)):
         return HubError("unreachable", f"model hub unreachable: no network access to {access.host} "
                                        f"({type(exc).__name__})")
     if isinstance(exc, OSError):
