@@ -12,10 +12,10 @@ import pytest
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
 from tests.faults.conftest import Follower, start_trainer, write_dataset
+from tests.hub.conftest import MODEL
 from tests.support.net import free_ports
 from tests.support.services import grpc_ready
 from tests.support.wait import until
-from tests.hub.conftest import MODEL
 from tests.trainer.conftest import FAST
 
 pytestmark = pytest.mark.slow

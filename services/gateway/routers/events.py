@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timezone
+from datetime import UTC
 from typing import Annotated
 
 import grpc
@@ -44,7 +44,7 @@ def event_data(e: pb.JobEvent) -> dict:
     """A job event as the SSE ``data`` JSON: sequence, time, type, message and the kind's fields."""
     out = {
         "sequence": e.sequence,
-        "time": e.time.ToDatetime(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z"),
+        "time": e.time.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z"),
         "type": EVENT_NAMES.get(e.type, "log"),
         "message": e.message,
     }
