@@ -246,15 +246,17 @@ def plan(model_id: str, access: HubAccess, *, timeout: float = 30.0) -> HubPlan:
                                           "model)")
         if not any(f.name.endswith((".safetensors", ".bin")) for f in files):
             raise HubError("unsupported", f"unsupported model: {model_id} has no safetensors or PyTorch weights")
-        config = info.config if isinstance(info.config, dict) and info.config.get("architectures") else None
-        if config is None:
-            url = hf.hf_hub_url(model_id, "config.json", revision=revision, endpoint=access.endpoint)
-            from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+        # config.json itself (small), not the info's summary of it: the sequence limit is only there. For a
+        # gated model this is also the access check (GatedRepoError without an accepted token).
+        url = hf.hf_hub_url(model_id, "config.json", revision=revision, endpoint=access.endpoint)
+        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-            r = get_session().get(url, headers=build_hf_headers(token=access.token or False), timeout=timeout,
-                                  follow_redirects=True)
-            hf_raise_for_status(r)
-            config = r.json()
+        r = get_session().get(url, headers=build_hf_headers(token=access.token or False), timeout=timeout,
+                              follow_redirects=True)
+        hf_raise_for_status(r)
+        config = r.json()
+        if not isinstance(config, dict):
+            raise HubError("unsupported", f"unsupported model: {model_id}'s config.json is not a JSON object")
     except Exception as exc:  # the client's errors, translated to the failure they mean
         raise _translate(exc, model_id, access) from None
     check_architecture(model_id, config)

@@ -186,7 +186,7 @@ def stop_orphan(pid: int, kill_after: float) -> None:
 def worker_env(settings: TrainerSettings) -> dict[str, str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
     # Secrets and limits travel in the environment, never in job.json (a downloadable artifact).
-    for name in (WORKER_TOKEN_ENV, WORKER_MAX_FILE_ENV, WORKER_HUB_TOKEN_ENV):
+    for name in (WORKER_TOKEN_ENV, WORKER_MAX_FILE_ENV, WORKER_HUB_TOKEN_ENV, "TRAINER_HUB_TOKEN"):
         env.pop(name, None)
     if settings.hub_token:
         env[WORKER_HUB_TOKEN_ENV] = settings.hub_token.get_secret_value()

@@ -43,7 +43,7 @@ def fake_hub(hub_repos):
     hub = FakeHub()
     hub.add(MODEL, hub_repos["tiny"])
     hub.add(GATED, hub_repos["tiny"], gated_token=TOKEN)
-    hub.add(ENCODER, hub_repos["bert"])
+    hub.add(ENCODER, hub_repos["bert"], info_config=False)
     hub.start()
     try:
         yield hub

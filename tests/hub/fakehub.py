@@ -32,6 +32,9 @@ class Repo:
     sha: str = "0123456789abcdef0123456789abcdef01234567"
     gated_token: str | None = None
     """When set: the files need ``Authorization: Bearer <gated_token>``."""
+    info_config: bool = True
+    """Whether the model info carries ``config`` (architectures, model_type) as the real hub's does; without,
+    the client reads ``config.json``."""
 
 
 @dataclass
@@ -129,8 +132,12 @@ class _Handler(BaseHTTPRequestHandler):
             if name.endswith(LFS_SUFFIXES):
                 entry["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
             siblings.append(entry)
-        body = json.dumps({"id": repo_id, "sha": repo.sha, "private": False,
-                           "gated": "manual" if repo.gated_token else False, "siblings": siblings}).encode()
+        info = {"id": repo_id, "sha": repo.sha, "private": False,
+                "gated": "manual" if repo.gated_token else False, "siblings": siblings}
+        if repo.info_config:
+            config = json.loads((repo.folder / "config.json").read_text())
+            info["config"] = {k: config[k] for k in ("architectures", "model_type") if k in config}
+        body = json.dumps(info).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

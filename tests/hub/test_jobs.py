@@ -84,13 +84,22 @@ async def test_gated_model_with_token_downloads_and_the_token_is_not_echoed(fake
         assert local[GATED].source == "hub", local
         again = await stub.PullBaseModel(pb.PullBaseModelRequest(model_id=GATED))
         assert again.already_present
-        job_file = (tmp_path / "jobs" / job.id / "job.json")
-        assert not job_file.exists() or TOKEN not in job_file.read_text()
         deleted = await stub.DeleteLocalModel(pb.DeleteLocalModelRequest(model_id=GATED))
         assert deleted.freed_bytes > 0 and not (models / "org--gated-llama").exists()
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.DeleteLocalModel(pb.DeleteLocalModelRequest(model_id=GATED))
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        # The job downloads it again (the token reaches the worker), and trains.
+        await stub.StartJob(pb.StartJobRequest(job_id=job.id))
+        _, events = await watch_all(stub, job.id)
+        final = (await stub.GetJob(pb.GetJobRequest(job_id=job.id))).job
+        assert final.status == pb.JOB_STATUS_COMPLETED, final.error
+        assert any(e.type == pb.EVENT_TYPE_DOWNLOAD for e in events)
+        assert not any(TOKEN in e.message for e in events)
+    # Nowhere on disk: not in job.json, events.jsonl, worker.log, the database.
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert TOKEN.encode() not in f.read_bytes(), f
 
 
 async def test_pull_failures_by_kind(fake_hub, tmp_path):
