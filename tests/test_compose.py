@@ -83,3 +83,11 @@ def test_dockerfile_installs_torch_pinned_before_the_rest():
     assert first < rest
     # The rest keeps that torch: the same pin, so pip cannot swap the build.
     assert '"torch==${TORCH_VERSION}"' in text[rest:].splitlines()[0]
+
+
+def test_the_compose_trainer_downloads_base_models_from_the_hub(monkeypatch):
+    """Hub access is on in the compose deployment (off by default elsewhere) and needs no token to start."""
+    assert TrainerSettings.model_fields["hub_enabled"].default is False
+    trainer = _settings_from("trainer", monkeypatch)
+    assert trainer.hub_enabled is True and trainer.hub_endpoint.startswith("https://")
+    assert "TRAINER_HUB_TOKEN" not in COMPOSE["services"]["trainer"]["environment"], "a secret in the compose file"

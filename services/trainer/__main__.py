@@ -1,5 +1,6 @@
 """``python -m services.trainer``: run the trainer's gRPC server (``serve``, the default), provision the default
-base model (``provision``), watch a job live (``watch JOB_ID``), or export a completed job (``export JOB_ID KIND``)."""
+base model (``provision``), watch a job live (``watch JOB_ID``), export a completed job (``export JOB_ID KIND``),
+or pull, list and delete base models (``models pull|list|delete``)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--address", help="the trainer's gRPC address (default: TRAINER_HOST:TRAINER_PORT)")
     x.add_argument("--attach", action="store_true", help="follow the running (or last) export instead of starting one")
     x.add_argument("--cancel", action="store_true", help="cancel the running export")
+    m = sub.add_parser("models", help="base models: pull ID from the model hub, list, delete ID")
+    m.add_argument("action", choices=("pull", "list", "delete"))
+    m.add_argument("model_id", nargs="?", metavar="ID")
+    m.add_argument("--address", help="the trainer's gRPC address, for delete (default: TRAINER_HOST:TRAINER_PORT)")
     args = parser.parse_args(argv)
     settings = TrainerSettings()
     if args.command == "export":
@@ -33,6 +38,17 @@ def main(argv: list[str] | None = None) -> int:
 
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
         return export_main(args.job_id, args.kind, args.address or f"{host}:{settings.port}", args.attach, args.cancel)
+    if args.command == "models":
+        from services.trainer import models_cli
+
+        if args.action == "list":
+            return models_cli.list_models(settings)
+        if not args.model_id:
+            parser.error(f"models {args.action} needs a model ID")
+        if args.action == "pull":
+            return models_cli.pull(settings, args.model_id)
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        return models_cli.delete(settings, args.model_id, args.address or f"{host}:{settings.port}")
     if args.command == "watch":
         from services.trainer.cli import main as watch_main
 

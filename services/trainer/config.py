@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.trainer.protocol import DEFAULT_EXPORTER_RETRY_SECONDS
@@ -75,3 +76,14 @@ class TrainerSettings(BaseSettings):
             return uri, (Path(uri.removeprefix("sqlite:///")).absolute().parent / "artifacts").as_uri()
         folder = Path("var/mlflow").absolute()
         return uri or f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
+    hub_enabled: bool = False
+    """Whether the trainer may download base models from the model hub (a job whose base model is not in the
+    models folder downloads it while preparing; ids outside the catalogue are accepted when the hub has them).
+    Off: only the models folder counts, exactly as without network (HF_HUB_OFFLINE does not change this)."""
+    hub_endpoint: str = "https://huggingface.co"
+    """The model hub's address (an HF_ENDPOINT-style mirror works too)."""
+    hub_token: SecretStr | None = None
+    """Access token for gated models; sent only to the hub, never logged, echoed or written to job.json."""
+    hub_keep_free_bytes: int = 0
+    """Free bytes a download must leave on the models folder's disk; a download that would leave less fails
+    before it starts, naming the bytes needed and free."""

@@ -35,6 +35,7 @@ EVENT_TYPE_TO_PB = {
     EventType.LOG: pb.EVENT_TYPE_LOG,
     EventType.WARNING: pb.EVENT_TYPE_WARNING,
     EventType.ERROR: pb.EVENT_TYPE_ERROR,
+    EventType.DOWNLOAD: pb.EVENT_TYPE_DOWNLOAD,
 }
 
 # A request's config: the fields the client SET, as ``spec.validate_spec`` takes them; a stored config back.
@@ -105,6 +106,12 @@ def event_to_pb(event: JobEventRecord) -> pb.JobEvent:
     elif event.type is EventType.EVAL:
         out.eval.CopyFrom(pb.EvalEvent(phase=p.get("phase") or "", done=p.get("done") or 0,
                                        total=p.get("total") or 0, metrics=p.get("metrics") or {}))
+    elif event.type is EventType.DOWNLOAD:
+        out.download.CopyFrom(pb.DownloadEvent(
+            model=p.get("model") or "", phase=p.get("phase") or "", files_done=p.get("files_done") or 0,
+            files_total=p.get("files_total") or 0, bytes_done=p.get("bytes_done") or 0,
+            bytes_total=p.get("bytes_total") or 0, bytes_per_second=p.get("bytes_per_second") or 0.0,
+            eta_seconds=p.get("eta_seconds"), file=p.get("file") or ""))
     return out
 
 
@@ -146,6 +153,7 @@ def model_to_pb(m) -> pb.BaseModel:
         verticals=list(m.verticals), capabilities=list(m.capabilities), recommended=bool(m.recommended),
         available=bool(m.available), unavailable_reason=m.unavailable_reason or "",
         max_seq_length=int(m.max_seq_length), description=m.description or "",
+        downloaded=bool(getattr(m, "downloaded", True)),
     )
 
 

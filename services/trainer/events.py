@@ -24,6 +24,7 @@ class EventType(str, enum.Enum):
     LOG = "log"
     WARNING = "warning"
     ERROR = "error"
+    DOWNLOAD = "download"
 
 
 @dataclass

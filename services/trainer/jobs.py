@@ -56,6 +56,14 @@ class JobManager:
         self.models_dir = Path(settings.models_dir).absolute()
         self.data_root = Path(settings.data_root).absolute()
         self.max_concurrent = max(1, int(settings.max_concurrent_jobs))
+        from services.trainer.hub import HubAccess
+
+        self.hub_access = HubAccess.from_settings(settings)
+        """How to reach the model hub; None when hub access is off."""
+        from services.trainer.model_admin import ModelAdmin
+
+        self.model_admin = ModelAdmin(self.models_dir, self.hub_access,
+                                      lambda: self._calls.read(self.store.with_status, *RUNNING_STATUSES))
         self.events = EventLog(store, self.hub, self.layout)
         self._calls = self.events.calls
         self._runs: dict[str, WorkerSupervisor] = {}
@@ -147,7 +155,16 @@ class JobManager:
     async def list_models(self):
         from services.trainer import models
 
-        return await asyncio.to_thread(models.list_models, self.models_dir)
+        return await asyncio.to_thread(models.list_models, self.models_dir, self.hub_access is not None)
+
+    def _remote(self):
+        """The hub lookup ``models.resolve_model`` uses for ids found nowhere here; None when hub access is off."""
+        if self.hub_access is None:
+            return None
+        from services.trainer import hub
+
+        access = self.hub_access
+        return lambda model_id: hub.remote_model(model_id, access)
 
     def running_pid(self, job_id: str) -> int | None:
         run = self._runs.get(job_id)
@@ -257,7 +274,7 @@ class JobManager:
                 "vertical", "must be letters, digits, '_', '.' or '-' (at most 64), starting with a letter or digit"))
         model = None
         try:
-            model = models.resolve_model(self.models_dir, base_model)
+            model = models.resolve_model(self.models_dir, base_model, remote=self._remote())
         except InvalidArgument as exc:
             violations.extend(exc.violations)
         config = None
@@ -365,8 +382,8 @@ class JobManager:
                                is_stopping=lambda: self._stopping)
         self._runs[job.id] = run
         try:
-            model = await asyncio.to_thread(models.resolve_model, self.models_dir, job.base_model)
-        except InvalidArgument as exc:
+            model = await asyncio.to_thread(models.resolve_model, self.models_dir, job.base_model, self._remote())
+        except (InvalidArgument, FailedPrecondition) as exc:
             self._runs.pop(job.id, None)
             try:
                 await self.events.transition(job.id, JobStatus.FAILED, f"base model unavailable: {exc.message}",
@@ -377,7 +394,9 @@ class JobManager:
         try:
             if not resume:
                 await self.events.transition(job.id, JobStatus.PREPARING, "worker starting")
-            await run.launch(job, model.path)
+            # No folder yet (hub access on): the worker downloads it into its place while preparing.
+            download = model.path is None
+            await run.launch(job, model.path or self.models_dir / models.folder_name(model.id), download=download)
         except Exception as exc:
             log.exception("could not start the worker of %s", job.id)
             self._runs.pop(job.id, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,7 @@ from services.common.errors import InvalidArgument
 CATALOGUE_PATH = Path(__file__).with_name("catalogue.json")
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 UNAVAILABLE_REASON = "weights not on this server (no model hub reachable); place them in {folder}"
+HUB_REASON = "not downloaded yet: a job downloads it from the model hub while preparing (or pull it first)"
 
 
 @dataclass
@@ -38,6 +40,8 @@ class BaseModelInfo:
     description: str
     path: Path | None = None
     aliases: list[str] = field(default_factory=list)
+    downloaded: bool = True
+    """Whether its weights are in the models folder (False: a job downloads them from the hub first)."""
 
 
 def folder_name(model_id: str) -> str:
@@ -105,14 +109,16 @@ def _local_folders(models_dir: Path) -> dict[str, Path]:
     return out
 
 
-def _from_entry(entry: dict, models_dir: Path, local: Path | None) -> BaseModelInfo:
+def _from_entry(entry: dict, models_dir: Path, local: Path | None, hub: bool = False) -> BaseModelInfo:
     folder = models_dir.absolute() / folder_name(entry["id"])
     trainable = entry.get("trainable", True)
-    available = local is not None and trainable
+    available = trainable and (local is not None or hub)
     if not trainable:
         reason = entry.get("untrainable_reason", "this trainer cannot fine-tune it")
-    elif available:
+    elif local is not None:
         reason = ""
+    elif hub:
+        reason = HUB_REASON
     else:
         reason = UNAVAILABLE_REASON.format(folder=folder)
     max_len = int(entry.get("max_seq_length", 0))
@@ -124,7 +130,8 @@ def _from_entry(entry: dict, models_dir: Path, local: Path | None) -> BaseModelI
         verticals=list(entry.get("verticals", [])), capabilities=list(entry.get("capabilities", [])),
         recommended=bool(entry.get("recommended", False)), available=available, unavailable_reason=reason,
         max_seq_length=max_len, description=entry.get("description", ""),
-        path=local.absolute() if available else None, aliases=list(entry.get("aliases", [])),
+        path=local.absolute() if available and local is not None else None, aliases=list(entry.get("aliases", [])),
+        downloaded=local is not None,
     )
 
 
@@ -151,14 +158,15 @@ def _read_tokenizer_config(folder: Path) -> dict:
         return {}
 
 
-def list_models(models_dir: Path) -> list[BaseModelInfo]:
-    """The catalogue (in its order), then the other model folders found in ``models_dir`` (by id)."""
+def list_models(models_dir: Path, hub: bool = False) -> list[BaseModelInfo]:
+    """The catalogue (in its order), then the other model folders found in ``models_dir`` (by id). ``hub``:
+    model hub access is on, so a trainable catalogue model without a folder is available (downloaded first)."""
     models_dir = Path(models_dir)
     local = _local_folders(models_dir)
     out = []
     seen = set()
     for entry in _catalogue():
-        out.append(_from_entry(entry, models_dir, local.get(entry["id"])))
+        out.append(_from_entry(entry, models_dir, local.get(entry["id"]), hub))
         seen.add(entry["id"])
     for model_id, folder in local.items():
         if model_id not in seen:
@@ -166,17 +174,23 @@ def list_models(models_dir: Path) -> list[BaseModelInfo]:
     return out
 
 
-def resolve_model(models_dir: Path, model_id: str) -> BaseModelInfo:
+def resolve_model(models_dir: Path, model_id: str, remote: Callable[[str], BaseModelInfo] | None = None
+                  ) -> BaseModelInfo:
     """The available model ``model_id`` names (its id or a catalogue alias; empty: the default).
 
-    Raises ``InvalidArgument(field="base_model")`` when it is unknown or not available here, with the reason.
+    ``remote``: hub access is on; catalogue models without a folder are available (``path`` None, downloaded by
+    the job), and an id found nowhere here is looked up with ``remote(model_id)`` (which raises when the hub
+    does not have it). Raises ``InvalidArgument(field="base_model")`` when it is unknown or not available here,
+    with the reason.
     """
     model_id = (model_id or DEFAULT_MODEL_ID).strip()
-    for info in list_models(models_dir):
+    for info in list_models(models_dir, hub=remote is not None):
         if model_id == info.id or model_id in info.aliases:
             if not info.available:
                 raise InvalidArgument(f"{info.id} is not available: {info.unavailable_reason}", field="base_model")
             return info
+    if remote is not None:
+        return remote(model_id)
     known = ", ".join(m.id for m in list_models(models_dir) if m.available) or "none"
     aragora_id = _load_catalogue_file().get("aragora_selector_ids", {}).get(model_id)
     if aragora_id:

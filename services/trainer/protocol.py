@@ -37,6 +37,8 @@ WORKER_TOKEN_ENV = "ARAGORA_EXPORTER_TOKEN"
 """The worker sends this token to the exporter (``authorization: Bearer``); the trainer's ``api_token``."""
 WORKER_MAX_FILE_ENV = "ARAGORA_WORKER_MAX_FILE_BYTES"
 """The largest file the worker may write (RLIMIT_FSIZE it sets on itself); from ``worker_max_file_bytes``."""
+WORKER_HUB_TOKEN_ENV = "ARAGORA_HUB_TOKEN"
+"""The model hub token (the trainer's ``hub_token``) a worker that downloads its base model sends to the hub."""
 MAX_MESSAGE_CHARS = 4000
 """The longest message (and free text) the service keeps from a worker line."""
 
@@ -76,6 +78,11 @@ class JobFile(BaseModel):
     """The MLflow experiment the job's run belongs to."""
     mlflow_artifact_root: str | None = None
     """Where a new experiment keeps its artifacts (the local store's folder); None: the tracking server's."""
+    hub_download: bool = False
+    """``model_path`` does not exist yet: download ``base_model`` from the model hub into it while preparing
+    (the token comes in ``WORKER_HUB_TOKEN_ENV``, never here)."""
+    hub_endpoint: str = "https://huggingface.co"
+    hub_keep_free_bytes: int = 0
 
     def write(self, path: Path) -> None:
         """Writes the file atomically (a temporary renamed into place)."""
@@ -265,9 +272,40 @@ class ResultLine(WorkerLine):
                    metrics_path=text(obj.get("metrics_path"), 1000))
 
 
+@dataclass
+class DownloadLine(WorkerLine):
+    """Progress of the base model's download from the model hub (``services.trainer.hub.Progress``)."""
+
+    TYPE: ClassVar[str] = "download"
+    model: str = ""
+    phase: str = ""
+    """``planning``, ``waiting`` (another job or a pull downloads it), ``downloading``, ``done``."""
+    files_done: int = 0
+    files_total: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+    bytes_per_second: float = 0.0
+    eta_seconds: float | None = None
+    file: str = ""
+
+    @classmethod
+    def coerce(cls, obj: dict) -> DownloadLine:
+        return cls(message=text(obj.get("message")), model=text(obj.get("model"), 300),
+                   phase=text(obj.get("phase"), 50), files_done=number(obj.get("files_done"), 0, int),
+                   files_total=number(obj.get("files_total"), 0, int),
+                   bytes_done=number(obj.get("bytes_done"), 0, int),
+                   bytes_total=number(obj.get("bytes_total"), 0, int),
+                   bytes_per_second=number(obj.get("bytes_per_second"), 0.0),
+                   eta_seconds=number(obj.get("eta_seconds")), file=text(obj.get("file"), 300))
+
+    def payload(self) -> dict:
+        """The job event's payload (every field but the message)."""
+        return {k: v for k, v in asdict(self).items() if k != "message"}
+
+
 LINE_TYPES: dict[str, type[WorkerLine]] = {
     cls.TYPE: cls for cls in (StatusLine, StepLine, CheckpointLine, EvalLine, LogLine, WarningLine, ErrorLine,
-                              DataLine, ResultLine)
+                              DataLine, ResultLine, DownloadLine)
 }
 
 

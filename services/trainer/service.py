@@ -105,3 +105,19 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                 yield pb.WatchJobResponse(snapshot=convert.job_to_pb(item))
             else:
                 yield pb.WatchJobResponse(event=convert.event_to_pb(item))
+
+    async def PullBaseModel(self, request: pb.PullBaseModelRequest, context) -> pb.PullBaseModelResponse:
+        started = await self.manager.model_admin.pull(request.model_id)
+        return pb.PullBaseModelResponse(model_id=started.model_id, already_present=started.already_present,
+                                        files_total=started.files_total, bytes_total=started.bytes_total,
+                                        revision=started.revision)
+
+    async def ListLocalModels(self, request, context) -> pb.ListLocalModelsResponse:
+        return pb.ListLocalModelsResponse(models=[
+            pb.LocalModel(id=m.id, size_bytes=m.size_bytes, files=m.files, source=m.source, revision=m.revision,
+                          bytes_total=m.bytes_total, used_by=m.used_by, pulling=m.pulling, pull_error=m.pull_error)
+            for m in await self.manager.model_admin.list()
+        ])
+
+    async def DeleteLocalModel(self, request: pb.DeleteLocalModelRequest, context) -> pb.DeleteLocalModelResponse:
+        return pb.DeleteLocalModelResponse(freed_bytes=await self.manager.model_admin.delete(request.model_id))

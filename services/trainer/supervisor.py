@@ -27,10 +27,12 @@ from services.trainer.events import EventType
 from services.trainer.orm import Job, JobStatus
 from services.trainer.protocol import (
     OOM_MESSAGE,
+    WORKER_HUB_TOKEN_ENV,
     WORKER_MAX_FILE_ENV,
     WORKER_TOKEN_ENV,
     CheckpointLine,
     DataLine,
+    DownloadLine,
     EvalLine,
     JobFile,
     ResultLine,
@@ -184,8 +186,10 @@ def stop_orphan(pid: int, kill_after: float) -> None:
 def worker_env(settings: TrainerSettings) -> dict[str, str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
     # Secrets and limits travel in the environment, never in job.json (a downloadable artifact).
-    for name in (WORKER_TOKEN_ENV, WORKER_MAX_FILE_ENV):
+    for name in (WORKER_TOKEN_ENV, WORKER_MAX_FILE_ENV, WORKER_HUB_TOKEN_ENV, "TRAINER_HUB_TOKEN"):
         env.pop(name, None)
+    if settings.hub_token:
+        env[WORKER_HUB_TOKEN_ENV] = settings.hub_token.get_secret_value()
     if settings.api_token:
         env[WORKER_TOKEN_ENV] = settings.api_token
     if settings.worker_max_file_bytes:
@@ -193,7 +197,8 @@ def worker_env(settings: TrainerSettings) -> dict[str, str]:
     return env
 
 
-def job_file(job: Job, settings: TrainerSettings, model_path: Path | None, resume: bool) -> JobFile:
+def job_file(job: Job, settings: TrainerSettings, model_path: Path | None, resume: bool,
+             download: bool = False) -> JobFile:
     """What the worker of ``job`` is told to do."""
     config = dict(job.training_config)
     every = config.get("checkpoint_every_steps") or settings.checkpoint_every_steps
@@ -211,6 +216,8 @@ def job_file(job: Job, settings: TrainerSettings, model_path: Path | None, resum
         exporter_retry_seconds=float(settings.exporter_retry_seconds), init_weights=init,
         mlflow_tracking_uri=tracking_uri, mlflow_experiment=settings.mlflow_experiment,
         mlflow_artifact_root=artifact_root,
+        hub_download=download and bool(settings.hub_enabled), hub_endpoint=settings.hub_endpoint,
+        hub_keep_free_bytes=int(settings.hub_keep_free_bytes or 0),
     )
 
 
@@ -249,14 +256,14 @@ class WorkerSupervisor:
         self.exited.set()
         self.done.set()
 
-    async def launch(self, job: Job, model_path: Path | None) -> None:
+    async def launch(self, job: Job, model_path: Path | None, download: bool = False) -> None:
         """Writes ``job.json`` and starts the worker (raises whatever stops it from starting)."""
         root = self.layout.root
         resume = self.resumed
 
         def prepare():
             root.mkdir(parents=True, exist_ok=True)
-            job_file(job, self.settings, model_path, resume).write(self.layout.job_file)
+            job_file(job, self.settings, model_path, resume, download).write(self.layout.job_file)
             return open(self.layout.worker_log, "ab"), cgroup_oom_kills()
 
         log_file, self.memory.oom_kills_at_start = await asyncio.to_thread(prepare)
@@ -378,6 +385,8 @@ class WorkerSupervisor:
             await append(job_id, EventType.LOG,
                          message or f"training data ready: {examples} examples from {debates} debates, {total} steps",
                          {"training_examples": examples, "training_debates": debates, "total_steps": total}, **fields)
+        elif isinstance(line, DownloadLine):
+            await append(job_id, EventType.DOWNLOAD, message, line.payload())
         elif isinstance(line, ResultLine):
             self.result = line
             final = line.final_loss

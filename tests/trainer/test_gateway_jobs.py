@@ -165,7 +165,8 @@ async def test_models_route(api):
     assert r.status_code == 200
     models = {m["id"]: m for m in r.json()["models"]}
     assert set(models[TINY]) == {"id", "name", "provider", "parameters", "size", "verticals", "capabilities",
-                                 "recommended", "available", "unavailable_reason", "max_seq_length", "description"}
+                                 "recommended", "available", "unavailable_reason", "max_seq_length", "description",
+                                 "downloaded"}
     assert models[TINY]["available"] is True
     assert models["HuggingFaceTB/SmolLM2-135M-Instruct"]["recommended"] is True
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timezone
+from datetime import UTC
 from typing import Annotated
 
 import grpc
@@ -35,6 +35,7 @@ EVENT_NAMES = {
     pb.EVENT_TYPE_LOG: "log",
     pb.EVENT_TYPE_WARNING: "warning",
     pb.EVENT_TYPE_ERROR: "error",
+    pb.EVENT_TYPE_DOWNLOAD: "download",
 }
 TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -43,7 +44,7 @@ def event_data(e: pb.JobEvent) -> dict:
     """A job event as the SSE ``data`` JSON: sequence, time, type, message and the kind's fields."""
     out = {
         "sequence": e.sequence,
-        "time": e.time.ToDatetime(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z"),
+        "time": e.time.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z"),
         "type": EVENT_NAMES.get(e.type, "log"),
         "message": e.message,
     }
@@ -58,6 +59,11 @@ def event_data(e: pb.JobEvent) -> dict:
                    extra=dict(s.extra))
     elif kind == "checkpoint":
         out.update(path=e.checkpoint.path, step=e.checkpoint.step)
+    elif kind == "download":
+        d = e.download
+        out.update(model=d.model, phase=d.phase, files_done=d.files_done, files_total=d.files_total,
+                   bytes_done=d.bytes_done, bytes_total=d.bytes_total, bytes_per_second=d.bytes_per_second,
+                   eta_seconds=d.eta_seconds if d.HasField("eta_seconds") else None, file=d.file)
     elif kind == "eval":
         out.update(phase=e.eval.phase, done=e.eval.done, total=e.eval.total, metrics=dict(e.eval.metrics))
     return out

@@ -50,9 +50,11 @@ def main(argv: list[str] | None = None) -> int:
             from services.trainer.worker.preflight import run_preflight
 
             return run_preflight(Path(argv[0]), events)
+        from services.trainer.worker.fetch import fetch_base_model
         from services.trainer.worker.runner import run_job
         from services.trainer.worker.tracking import tracked
 
+        fetch_base_model(argv[0], events)  # a base model from the model hub (job.json's hub_download)
         return run_job(argv[0], tracked(events, Path(argv[0])), guard)
     except WorkerError as exc:
         events.error(str(exc))

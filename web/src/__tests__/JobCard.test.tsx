@@ -74,6 +74,20 @@ describe('JobCard', () => {
     expect(screen.queryByText(/Evaluating validation/)).toBeNull();
   });
 
+  it('shows the base model download while the job prepares', async () => {
+    render(<Cards jobs={[makeJob({ id: 'job-d', name: 'hub', status: 'preparing' })]} />);
+    await flush();
+    const es = FakeEventSource.instances[0];
+    act(() => {
+      es.emit('snapshot', makeJob({ id: 'job-d', status: 'preparing' }));
+      es.emit('download', { sequence: 1, time: '2026-01-01T00:00:01Z', type: 'download', message: '', model: 'org/m', phase: 'downloading', files_done: 2, files_total: 6, bytes_done: 1048576, bytes_total: 4194304, bytes_per_second: 524288, eta_seconds: 6, file: 'model.safetensors' }, 1);
+    });
+    const line = screen.getByTestId('download-progress');
+    expect(line.textContent).toMatch(/Downloading org\/m/);
+    expect(line.textContent).toMatch(/2\/6 files/);
+    expect(line.querySelector('progress')?.getAttribute('value')).toBe('1048576');
+  });
+
   it('asks before cancelling', async () => {
     gw.jobs = [makeJob({ id: 'job-a', status: 'training' })];
     render(<Cards jobs={gw.jobs} />);

@@ -79,6 +79,7 @@ export const MODEL: BaseModel = {
   unavailable_reason: '',
   max_seq_length: 512,
   description: 'A tiny test model',
+  downloaded: true,
 };
 
 const STATUSES: JobStatus[] = ['queued', 'preparing', 'training', 'completed', 'failed', 'cancelled'];

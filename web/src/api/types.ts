@@ -82,7 +82,7 @@ export type BaseModel = Sent<S['BaseModelPublic']>;
 export type BaseModelList = Sent<S['BaseModelsPublic']>;
 
 /** The kinds of event in a job's log (the SSE `event:` field), plus the stream's own `snapshot` and `end`. */
-export const EVENT_TYPES = ['status', 'step', 'checkpoint', 'eval', 'log', 'warning', 'error'] as const;
+export const EVENT_TYPES = ['status', 'step', 'checkpoint', 'eval', 'log', 'warning', 'error', 'download'] as const;
 export type JobEventType = (typeof EVENT_TYPES)[number];
 
 interface EventBase {
@@ -127,12 +127,27 @@ export interface EvalEvent extends EventBase {
   metrics: Record<string, number>;
 }
 
+/** Progress of the base model's download from the model hub (while the job prepares). */
+export interface DownloadEvent extends EventBase {
+  type: 'download';
+  model: string;
+  /** planning, waiting (another job or a pull downloads it), downloading, done. */
+  phase: string;
+  files_done: number;
+  files_total: number;
+  bytes_done: number;
+  bytes_total: number;
+  bytes_per_second: number;
+  eta_seconds: number | null;
+  file: string;
+}
+
 export interface MessageEvent extends EventBase {
   type: 'log' | 'warning' | 'error';
 }
 
 /** One event of a job's log, as the `data:` of an SSE message. */
-export type JobEvent = StatusEvent | StepEvent | CheckpointEvent | EvalEvent | MessageEvent;
+export type JobEvent = StatusEvent | StepEvent | CheckpointEvent | EvalEvent | DownloadEvent | MessageEvent;
 
 /** The export formats. */
 export const EXPORT_FORMATS = ['sft', 'dpo', 'gauntlet'] as const;

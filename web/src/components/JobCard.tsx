@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
-import { isTerminal, type Job, type JobArtifacts, type JobMetrics, type StepEvent } from '../api/types';
+import { isTerminal, type Job, type JobArtifacts, type JobMetrics, type StepEvent, type DownloadEvent } from '../api/types';
 import { useJobEvents, type UseFineTuningResult } from '../hooks/useFineTuning';
-import { formatDuration, formatNumber, formatPercent, formatTime } from '../format';
+import { formatBytes, formatDuration, formatNumber, formatPercent, formatTime } from '../format';
 import { ArtifactsPanel } from './ArtifactsPanel';
 import { LossChart, validationPoint, type LossPoint } from './LossChart';
 import { MetricsPanel } from './MetricsPanel';
@@ -127,6 +127,7 @@ export function JobCard({ job, onCancel, actions, highlighted = false }: JobCard
     () => events.map(validationPoint).filter((p): p is LossPoint => p !== null),
     [events],
   );
+  const download = useMemo(() => [...events].reverse().find((e): e is DownloadEvent => e.type === 'download'), [events]);
 
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState<string | null>(null);
@@ -279,7 +280,17 @@ export function JobCard({ job, onCancel, actions, highlighted = false }: JobCard
         )}
       </dl>
 
-      {job.status === 'preparing' && <p className="muted">Loading the base model and preparing the data…</p>}
+      {job.status === 'preparing' && download && download.phase !== 'done' && download.bytes_total > 0 ? (
+        <p className="muted" data-testid="download-progress">
+          {download.phase === 'waiting' ? 'Waiting for the download of' : 'Downloading'} {download.model}:{' '}
+          {formatBytes(download.bytes_done)} / {formatBytes(download.bytes_total)} ({download.files_done}/{download.files_total} files
+          {download.bytes_per_second > 0 ? `, ${formatBytes(download.bytes_per_second)}/s` : ''}
+          {download.eta_seconds != null ? `, about ${formatDuration(download.eta_seconds * 1000)} left` : ''})
+          <progress max={download.bytes_total} value={download.bytes_done} />
+        </p>
+      ) : (
+        job.status === 'preparing' && <p className="muted">Loading the base model and preparing the data…</p>
+      )}
       {evalEvent && evalEvent.type === 'eval' && !terminal && evalEvent.total > 0 && (
         <p className="muted">
           Evaluating {evalEvent.phase}: {evalEvent.done} / {evalEvent.total}

@@ -19,7 +19,7 @@ const MAX_SEQ_DEFAULT = Number(ALL_PARAMS.find((p) => p.key === 'max_seq_length'
 type Values = Record<string, string | boolean>;
 
 function initialValues(): Values {
-  const v: Values = { name: '', vertical: '', base_model: '' };
+  const v: Values = { name: '', vertical: '', base_model: '', hub_model: '' };
   for (const p of ALL_PARAMS) v[p.key] = p.initial;
   return v;
 }
@@ -32,13 +32,19 @@ export function formFieldOf(apiField: string): string {
   return f;
 }
 
+/** A model hub id as the trainer accepts it (org/name). */
+export const HUB_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(\/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$/;
+
 function validate(values: Values, model: BaseModel | undefined, existingNames: Set<string>): Record<string, string> {
   const errors: Record<string, string> = {};
   const name = String(values.name).trim();
   if (!name) errors.name = 'A job name is required.';
   else if (name.length > 128) errors.name = 'At most 128 characters.';
   else if (existingNames.has(name)) errors.name = `A job named “${name}” already exists; names are unique.`;
-  if (!values.base_model) errors.base_model = 'Choose a base model.';
+  const hubId = String(values.hub_model ?? '').trim();
+  if (hubId) {
+    if (!HUB_ID.test(hubId) || hubId.includes('..') || hubId.includes('--')) errors.hub_model = 'A model hub id looks like org/name (letters, digits, “-”, “_”, “.”).';
+  } else if (!values.base_model) errors.base_model = 'Choose a base model.';
   else if (model && !model.available) errors.base_model = `Not available on this server: ${model.unavailable_reason || 'no weights'}.`;
   for (const p of ALL_PARAMS) {
     if (p.kind !== 'int' && p.kind !== 'number') continue;
@@ -84,7 +90,8 @@ function toRequest(values: Values): CreateJobRequest {
   return {
     name: String(values.name).trim(),
     vertical: String(values.vertical),
-    base_model: String(values.base_model),
+    // "Use any hub model id" wins over the catalogue choice (the trainer downloads it while preparing).
+    base_model: String(values.hub_model ?? '').trim() || String(values.base_model),
     training_config: cfg as TrainingConfigInput,
   };
 }
@@ -137,7 +144,8 @@ export function NewJobTab({
     () => [...ft.models].sort((a, b) => Number(b.available) - Number(a.available) || Number(b.recommended) - Number(a.recommended) || a.parameters - b.parameters),
     [ft.models],
   );
-  const model = ft.models.find((m) => m.id === values.base_model);
+  const hubModel = String(values.hub_model ?? '').trim();
+  const model = hubModel ? ft.models.find((m) => m.id === hubModel) : ft.models.find((m) => m.id === values.base_model);
 
   // Choose a model once the catalogue is in: the one picked on Available Models, else the first recommended one here.
   useEffect(() => {
@@ -195,6 +203,10 @@ export function NewJobTab({
           else unplaced.push(fe);
         }
         if (err?.code === 'ALREADY_EXISTS' && !byField.name) byField.name = err.message;
+        if (hubModel && byField.base_model) {
+          byField.hub_model = byField.base_model; // the id typed in "use any hub model id" was refused
+          delete byField.base_model;
+        }
         if (Object.keys(byField).some((f) => ADVANCED_PARAMS.some((p) => p.key === f))) setShowAdvanced(true);
         setApiErrors(byField);
         if (Object.keys(byField).length === 0 || unplaced.length > 0) {
@@ -341,6 +353,21 @@ export function NewJobTab({
               </option>
             ))}
           </select>
+        </Field>
+        <Field
+          id="hub_model"
+          label="Or use any hub model id"
+          help="Any causal language model on the model hub, e.g. Qwen/Qwen2.5-0.5B-Instruct: the job downloads it while preparing (needs hub access on the trainer). Leave empty to use the choice above."
+          error={shown('hub_model') || undefined}
+        >
+          <input
+            id="f-hub_model"
+            name="hub_model"
+            type="text"
+            placeholder="org/name"
+            value={String(values.hub_model ?? '')}
+            onChange={(e) => set('hub_model', e.target.value)}
+          />
         </Field>
       </fieldset>
       <fieldset>

@@ -50,6 +50,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_LOG: _ClassVar[EventType]
     EVENT_TYPE_WARNING: _ClassVar[EventType]
     EVENT_TYPE_ERROR: _ClassVar[EventType]
+    EVENT_TYPE_DOWNLOAD: _ClassVar[EventType]
 JOB_STATUS_UNSPECIFIED: JobStatus
 JOB_STATUS_QUEUED: JobStatus
 JOB_STATUS_PREPARING: JobStatus
@@ -76,6 +77,7 @@ EVENT_TYPE_EVAL: EventType
 EVENT_TYPE_LOG: EventType
 EVENT_TYPE_WARNING: EventType
 EVENT_TYPE_ERROR: EventType
+EVENT_TYPE_DOWNLOAD: EventType
 
 class TrainingConfig(_message.Message):
     __slots__ = ("lora_r", "lora_alpha", "lora_dropout", "num_epochs", "batch_size", "learning_rate", "max_seq_length", "quantization", "gradient_checkpointing", "dataset_path", "method", "beta", "min_confidence", "min_confidence_diff", "target_modules", "max_steps", "seed", "checkpoint_every_steps", "gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "max_grad_norm", "validation_split", "eval_every_steps", "early_stopping_patience", "early_stopping_min_delta", "save_total_limit", "init_from_job", "init_from_checkpoint")
@@ -392,7 +394,7 @@ class ListBaseModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class BaseModel(_message.Message):
-    __slots__ = ("id", "name", "provider", "parameters", "size", "verticals", "capabilities", "recommended", "available", "unavailable_reason", "max_seq_length", "description")
+    __slots__ = ("id", "name", "provider", "parameters", "size", "verticals", "capabilities", "recommended", "available", "unavailable_reason", "max_seq_length", "description", "downloaded")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -405,6 +407,7 @@ class BaseModel(_message.Message):
     UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
     MAX_SEQ_LENGTH_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOADED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     provider: str
@@ -417,7 +420,8 @@ class BaseModel(_message.Message):
     unavailable_reason: str
     max_seq_length: int
     description: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., provider: _Optional[str] = ..., parameters: _Optional[int] = ..., size: _Optional[str] = ..., verticals: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Iterable[str]] = ..., recommended: _Optional[bool] = ..., available: _Optional[bool] = ..., unavailable_reason: _Optional[str] = ..., max_seq_length: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+    downloaded: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., provider: _Optional[str] = ..., parameters: _Optional[int] = ..., size: _Optional[str] = ..., verticals: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Iterable[str]] = ..., recommended: _Optional[bool] = ..., available: _Optional[bool] = ..., unavailable_reason: _Optional[str] = ..., max_seq_length: _Optional[int] = ..., description: _Optional[str] = ..., downloaded: _Optional[bool] = ...) -> None: ...
 
 class ListBaseModelsResponse(_message.Message):
     __slots__ = ("models",)
@@ -432,6 +436,28 @@ class WatchJobRequest(_message.Message):
     job_id: str
     after_sequence: int
     def __init__(self, job_id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+
+class DownloadEvent(_message.Message):
+    __slots__ = ("model", "phase", "files_done", "files_total", "bytes_done", "bytes_total", "bytes_per_second", "eta_seconds", "file")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    FILES_DONE_FIELD_NUMBER: _ClassVar[int]
+    FILES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    phase: str
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+    bytes_per_second: float
+    eta_seconds: float
+    file: str
+    def __init__(self, model: _Optional[str] = ..., phase: _Optional[str] = ..., files_done: _Optional[int] = ..., files_total: _Optional[int] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., bytes_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., file: _Optional[str] = ...) -> None: ...
 
 class StatusChange(_message.Message):
     __slots__ = ("from_status", "to_status", "reason")
@@ -500,7 +526,7 @@ class EvalEvent(_message.Message):
     def __init__(self, phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("sequence", "time", "type", "message", "status_change", "step", "checkpoint", "eval")
+    __slots__ = ("sequence", "time", "type", "message", "status_change", "step", "checkpoint", "eval", "download")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -509,6 +535,7 @@ class JobEvent(_message.Message):
     STEP_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     EVAL_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOAD_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     time: _timestamp_pb2.Timestamp
     type: EventType
@@ -517,7 +544,8 @@ class JobEvent(_message.Message):
     step: StepEvent
     checkpoint: CheckpointEvent
     eval: EvalEvent
-    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[EventType, str]] = ..., message: _Optional[str] = ..., status_change: _Optional[_Union[StatusChange, _Mapping]] = ..., step: _Optional[_Union[StepEvent, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointEvent, _Mapping]] = ..., eval: _Optional[_Union[EvalEvent, _Mapping]] = ...) -> None: ...
+    download: DownloadEvent
+    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[EventType, str]] = ..., message: _Optional[str] = ..., status_change: _Optional[_Union[StatusChange, _Mapping]] = ..., step: _Optional[_Union[StepEvent, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointEvent, _Mapping]] = ..., eval: _Optional[_Union[EvalEvent, _Mapping]] = ..., download: _Optional[_Union[DownloadEvent, _Mapping]] = ...) -> None: ...
 
 class WatchJobResponse(_message.Message):
     __slots__ = ("snapshot", "event")
@@ -610,3 +638,67 @@ class PreflightJobResponse(_message.Message):
     warnings: _containers.RepeatedScalarFieldContainer[str]
     source: str
     def __init__(self, training_config: _Optional[_Union[TrainingConfig, _Mapping]] = ..., records: _Optional[int] = ..., examples: _Optional[int] = ..., dropped: _Optional[int] = ..., truncated: _Optional[int] = ..., tokens_per_epoch: _Optional[int] = ..., trained_tokens_per_epoch: _Optional[int] = ..., longest_example: _Optional[int] = ..., steps_per_epoch: _Optional[int] = ..., total_steps: _Optional[int] = ..., tokens_to_train: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., throughput_source: _Optional[str] = ..., estimated_seconds: _Optional[float] = ..., estimated_memory_bytes: _Optional[int] = ..., memory_breakdown: _Optional[str] = ..., measured_peak_memory_bytes: _Optional[int] = ..., device: _Optional[str] = ..., example: _Optional[_Iterable[_Union[RenderedSegment, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ...) -> None: ...
+
+class PullBaseModelRequest(_message.Message):
+    __slots__ = ("model_id",)
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    def __init__(self, model_id: _Optional[str] = ...) -> None: ...
+
+class PullBaseModelResponse(_message.Message):
+    __slots__ = ("model_id", "already_present", "files_total", "bytes_total", "revision")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_PRESENT_FIELD_NUMBER: _ClassVar[int]
+    FILES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    already_present: bool
+    files_total: int
+    bytes_total: int
+    revision: str
+    def __init__(self, model_id: _Optional[str] = ..., already_present: _Optional[bool] = ..., files_total: _Optional[int] = ..., bytes_total: _Optional[int] = ..., revision: _Optional[str] = ...) -> None: ...
+
+class ListLocalModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LocalModel(_message.Message):
+    __slots__ = ("id", "size_bytes", "files", "source", "revision", "bytes_total", "used_by", "pulling", "pull_error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    USED_BY_FIELD_NUMBER: _ClassVar[int]
+    PULLING_FIELD_NUMBER: _ClassVar[int]
+    PULL_ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    size_bytes: int
+    files: int
+    source: str
+    revision: str
+    bytes_total: int
+    used_by: _containers.RepeatedScalarFieldContainer[str]
+    pulling: bool
+    pull_error: str
+    def __init__(self, id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., files: _Optional[int] = ..., source: _Optional[str] = ..., revision: _Optional[str] = ..., bytes_total: _Optional[int] = ..., used_by: _Optional[_Iterable[str]] = ..., pulling: _Optional[bool] = ..., pull_error: _Optional[str] = ...) -> None: ...
+
+class ListLocalModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[LocalModel]
+    def __init__(self, models: _Optional[_Iterable[_Union[LocalModel, _Mapping]]] = ...) -> None: ...
+
+class DeleteLocalModelRequest(_message.Message):
+    __slots__ = ("model_id",)
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    def __init__(self, model_id: _Optional[str] = ...) -> None: ...
+
+class DeleteLocalModelResponse(_message.Message):
+    __slots__ = ("freed_bytes",)
+    FREED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    freed_bytes: int
+    def __init__(self, freed_bytes: _Optional[int] = ...) -> None: ...

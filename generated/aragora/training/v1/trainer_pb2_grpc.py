@@ -100,6 +100,21 @@ class TrainerServiceStub:
                 request_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.PreflightJobRequest.SerializeToString,
                 response_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.PreflightJobResponse.FromString,
                 _registered_method=True)
+        self.PullBaseModel = channel.unary_unary(
+                '/aragora.training.v1.TrainerService/PullBaseModel',
+                request_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.PullBaseModelRequest.SerializeToString,
+                response_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.PullBaseModelResponse.FromString,
+                _registered_method=True)
+        self.ListLocalModels = channel.unary_unary(
+                '/aragora.training.v1.TrainerService/ListLocalModels',
+                request_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.ListLocalModelsRequest.SerializeToString,
+                response_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.ListLocalModelsResponse.FromString,
+                _registered_method=True)
+        self.DeleteLocalModel = channel.unary_unary(
+                '/aragora.training.v1.TrainerService/DeleteLocalModel',
+                request_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.DeleteLocalModelRequest.SerializeToString,
+                response_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.DeleteLocalModelResponse.FromString,
+                _registered_method=True)
 
 
 class TrainerServiceServicer:
@@ -207,6 +222,30 @@ class TrainerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PullBaseModel(self, request, context):
+        """Admin: starts downloading a base model from the model hub into the models folder (returns at once with
+        the plan: files and size; FAILED_PRECONDITION when hub access is off, INVALID_ARGUMENT naming an unknown,
+        gated or unsupported model or a full disk).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLocalModels(self, request, context):
+        """Admin: the model folders on this server (downloaded or placed there) and downloads in progress, with
+        their size on disk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLocalModel(self, request, context):
+        """Admin: deletes a model folder (FAILED_PRECONDITION while a running job or a pull uses it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -274,6 +313,21 @@ def add_TrainerServiceServicer_to_server(servicer, server):
                     servicer.PreflightJob,
                     request_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.PreflightJobRequest.FromString,
                     response_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.PreflightJobResponse.SerializeToString,
+            ),
+            'PullBaseModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.PullBaseModel,
+                    request_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.PullBaseModelRequest.FromString,
+                    response_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.PullBaseModelResponse.SerializeToString,
+            ),
+            'ListLocalModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLocalModels,
+                    request_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.ListLocalModelsRequest.FromString,
+                    response_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.ListLocalModelsResponse.SerializeToString,
+            ),
+            'DeleteLocalModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLocalModel,
+                    request_deserializer=aragora_dot_training_dot_v1_dot_trainer__pb2.DeleteLocalModelRequest.FromString,
+                    response_serializer=aragora_dot_training_dot_v1_dot_trainer__pb2.DeleteLocalModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -628,6 +682,87 @@ class TrainerService:
             '/aragora.training.v1.TrainerService/PreflightJob',
             aragora_dot_training_dot_v1_dot_trainer__pb2.PreflightJobRequest.SerializeToString,
             aragora_dot_training_dot_v1_dot_trainer__pb2.PreflightJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullBaseModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aragora.training.v1.TrainerService/PullBaseModel',
+            aragora_dot_training_dot_v1_dot_trainer__pb2.PullBaseModelRequest.SerializeToString,
+            aragora_dot_training_dot_v1_dot_trainer__pb2.PullBaseModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLocalModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aragora.training.v1.TrainerService/ListLocalModels',
+            aragora_dot_training_dot_v1_dot_trainer__pb2.ListLocalModelsRequest.SerializeToString,
+            aragora_dot_training_dot_v1_dot_trainer__pb2.ListLocalModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLocalModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aragora.training.v1.TrainerService/DeleteLocalModel',
+            aragora_dot_training_dot_v1_dot_trainer__pb2.DeleteLocalModelRequest.SerializeToString,
+            aragora_dot_training_dot_v1_dot_trainer__pb2.DeleteLocalModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

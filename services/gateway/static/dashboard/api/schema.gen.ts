@@ -571,6 +571,69 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/training/models/local": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Local Models
+         * @description The model folders on the trainer (downloaded or placed there) and downloads in progress, with their size
+         *     on disk and the running jobs using them.
+         */
+        get: operations["read_local_models_api_training_models_local_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/training/models/local/{model_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete Local Model
+         * @description Deletes a model folder from the trainer (refused while a running job or a pull uses it).
+         */
+        delete: operations["delete_local_model_api_training_models_local__model_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/training/models/pull": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pull Model
+         * @description Starts downloading a base model from the model hub onto the trainer (admin pre-fetch). Returns at once
+         *     with the files and bytes to download; ``GET /models/local`` shows its progress. 422 naming an unknown,
+         *     gated or unsupported model or a full disk; 409 when hub access is off.
+         */
+        post: operations["pull_model_api_training_models_pull_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/training/stats": {
         parameters: {
             query?: never;
@@ -793,6 +856,11 @@ export interface components {
             capabilities: string[];
             /** Description */
             description: string;
+            /**
+             * Downloaded
+             * @default true
+             */
+            downloaded?: boolean;
             /** Id */
             id: string;
             /** Max Seq Length */
@@ -943,6 +1011,13 @@ export interface components {
             status: string;
             /** Success */
             success: boolean;
+        };
+        /** DeletedPublic */
+        DeletedPublic: {
+            /** Freed Bytes */
+            freed_bytes: number;
+            /** Model Id */
+            model_id: string;
         };
         /** DeployBody */
         DeployBody: {
@@ -1302,6 +1377,32 @@ export interface components {
             /** Success */
             success: boolean;
         };
+        /** LocalModelPublic */
+        LocalModelPublic: {
+            /** Bytes Total */
+            bytes_total: number;
+            /** Files */
+            files: number;
+            /** Id */
+            id: string;
+            /** Pull Error */
+            pull_error: string;
+            /** Pulling */
+            pulling: boolean;
+            /** Revision */
+            revision: string;
+            /** Size Bytes */
+            size_bytes: number;
+            /** Source */
+            source: string;
+            /** Used By */
+            used_by: string[];
+        };
+        /** LocalModelsPublic */
+        LocalModelsPublic: {
+            /** Models */
+            models: components["schemas"]["LocalModelPublic"][];
+        };
         /** Message */
         Message: {
             /** Content */
@@ -1471,6 +1572,24 @@ export interface components {
             truncated: number;
             /** Warnings */
             warnings: string[];
+        };
+        /** PullRequestBody */
+        PullRequestBody: {
+            /** Model Id */
+            model_id: string;
+        };
+        /** PullStartedPublic */
+        PullStartedPublic: {
+            /** Already Present */
+            already_present: boolean;
+            /** Bytes Total */
+            bytes_total: number;
+            /** Files Total */
+            files_total: number;
+            /** Model Id */
+            model_id: string;
+            /** Revision */
+            revision: string;
         };
         /** RejectionPublic */
         RejectionPublic: {
@@ -3339,6 +3458,117 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["BaseModelsPublic"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    read_local_models_api_training_models_local_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LocalModelsPublic"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_local_model_api_training_models_local__model_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeletedPublic"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    pull_model_api_training_models_pull_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PullRequestBody"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PullStartedPublic"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Error */
