@@ -32,6 +32,7 @@ class TrainingMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRAINING_METHOD_UNSPECIFIED: _ClassVar[TrainingMethod]
     TRAINING_METHOD_SFT: _ClassVar[TrainingMethod]
     TRAINING_METHOD_DPO: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_REWARD: _ClassVar[TrainingMethod]
 
 class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -57,6 +58,7 @@ QUANTIZATION_NONE: Quantization
 TRAINING_METHOD_UNSPECIFIED: TrainingMethod
 TRAINING_METHOD_SFT: TrainingMethod
 TRAINING_METHOD_DPO: TrainingMethod
+TRAINING_METHOD_REWARD: TrainingMethod
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_STATUS: EventType
 EVENT_TYPE_STEP: EventType
