@@ -1,7 +1,7 @@
 """Tiny random causal LMs of the attention kinds the packed DPO row must handle (built in memory, no files):
-Llama with SDPA and with eager attention, Qwen2 (a global and a sliding layer), Mistral with a sliding window shorter than the test sequences,
-Gemma 2 (sliding and global layers alternating, attention soft-capping, eager by default). Used by the
-packed-vs-separate equivalence tests (``tests/speed/test_packed_kinds.py``)."""
+Llama with SDPA and with eager attention, Qwen2 (a global and a sliding layer), Mistral with a sliding window
+shorter than the test sequences, Gemma 2 (sliding and global layers alternating, attention soft-capping, eager
+by default). Used by the packed-vs-separate equivalence tests (``tests/speed/test_packed_kinds.py``)."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ expected loss and gradient are unchanged; only the rows' noise on the prefix is 
 from __future__ import annotations
 
 import inspect
-from functools import lru_cache
+from functools import cache
 
 from services.trainer.worker.encoding import IGNORE_INDEX, Encoded, EncodedPair, collate
 
@@ -71,7 +71,7 @@ def shared_prefix_len(rows: list[list[int]], limit: int) -> int:
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
-@lru_cache(maxsize=None)
+@cache
 def _takes_cache(decoder_class: type) -> bool:
     return "cache" in inspect.signature(decoder_class.forward).parameters
 
@@ -112,7 +112,7 @@ def _uses_alibi(config) -> bool:
     return bool(getattr(config, "alibi", False)) or getattr(config, "model_type", "") in ("bloom", "mpt")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _takes_mask_mapping(decoder_class: type) -> bool:
     """Whether the decoder takes one mask per layer type (``{"full_attention": ..., "sliding_attention": ...}``)."""
     try:
@@ -176,7 +176,8 @@ def decoder_hidden(causal_lm, input_ids, attention_mask=None, position_ids=None,
     hidden]``), the first ``prefix_len`` tokens (the same in every row, all real tokens) run once.
 
     ``attention_mask``: None, 2-D ``[batch, width]`` (1 = token, 0 = padding), a custom 4-D
-    ``[batch, 1, width, width]`` (``packed_mask``), or a mapping of such masks by layer type; ``position_ids``: ``[batch, width]`` or None (0, 1, ...).
+    ``[batch, 1, width, width]`` (``packed_mask``), or a mapping of such masks by layer type;
+    ``position_ids``: ``[batch, width]`` or None (0, 1, ...).
     ``prefix_len`` 0 (or a model/mode where the cache cannot be used): one plain forward, and the hidden states
     are cut at ``prefix_len`` afterwards.
     """
