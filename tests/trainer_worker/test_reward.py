@@ -187,3 +187,36 @@ def test_the_catalogue_lists_legal_bert_as_an_encoder_for_reward_models(tmp_path
     bert = {m.id: m for m in list_models(tmp_path)}[LEGAL_BERT]
     assert bert.encoder_only and "reward" in bert.capabilities and not bert.available
     assert "weights not on this server" in bert.unavailable_reason
+
+
+def test_a_checkpoint_restores_the_trained_head(models_dir, tmp_path):
+    """Resume: a checkpoint holds the head (``modules_to_save``) and loading it into a fresh model restores it."""
+    import io
+
+    import torch
+
+    from services.trainer.models import resolve_model
+    from services.trainer.spec import validate_spec
+    from services.trainer.worker import checkpoint, modeling
+    from services.trainer.worker.events import EventSink
+    from services.trainer.worker.methods.reward import RewardMethod
+
+    info = resolve_model(models_dir, "test/tiny-bert")
+    spec = validate_spec({**FAST, "dataset_path": None}, info, tmp_path)
+    tok = modeling.load_tokenizer(info.path)
+    a = RewardMethod.load_model(info.path, spec, tok, EventSink(io.StringIO())).model
+    head = {n: p for n, p in a.named_parameters() if "modules_to_save" in n}
+    assert head and all(p.requires_grad for p in head.values())
+    with torch.no_grad():
+        for p in head.values():
+            p.add_(1.0)  # "trained"
+    opt = torch.optim.AdamW([p for p in a.parameters() if p.requires_grad])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    folder = checkpoint.save_checkpoint(tmp_path / "ckpt", 1, a, opt, sched, {"step": 1}, checkpoint.capture_rng(),
+                                        "test/tiny-bert")
+    b = RewardMethod.load_model(info.path, spec, tok, EventSink(io.StringIO())).model
+    opt_b = torch.optim.AdamW([p for p in b.parameters() if p.requires_grad])
+    checkpoint.load_checkpoint(folder, b, opt_b, torch.optim.lr_scheduler.LambdaLR(opt_b, lambda s: 1.0))
+    restored = dict(b.named_parameters())
+    for name, p in head.items():
+        assert torch.equal(restored[name].detach(), p.detach()), name
