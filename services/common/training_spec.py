@@ -31,7 +31,7 @@ from pydantic.alias_generators import to_camel
 DEFAULT_TARGET_MODULES = ["q_proj", "v_proj"]
 DEFAULT_MAX_SEQ_LENGTH = 2048
 QUANTIZATIONS = ("4bit", "8bit", "none")
-METHODS = ("sft", "dpo")
+METHODS = ("sft", "dpo", "reward")
 LR_SCHEDULERS = ("linear", "cosine", "constant")
 
 ADVANCED = {"x-group": "advanced"}
@@ -73,9 +73,11 @@ class TrainingSpec(BaseModel):
     dataset_path: str | None = Field(None, title="Dataset path",
                                      description="Custom dataset: a JSONL file inside the trainer's data root "
                                                  "(relative or absolute); empty uses the exporter's debates")
-    method: Literal["sft", "dpo"] = Field(
+    method: Literal["sft", "dpo", "reward"] = Field(
         "sft", title="Method", json_schema_extra=ADVANCED,
-        description="sft: learn the consensus answers; dpo: prefer the winning answer over a losing one")
+        description="sft: learn the consensus answers; dpo: prefer the winning answer over a losing one; "
+                    "reward: a reward model scoring answers (Bradley-Terry on the preference pairs; the default "
+                    "and only method for an encoder-only base such as BERT)")
     beta: float = Field(0.1, gt=0, le=100, title="DPO beta", json_schema_extra=ADVANCED,
                         description="DPO temperature (DPO only)")
     min_confidence: float = Field(0.7, ge=0, le=1, title="Min. consensus confidence", json_schema_extra=ADVANCED,

@@ -42,6 +42,36 @@ class BaseModelInfo:
     aliases: list[str] = field(default_factory=list)
     downloaded: bool = True
     """Whether its weights are in the models folder (False: a job downloads them from the hub first)."""
+    encoder_only: bool = False
+    """A bidirectional encoder (BERT family): it cannot generate, so only the ``reward`` method trains it."""
+    model_type: str = ""
+    """``config.json``'s ``model_type`` when the folder is here (``bert``, ``llama``...), else the catalogue's."""
+
+
+# Encoder-only model types (bidirectional, no causal LM head) and the names of their attention projections that
+# LoRA adapts by default (the decoders' q_proj / v_proj do not exist in them).
+ENCODER_TARGET_MODULES = {
+    "bert": ["query", "value"], "roberta": ["query", "value"], "xlm-roberta": ["query", "value"],
+    "camembert": ["query", "value"], "electra": ["query", "value"], "ernie": ["query", "value"],
+    "distilbert": ["q_lin", "v_lin"], "deberta": ["in_proj"], "deberta-v2": ["query_proj", "value_proj"],
+    "mpnet": ["q", "v"], "albert": ["query", "value"], "modernbert": ["Wqkv"],
+}
+
+
+def is_encoder_config(config: dict) -> bool:
+    """A ``config.json`` of an encoder-only model: a known encoder ``model_type``, or architectures that are
+    all masked-LM / pre-training / classification heads and none causal."""
+    if config.get("model_type") in ENCODER_TARGET_MODULES:
+        return not config.get("is_decoder", False)
+    archs = config.get("architectures") or []
+    return bool(archs) and not any("CausalLM" in a or "LMHeadModel" in a or "ForConditionalGeneration" in a
+                                   for a in archs) and all(a.endswith(("ForMaskedLM", "ForPreTraining"))
+                                                          for a in archs)
+
+
+def encoder_target_modules(model_type: str) -> list[str]:
+    """The LoRA target modules of an encoder's attention (``query``/``value`` for the BERT family)."""
+    return list(ENCODER_TARGET_MODULES.get(model_type, ["query", "value"]))
 
 
 def folder_name(model_id: str) -> str:
@@ -122,8 +152,9 @@ def _from_entry(entry: dict, models_dir: Path, local: Path | None, hub: bool = F
     else:
         reason = UNAVAILABLE_REASON.format(folder=folder)
     max_len = int(entry.get("max_seq_length", 0))
+    config = _read_config(local) if local is not None else {}
     if local is not None:
-        max_len = int(_read_config(local).get("max_position_embeddings", max_len) or max_len)
+        max_len = int(config.get("max_position_embeddings", max_len) or max_len)
     return BaseModelInfo(
         id=entry["id"], name=entry.get("name", entry["id"]), provider=entry.get("provider", ""),
         parameters=int(entry.get("parameters", 0)), size=human_size(int(entry.get("parameters", 0))),
@@ -132,6 +163,8 @@ def _from_entry(entry: dict, models_dir: Path, local: Path | None, hub: bool = F
         max_seq_length=max_len, description=entry.get("description", ""),
         path=local.absolute() if available and local is not None else None, aliases=list(entry.get("aliases", [])),
         downloaded=local is not None,
+        encoder_only=is_encoder_config(config) if config else bool(entry.get("encoder_only", False)),
+        model_type=str(config.get("model_type") or entry.get("model_type", "")),
     )
 
 
@@ -147,6 +180,7 @@ def _from_folder(model_id: str, folder: Path) -> BaseModelInfo:
         recommended=False, available=True, unavailable_reason="",
         max_seq_length=int(config.get("max_position_embeddings", 2048) or 2048),
         description=f"Local model folder ({arch}) found in the models folder.", path=folder.absolute(),
+        encoder_only=is_encoder_config(config), model_type=str(config.get("model_type", "")),
     )
 
 

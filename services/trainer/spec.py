@@ -54,14 +54,24 @@ def validate_spec(raw: dict, model, data_root: Path) -> TrainingSpec:
         raise InvalidArgument("must be an object", field="training_config")
     raw = {k: v for k, v in raw.items() if v is not None or k in ("dataset_path", "datasetPath")}
     max_len = int(getattr(model, "max_seq_length", 0) or 0)
-    if max_len and not ({"max_seq_length", "maxSeqLength"} & raw.keys()):
+    encoder = bool(getattr(model, "encoder_only", False))
+    explicit_len = ({"max_seq_length", "maxSeqLength"} & raw.keys())
+    if max_len and not explicit_len:
         raw["max_seq_length"] = min(DEFAULT_MAX_SEQ_LENGTH, max_len)
+    if encoder:
+        raw = _encoder_defaults(raw, model, max_len)
     try:
         spec = TrainingSpec.model_validate(raw)
     except ValidationError as exc:
         raise _invalid(exc) from None
 
     violations: list[FieldViolation] = []
+    if encoder and spec.method != "reward":
+        violations.append(FieldViolation(
+            "training_config.method",
+            f"base_model {getattr(model, 'id', '')} is an encoder-only model ({getattr(model, 'model_type', '')} "
+            f"family): it cannot generate text, so it cannot be trained with {spec.method}; use method reward "
+            f"(a reward model scoring answers)"))
     if max_len and spec.max_seq_length > max_len:
         violations.append(FieldViolation(
             "training_config.max_seq_length",
@@ -78,6 +88,27 @@ def validate_spec(raw: dict, model, data_root: Path) -> TrainingSpec:
     if violations:
         raise InvalidArgument(violations)
     return spec
+
+
+def _encoder_defaults(raw: dict, model, max_len: int) -> dict:
+    """An encoder-only base (BERT family): unset ``method`` is ``reward`` (the only method it trains with, so
+    the guide's create example, which names none, is a reward model), unset ``target_modules`` are its own
+    attention projections (``query``/``value``), and a ``max_seq_length`` beyond its absolute position limit
+    is capped there (an encoder reads at most that many tokens; the guide's example asks 2048 of a 512-token
+    BERT)."""
+    from services.trainer.models import encoder_target_modules
+
+    raw = dict(raw)
+    if not ({"method"} & raw.keys()):
+        raw["method"] = "reward"
+    modules = [raw.pop(k) for k in ("target_modules", "targetModules") if k in raw]
+    raw["target_modules"] = (modules[0] if modules and modules[0] != []
+                             else encoder_target_modules(getattr(model, "model_type", "")))
+    for key in ("max_seq_length", "maxSeqLength"):
+        value = raw.get(key)
+        if max_len and isinstance(value, int) and not isinstance(value, bool) and value > max_len:
+            raw[key] = max_len
+    return raw
 
 
 def _invalid(exc: ValidationError) -> InvalidArgument:

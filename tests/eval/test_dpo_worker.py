@@ -58,6 +58,8 @@ def test_dpo_job_runs_to_a_result_with_reward_figures(runs):
     # Every pair once (two epochs use them all), before the first step.
     assert reference[-1]["done"] == reference[-1]["total"] == N_PAIRS
     assert kinds.index("eval") < kinds.index("step")
+    assert "DPO pairs run packed (prompt once, both answers in one row): sdpa attention, additive float mask" in [
+        e["message"] for e in a.of_type("log")]
     trained = [json.loads(x) for x in (a.job_dir / "data" / "train.jsonl").read_text().splitlines()]
     assert len(trained) == N_PAIRS and all({"prompt", "chosen", "rejected"} <= set(t) for t in trained)
     assert (a.job_dir / "adapter" / "adapter_model.safetensors").is_file()

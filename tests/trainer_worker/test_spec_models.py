@@ -63,7 +63,7 @@ def test_camel_case_aliases_and_ints_for_floats(tmp_path):
     ({"learning_rate": 0}, "learning_rate", "greater than 0"),
     ({"learningRate": -1e-4}, "learning_rate", "greater than 0"),
     ({"quantization": "2bit"}, "quantization", "'2bit' is not one of 4bit, 8bit, none"),
-    ({"method": "ppo"}, "method", "not one of sft, dpo"),
+    ({"method": "ppo"}, "method", "not one of sft, dpo, reward"),
     ({"max_seq_length": 8192}, "max_seq_length", "exceeds the limit of test/model (4096 tokens)"),
     ({"num_epochs": 0}, "num_epochs", "greater than 0"),
     ({"batch_size": True}, "batch_size", "valid integer"),
@@ -142,7 +142,7 @@ def test_resolve_model(tmp_path, tiny_model):
     assert resolve_model(tiny_model.parent, "test/tiny-llama").path == tiny_model
     for model_id, words in [("nope/nope", "unknown base model 'nope/nope'"),
                             ("meta-llama/Llama-3.1-8B-Instruct", "is not available: weights not on this server"),
-                            ("nlpaueb/legal-bert-base-uncased", "encoder-only"),
+                            ("nlpaueb/legal-bert-base-uncased", "is not available: weights not on this server"),
                             ("meta-llama/Llama-2-7b", "meta-llama/Llama-2-7b-hf is not available")]:
         with pytest.raises(InvalidArgument) as exc:
             resolve_model(tiny_model.parent, model_id)

@@ -114,12 +114,13 @@ def test_training_methods_are_found_by_name_and_an_unknown_one_is_refused():
     from services.trainer.worker import methods, sources
     from services.trainer.worker.job import WorkerError
 
-    assert methods.names() == ["dpo", "sft"]
+    assert methods.names() == ["dpo", "reward", "sft"]
     assert methods.get("sft").records is sources.SFT_RECORDS
     assert methods.get("dpo").records is sources.DPO_PAIRS
-    with pytest.raises(WorkerError, match=r"^training_config.method 'reward': this worker has no such training "
-                                          r"method \(it has: dpo, sft\)$"):
-        methods.get("reward")
+    assert methods.get("reward").records is sources.DPO_PAIRS
+    with pytest.raises(WorkerError, match=r"^training_config.method 'ppo': this worker has no such training "
+                                          r"method \(it has: dpo, reward, sft\)$"):
+        methods.get("ppo")
 
 
 def test_finding_a_method_and_reading_its_data_imports_no_ml_library():

@@ -14,8 +14,29 @@ prefix. Gradients flow through the cache into the prefix's computation, so the L
 gradients as from the plain padded batch (``tests/speed/test_equivalence.py``), for (batch - 1) x prefix fewer
 tokens of work.
 
-Not with gradient checkpointing while training (transformers drops the cache inside checkpointed layers): the
-plain forward runs then.
+Not with gradient checkpointing while training (transformers drops the cache inside checkpointed layers), nor
+for a sliding-window model whose rows are longer than its window (its cache keeps only the window): the plain
+forward runs then.
+
+The packed DPO row (``pair_logps``) needs a custom 4-D mask, which transformers hands to the attention as is.
+``packing_plan`` decides, per model, how that is made right (or that it cannot be):
+
+- SDPA and eager attention: the mask is ADDITIVE float (0 where a key may be seen, the dtype's minimum where
+  not). A boolean mask is right for SDPA only; eager attention adds it to the scores, so True/False would be
+  +1/+0 and mask nothing.
+- Sliding-window attention (Mistral v0.1, Qwen2 with ``use_sliding_window``, Gemma 2/3's sliding layers): a 4-D
+  mask replaces the model's own windowed mask, so the window (a key is seen when its position is within
+  ``sliding_window`` of the query's, by the restarted positions) is built into the mask; where the model has
+  sliding and global layers both (Gemma 2/3), one mask per layer type is passed (``{"full_attention": ...,
+  "sliding_attention": ...}``, which their decoders take). A model with mixed layers whose decoder does not take
+  such a mapping falls back to separate sequences.
+- FlashAttention (takes a 2-D padding mask only), ALiBi models (Bloom, MPT, Falcon with ``alibi``: the bias
+  follows the row's index, not the restarted position ids), and any other attention implementation: the pair
+  runs as two separate sequences (``sequence_logps``), the same figures at the cost of the prompt twice.
+
+The DPO method reports the plan in the job's log (``describe_plan``); ``tests/speed/test_packed_kinds.py``
+proves packed = separate (values and gradients) for Llama with SDPA and with eager attention, Qwen2, Mistral
+with a window shorter than the rows, and Gemma 2.
 
 LoRA dropout: the prefix runs once, so its tokens draw one dropout mask that every row of the batch shares
 (each row's own tokens keep their own masks). Each sequence still sees a correctly distributed mask, so the
@@ -26,7 +47,7 @@ expected loss and gradient are unchanged; only the rows' noise on the prefix is 
 from __future__ import annotations
 
 import inspect
-from functools import lru_cache
+from functools import cache
 
 from services.trainer.worker.encoding import IGNORE_INDEX, Encoded, EncodedPair, collate
 
@@ -50,34 +71,120 @@ def shared_prefix_len(rows: list[list[int]], limit: int) -> int:
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
-@lru_cache(maxsize=None)
+@cache
 def _takes_cache(decoder_class: type) -> bool:
     return "cache" in inspect.signature(decoder_class.forward).parameters
 
 
-def can_share(decoder) -> bool:
-    """False where the cache would be dropped (gradient checkpointing in a training forward) or where the
-    decoder takes no ``cache`` argument (an architecture outside transformers' current cache API)."""
+def can_share(decoder, width: int = 0) -> bool:
+    """False where the cache would be dropped (gradient checkpointing in a training forward), where the decoder
+    takes no ``cache`` argument (an architecture outside transformers' current cache API), or where a sliding
+    window shorter than the rows (``width``) would crop the cached prefix."""
     import torch
 
     if getattr(decoder, "gradient_checkpointing", False) and decoder.training and torch.is_grad_enabled():
         return False
+    window = sliding_window(decoder.config)
+    if window and width > window:
+        return False
     return _takes_cache(type(decoder))
+
+
+# -- the packed row's mask, per kind of attention ---------------------------------------------------------------
+
+MASKABLE = ("sdpa", "eager")
+"""Attention implementations that apply a custom 4-D additive mask exactly."""
+
+
+def sliding_window(config) -> int | None:
+    """The window of the model's sliding-window layers, None when it has none (Qwen2: only with
+    ``use_sliding_window``)."""
+    window = getattr(config, "sliding_window", None)
+    if not window or getattr(config, "use_sliding_window", True) is False:
+        return None
+    types = getattr(config, "layer_types", None)
+    if types is not None and "sliding_attention" not in types:
+        return None
+    return int(window)
+
+
+def _uses_alibi(config) -> bool:
+    return bool(getattr(config, "alibi", False)) or getattr(config, "model_type", "") in ("bloom", "mpt")
+
+
+@cache
+def _takes_mask_mapping(decoder_class: type) -> bool:
+    """Whether the decoder takes one mask per layer type (``{"full_attention": ..., "sliding_attention": ...}``)."""
+    try:
+        return "causal_mask_mapping" in inspect.getsource(decoder_class.forward)
+    except (OSError, TypeError):
+        return False
+
+
+def packing_plan(causal_lm) -> tuple[str, str]:
+    """``(mode, reason)``: ``"packed"`` (one row per pair, the mask made right for this model) or
+    ``"separate"`` (two sequences per pair), and why, for the job's log."""
+    config = causal_lm.config
+    impl = str(getattr(config, "_attn_implementation", None) or "eager")
+    if _uses_alibi(config):
+        return "separate", "ALiBi position bias ignores the restarted position ids of a packed row"
+    if impl not in MASKABLE:
+        return "separate", (f"{impl} attention does not take a custom 4-D mask"
+                            + (" (FlashAttention: a 2-D padding mask only)" if "flash" in impl else ""))
+    window = sliding_window(config)
+    types = set(getattr(config, "layer_types", None) or [])
+    if window and len(types) > 1 and not _takes_mask_mapping(type(causal_lm.get_decoder())):
+        return "separate", (f"sliding-window ({window}) and global layers, and the decoder takes a single mask")
+    how = f"{impl} attention, additive float mask"
+    if window:
+        how += (f"; sliding window {window} built into the mask"
+                + (" of the sliding layers (one mask per layer type)" if len(types) > 1 else ""))
+    return "packed", how
+
+
+def describe_plan(causal_lm) -> str:
+    mode, why = packing_plan(causal_lm)
+    if mode == "packed":
+        return f"DPO pairs run packed (prompt once, both answers in one row): {why}"
+    return f"DPO pairs run as separate sequences (the prompt twice), not packed: {why}"
+
+
+def packed_mask(causal_lm, allowed, positions, dtype):
+    """The packed row's mask for this model: ``allowed`` (``[n, width, width]`` bool, True = may attend) as an
+    additive float mask ``[n, 1, width, width]``, windowed by ``positions`` where the model slides; a mapping per
+    layer type where it has both kinds of layer."""
+    import torch
+
+    def additive(ok):
+        return torch.zeros(ok.shape, dtype=dtype, device=ok.device).masked_fill(~ok, torch.finfo(dtype).min)
+
+    window = sliding_window(causal_lm.config)
+    full = additive(allowed).unsqueeze(1)
+    if not window:
+        return full
+    distance = positions.unsqueeze(2) - positions.unsqueeze(1)  # query position minus key position
+    eye = torch.eye(allowed.shape[-1], dtype=torch.bool, device=allowed.device)
+    windowed = additive(allowed & ((distance < window) | eye)).unsqueeze(1)
+    types = set(getattr(causal_lm.config, "layer_types", None) or [])
+    if len(types) > 1:
+        return {"full_attention": full, "sliding_attention": windowed}
+    return windowed
 
 
 def decoder_hidden(causal_lm, input_ids, attention_mask=None, position_ids=None, prefix_len: int = 0):
     """The decoder's last hidden states of positions ``prefix_len`` onwards (``[batch, width - prefix_len,
     hidden]``), the first ``prefix_len`` tokens (the same in every row, all real tokens) run once.
 
-    ``attention_mask``: None, 2-D ``[batch, width]`` (1 = token, 0 = padding) or a custom 4-D boolean
-    ``[batch, 1, width, width]`` (True = may attend); ``position_ids``: ``[batch, width]`` or None (0, 1, ...).
+    ``attention_mask``: None, 2-D ``[batch, width]`` (1 = token, 0 = padding), a custom 4-D
+    ``[batch, 1, width, width]`` (``packed_mask``), or a mapping of such masks by layer type;
+    ``position_ids``: ``[batch, width]`` or None (0, 1, ...).
     ``prefix_len`` 0 (or a model/mode where the cache cannot be used): one plain forward, and the hidden states
     are cut at ``prefix_len`` afterwards.
     """
     import torch
 
     decoder = causal_lm.get_decoder()
-    if prefix_len <= 0 or not can_share(decoder):
+    if prefix_len <= 0 or not can_share(decoder, input_ids.shape[1]):
         hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          use_cache=False).last_hidden_state
         return hidden[:, prefix_len:] if prefix_len > 0 else hidden
@@ -91,7 +198,9 @@ def decoder_hidden(causal_lm, input_ids, attention_mask=None, position_ids=None,
     decoder(input_ids=input_ids[:1, :prefix_len], position_ids=position_ids[:1, :prefix_len], cache=cache,
             use_cache=True)
     cache.batch_repeat_interleave(batch)
-    if attention_mask is not None and attention_mask.dim() == 4:
+    if isinstance(attention_mask, dict):
+        mask = {k: m[:, :, prefix_len:, :] for k, m in attention_mask.items()}
+    elif attention_mask is not None and attention_mask.dim() == 4:
         mask = attention_mask[:, :, prefix_len:, :]  # the rest's queries against every key, prefix included
     elif attention_mask is not None:
         mask = attention_mask  # 2-D over prefix + rest, as transformers expects with a cache
@@ -176,7 +285,8 @@ def pair_logps(causal_lm, pairs: list[EncodedPair], pad_id: int, device):
     position ids restart where the prompt ends, so every response token sees exactly the context it has in its
     own ``prompt + response`` sequence. The first response token of both answers is predicted by the prompt's
     last position. The same figures as ``sequence_logps`` over the two sequences (``tests/speed``), with the
-    prompt's share of the compute paid once instead of twice.
+    prompt's share of the compute paid once instead of twice. Where packing cannot be made exact for the model
+    (``packing_plan``), the two sequences run separately.
 
     Returns ``(sums, counts)`` of shape ``[2n]``: the n chosen answers, then the n rejected ones (the layout of
     ``sequence_logps([chosen sequences] + [rejected sequences])``).
@@ -184,6 +294,9 @@ def pair_logps(causal_lm, pairs: list[EncodedPair], pad_id: int, device):
     import torch
     import torch.nn.functional as F
 
+    if packing_plan(causal_lm)[0] == "separate":
+        return sequence_logps(causal_lm, [p.sequences()[0] for p in pairs] + [p.sequences()[1] for p in pairs],
+                              pad_id, device)
     n = len(pairs)
     width = max(p.length for p in pairs)
     ids = torch.full((n, width), pad_id, dtype=torch.long)
@@ -211,8 +324,10 @@ def pair_logps(causal_lm, pairs: list[EncodedPair], pad_id: int, device):
     # The prompts' common start (system prompt, instruction) runs once per batch, up to the position before
     # the first answer token's predictor.
     prefix_len = shared_prefix_len([p.prompt for p in pairs], min(len(p.prompt) for p in pairs) - 1)
-    hidden = decoder_hidden(causal_lm, ids.to(device), allowed.unsqueeze(1).to(device), positions.to(device),
-                            prefix_len=prefix_len)
+    positions = positions.to(device)
+    mask = packed_mask(causal_lm, allowed.to(device), positions, causal_lm.get_decoder().embed_tokens.weight.dtype
+                       if hasattr(causal_lm.get_decoder(), "embed_tokens") else torch.float32)
+    hidden = decoder_hidden(causal_lm, ids.to(device), mask, positions, prefix_len=prefix_len)
     picked = hidden[torch.tensor(rows, device=device), torch.tensor(at, device=device) - prefix_len]
     logits = lm_head_logits(causal_lm, picked)
     token_logps = -F.cross_entropy(logits.float(), torch.tensor(targets, device=device), reduction="none")

@@ -101,8 +101,9 @@ def _smoke_forward(model, device) -> None:
     """A 4-token forward+backward-free pass: a missing bitsandbytes kernel fails here, not at step 1."""
     import torch
 
+    kwargs = {"use_cache": False} if getattr(model.config, "use_cache", None) is not None else {}
     with torch.no_grad():
-        model(input_ids=torch.tensor([[1, 2, 3, 4]], device=device), use_cache=False)
+        model(input_ids=torch.tensor([[1, 2, 3, 4]], device=device), **kwargs)
 
 
 class QuantizationUnavailable(Exception):
@@ -131,7 +132,7 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc)
 
 
-def _load_quantized(model_path: Path, quantization: str, dtype, device):
+def _load_quantized(model_path: Path, quantization: str, dtype, device, auto_class=None, **model_kwargs):
     """The base model loaded with bitsandbytes, its quantized layers checked and a first forward run.
 
     Raises ``QuantizationUnavailable`` for what means bitsandbytes cannot work here: an ``ImportError``
@@ -143,8 +144,9 @@ def _load_quantized(model_path: Path, quantization: str, dtype, device):
 
     stage = "loading the model quantized"
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            model_path, quantization_config=_bnb_config(quantization, dtype), dtype=dtype, device_map={"": device})
+        model = (auto_class or AutoModelForCausalLM).from_pretrained(
+            model_path, quantization_config=_bnb_config(quantization, dtype), dtype=dtype, device_map={"": device},
+            **model_kwargs)
         layers = quantized_layers(model)
         wanted = QUANTIZED_LAYER_CLASSES[quantization]
         if not layers.get(wanted):
@@ -161,8 +163,15 @@ def _load_quantized(model_path: Path, quantization: str, dtype, device):
     return model, layers
 
 
-def load_model(model_path: Path, spec, tokenizer, events: EventSink) -> Loaded:
-    """The base model with a fresh LoRA adapter (seeded), ready to train."""
+def load_model(model_path: Path, spec, tokenizer, events: EventSink, auto_class=None, lora_config=None,
+               **model_kwargs) -> Loaded:
+    """The base model with a fresh LoRA adapter (seeded), ready to train.
+
+    ``auto_class`` (default ``AutoModelForCausalLM``), ``lora_config`` (default ``spec.to_lora_config()``; or a
+    function of the loaded model returning one) and
+    ``model_kwargs`` (to ``from_pretrained``) let a method load another head (the reward method: a
+    sequence-classification model with one label, its head trained and saved with the adapter).
+    """
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
@@ -172,7 +181,8 @@ def load_model(model_path: Path, spec, tokenizer, events: EventSink) -> Loaded:
     model, layers = None, {}
     if quantization in ("4bit", "8bit"):
         try:
-            model, layers = _load_quantized(model_path, quantization, dtype, device)
+            torch.manual_seed(spec.seed)  # a head the checkpoint lacks is drawn here: same seed, same head
+            model, layers = _load_quantized(model_path, quantization, dtype, device, auto_class, **model_kwargs)
         except QuantizationUnavailable as exc:
             events.warning(f"bitsandbytes {quantization} unavailable here ({exc}); training in full precision")
             model, quantization = None, "none"
@@ -183,10 +193,13 @@ def load_model(model_path: Path, spec, tokenizer, events: EventSink) -> Loaded:
     if model is None:
         quantization = "none"
         try:
-            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
+            torch.manual_seed(spec.seed)
+            model = (auto_class or AutoModelForCausalLM).from_pretrained(model_path, dtype=dtype,
+                                                                         **model_kwargs).to(device)
         except Exception as exc:
             raise WorkerError(f"cannot load the base model from {model_path}: {exc}") from None
-    model.config.use_cache = False
+    if getattr(model.config, "use_cache", None) is not None:
+        model.config.use_cache = False
     total = model.num_parameters()  # counts 4-bit packed weights as their real parameter count
 
     ckpt_kwargs = {"use_reentrant": False}  # non-reentrant: works with frozen inputs, no input grads needed
@@ -205,7 +218,9 @@ def load_model(model_path: Path, spec, tokenizer, events: EventSink) -> Loaded:
         raise WorkerError(f"training_config.target_modules: {', '.join(missing)} not found in "
                           f"{Path(model_path).name} (its linear layers include: {_linear_names(model)})")
     torch.manual_seed(spec.seed)  # the LoRA A matrices are drawn here: same seed, same initial adapter
-    peft_model = get_peft_model(model, spec.to_lora_config())
+    if callable(lora_config):
+        lora_config = lora_config(model)
+    peft_model = get_peft_model(model, lora_config or spec.to_lora_config())
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     return Loaded(peft_model, tokenizer, device, dtype, quantization, trainable, total, layers)
 

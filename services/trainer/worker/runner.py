@@ -33,7 +33,7 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
     records, source = sources.load_training_records(job, events, method_cls.records)
     events.log(f"{len(records)} {method_cls.records.many} from {source}")
     # The held-out split for the evaluation after training, fetched now so a data problem shows early.
-    from services.trainer.worker.evaluate import EvalSettings, evaluate
+    from services.trainer.worker.evaluate import EvalSettings
 
     eval_settings = EvalSettings()
     heldout = sources.load_heldout(job, events, eval_settings)
@@ -95,7 +95,7 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
                 training_examples=len(kept), training_debates=debates, total_steps=total_steps)
 
     events.log(f"loading {job.base_model} ({spec.quantization} quantization requested)")
-    loaded = modeling.load_model(job.model_path, spec, tokenizer, events)
+    loaded = method_cls.load_model(job.model_path, spec, tokenizer, events)
     layers = "".join(f" ({n} bitsandbytes {name} layers)" for name, n in loaded.quantized_layers.items())
     events.log(f"model ready: {loaded.quantization} weights{layers}, compute "
                f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, {threads} threads; "
@@ -132,7 +132,7 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
         validated = _best_adapter(job, loop, loaded.model, events, load_adapter_weights)
         save_final_adapter(job.adapter_dir, loaded.model, tokenizer, job.base_model)
     # Base vs adapter on the held-out split, before the result (a stop now resumes to a re-evaluation).
-    evaluation = evaluate(job, loaded.model, tokenizer, heldout, events, eval_settings)
+    evaluation = method.evaluate(job, loaded.model, tokenizer, heldout, events, eval_settings)
     losses = state["losses"]
     final_loss = losses[-1]["loss"] if losses else None
     last_epoch = [x["loss"] for x in losses if x["step"] > state["step"] - spe]

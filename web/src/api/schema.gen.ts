@@ -1747,9 +1747,9 @@ export interface components {
             max_steps?: number | null;
             /**
              * Method
-             * @description sft: learn the consensus answers; dpo: prefer the winning answer over a losing one (default sft)
+             * @description sft: learn the consensus answers; dpo: prefer the winning answer over a losing one; reward: a reward model scoring answers (Bradley-Terry on the preference pairs; the default and only method for an encoder-only base such as BERT) (default sft)
              */
-            method?: ("sft" | "dpo") | null;
+            method?: ("sft" | "dpo" | "reward") | null;
             /**
              * Min Confidence
              * @description SFT data: keep debates whose consensus confidence is at least this (default 0.7)
@@ -1908,9 +1908,9 @@ export interface components {
             max_steps?: number | null;
             /**
              * Method
-             * @description sft: learn the consensus answers; dpo: prefer the winning answer over a losing one
+             * @description sft: learn the consensus answers; dpo: prefer the winning answer over a losing one; reward: a reward model scoring answers (Bradley-Terry on the preference pairs; the default and only method for an encoder-only base such as BERT)
              */
-            method?: ("sft" | "dpo") | null;
+            method?: ("sft" | "dpo" | "reward") | null;
             /**
              * Min Confidence
              * @description SFT data: keep debates whose consensus confidence is at least this

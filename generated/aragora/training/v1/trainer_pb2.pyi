@@ -32,6 +32,7 @@ class TrainingMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRAINING_METHOD_UNSPECIFIED: _ClassVar[TrainingMethod]
     TRAINING_METHOD_SFT: _ClassVar[TrainingMethod]
     TRAINING_METHOD_DPO: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_REWARD: _ClassVar[TrainingMethod]
 
 class LrScheduler(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -65,6 +66,7 @@ QUANTIZATION_NONE: Quantization
 TRAINING_METHOD_UNSPECIFIED: TrainingMethod
 TRAINING_METHOD_SFT: TrainingMethod
 TRAINING_METHOD_DPO: TrainingMethod
+TRAINING_METHOD_REWARD: TrainingMethod
 LR_SCHEDULER_UNSPECIFIED: LrScheduler
 LR_SCHEDULER_LINEAR: LrScheduler
 LR_SCHEDULER_COSINE: LrScheduler

@@ -13,7 +13,9 @@ imported when a method is looked up, so a new method is a new file). The runner 
 5. ``method.step(causal_lm, indices) -> StepOutput``: the loss of one batch (with grad), the counts the loop
    adds up, and the method's step metrics (``extra``: into the ``step`` event);
    ``method.loss_weight(out)``: how batches' mean losses combine (gradient accumulation, validation loss);
-6. ``method.metrics() -> dict``: the method's own figures for ``metrics.json`` after training.
+6. ``method.metrics() -> dict``: the method's own figures for ``metrics.json`` after training;
+7. ``cls.load_model(...)`` and ``method.evaluate(...)``: the model the method trains (a causal LM by default)
+   and its evaluation after training (``evaluate.evaluate`` by default); the reward method overrides both.
 
 The loop (optimizer, schedule, checkpoints, resume) and the evaluation after training are the same for every
 method.
@@ -69,6 +71,21 @@ class TrainingMethod:
     @staticmethod
     def example_length(example) -> int:
         raise NotImplementedError
+
+    # -- the model and the evaluation (the same for SFT and DPO) --------------------------------------------
+
+    @classmethod
+    def load_model(cls, model_path, spec, tokenizer, events: EventSink):
+        """The base model with a fresh LoRA adapter (``modeling.Loaded``): a causal LM by default."""
+        from services.trainer.worker import modeling
+
+        return modeling.load_model(model_path, spec, tokenizer, events)
+
+    def evaluate(self, job, peft_model, tokenizer, heldout, events: EventSink, settings) -> dict:
+        """Base vs adapter on the held-out split (``evaluate.evaluate``), the figures for metrics.json."""
+        from services.trainer.worker.evaluate import evaluate
+
+        return evaluate(job, peft_model, tokenizer, heldout, events, settings)
 
     # -- one run ----------------------------------------------------------------------------------------------
 

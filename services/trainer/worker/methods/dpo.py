@@ -19,7 +19,7 @@ import time
 
 from services.trainer.worker import encoding, sources
 from services.trainer.worker.events import EventSink
-from services.trainer.worker.logprobs import pair_logps
+from services.trainer.worker.logprobs import describe_plan, packing_plan, pair_logps
 from services.trainer.worker.methods.base import StepOutput, TrainingMethod, register
 
 REFERENCE_BATCH = 4
@@ -59,6 +59,9 @@ class DPOMethod(TrainingMethod):
         return cls(examples, pad_id, device, spec.beta)
 
     def prepare(self, peft_model, events: EventSink, schedule) -> None:
+        # How this model's attention runs a packed pair row (or why it cannot), in the job's log.
+        plan = describe_plan(peft_model.get_base_model())
+        (events.log if packing_plan(peft_model.get_base_model())[0] == "packed" else events.warning)(plan)
         # Once per pair the run will train on, with the adapter disabled (not a second forward at every step).
         self.compute_reference(peft_model, events, indices=schedule.used_indices(self.lengths))
         events.log(f"reference log-probabilities of {self.reference_pairs} pairs computed in "

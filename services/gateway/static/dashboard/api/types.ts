@@ -35,7 +35,7 @@ export function isTerminal(status: JobStatus | string): boolean {
 export const QUANTIZATIONS = ['4bit', '8bit', 'none'] as const;
 export type Quantization = (typeof QUANTIZATIONS)[number];
 
-export const TRAINING_METHODS = ['sft', 'dpo'] as const;
+export const TRAINING_METHODS = ['sft', 'dpo', 'reward'] as const;
 export type TrainingMethod = (typeof TRAINING_METHODS)[number];
 
 /** A job's training parameters as the gateway returns them. The trainer fills in every default, so null only
