@@ -26,7 +26,7 @@ expected loss and gradient are unchanged; only the rows' noise on the prefix is 
 from __future__ import annotations
 
 import inspect
-from functools import lru_cache
+from functools import cache
 
 from services.trainer.worker.encoding import IGNORE_INDEX, Encoded, EncodedPair, collate
 
@@ -50,7 +50,7 @@ def shared_prefix_len(rows: list[list[int]], limit: int) -> int:
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
-@lru_cache(maxsize=None)
+@cache
 def _takes_cache(decoder_class: type) -> bool:
     return "cache" in inspect.signature(decoder_class.forward).parameters
 
