@@ -216,7 +216,8 @@ def main() -> int:
           f"median of {args.repeats}")
     print("| run | TTFT (ms) | decode tokens/s | tokens |")
     print("|---|---|---|---|")
-    print(f"| plain transformers generate (floor) | {plain['ttft'] * 1000:.0f} | {plain['decode']:.1f} | {plain['tokens']} |")
+    print(f"| plain transformers generate (floor) | {plain['ttft'] * 1000:.0f} | {plain['decode']:.1f} | "
+          f"{plain['tokens']} |")
     print(f"| served base (gRPC stream) | {b['ttft'] * 1000:.0f} | {b['decode']:.1f} | {b['tokens']} |")
     print(f"| served adapter (gRPC stream) | {a['ttft'] * 1000:.0f} | {a['decode']:.1f} | {a['tokens']} |")
     print(f"| {c['streams']} concurrent streams (half adapter) | {c['ttft_median'] * 1000:.0f} (median) | "

@@ -404,7 +404,8 @@ def row_trl_sft(cfg: dict, name: str, quantization: str, defaults: bool) -> dict
         dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": user_message(r)}],
                                       "completion": [{"role": "assistant", "content": r["output"]}]}
                                      for r in records])
-        args = SFTConfig(output_dir=str(Path(cfg["work"]) / f"trl-{name}"), per_device_train_batch_size=cfg["batch_size"],
+        args = SFTConfig(output_dir=str(Path(cfg["work"]) / f"trl-{name}"),
+                         per_device_train_batch_size=cfg["batch_size"],
                          max_steps=steps, learning_rate=cfg["learning_rate"], max_length=cfg["max_seq_length"],
                          report_to="none", disable_tqdm=True, use_cpu=cfg["device"] != "cuda")
         model = cfg["model_path"]
@@ -662,8 +663,8 @@ def median_row(runs: list[dict]) -> dict:
     if len(runs) == 1:
         return dict(runs[0])
     out = dict(runs[0])
-    for key in ("tokens_per_second", "tokens_per_second_median_step", "seconds_per_step", "first_step_seconds", "peak_rss_gib", "share",
-                "tokens_per_second_with_reference", "reference_seconds"):
+    for key in ("tokens_per_second", "tokens_per_second_median_step", "seconds_per_step", "first_step_seconds",
+                "peak_rss_gib", "share", "tokens_per_second_with_reference", "reference_seconds"):
         values = [r[key] for r in runs if r.get(key) is not None]
         if values:
             out[key] = statistics.median(values)
@@ -752,10 +753,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=_positive, default=1, help="runs of the product and tuned-TRL rows (medians)")
     parser.add_argument("--rows", default="", help="comma-separated subset of rows to run")
     parser.add_argument("--watchers", type=_positive, default=20)
-    parser.add_argument("--event-steps", type=_positive, default=120, help="steps of the tiny-model job of the events row")
+    parser.add_argument("--event-steps", type=_positive, default=120,
+                        help="steps of the tiny-model job of the events row")
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--data-dir", type=Path, default=None,
-                        help="reuse sft.jsonl and dpo.jsonl from here (a previous run's WORK/data) instead of exporting")
+                        help="reuse sft.jsonl and dpo.jsonl from here (a previous run's WORK/data) "
+                             "instead of exporting")
     parser.add_argument("--json", type=Path, default=None, help="write every figure (per step too) here")
     parser.add_argument("--row", help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
@@ -849,7 +852,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(flops)} samples around the rows: " + ", ".join(
               f"{k} {statistics.median(f[k] for f in flops):.0f} GFLOP/s" for k in flops[0]))
     rows = []
-    for name, runs in results.items():
+    for _name, runs in results.items():
         rows.append(median_row([summarise(r, params, peak) for r in runs]))
     print()
     print_table(rows, device)

@@ -80,8 +80,9 @@ def run_once(model_id: str, models_dir: Path, records: list[dict], max_len: int,
     from services.trainer.protocol import JobFile
 
     layout = JobLayout(job_dir)
-    JobFile(job_id="bench", base_model=model.id, model_path=str(model.path), training_config=spec.model_dump(mode="json"),
-            data_root=str(data), checkpoint_every_steps=10**9, num_threads=args.threads).write(layout.job_file)
+    JobFile(job_id="bench", base_model=model.id, model_path=str(model.path),
+            training_config=spec.model_dump(mode="json"), data_root=str(data), checkpoint_every_steps=10**9,
+            num_threads=args.threads).write(layout.job_file)
     with open(layout.worker_log, "wb") as log:
         proc = subprocess.run([sys.executable, "-m", "services.trainer.worker", str(job_dir)], stdout=subprocess.PIPE,
                               stderr=log, cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1"))

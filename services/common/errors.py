@@ -61,7 +61,7 @@ class InvalidArgument(DomainError):
         super().__init__("; ".join(str(v) for v in self.violations))
 
     @classmethod
-    def from_pydantic(cls, exc, prefix: str = "") -> "InvalidArgument":
+    def from_pydantic(cls, exc, prefix: str = "") -> InvalidArgument:
         """Builds the error from a ``pydantic.ValidationError``, one violation per error."""
         out = []
         for err in exc.errors():

@@ -12,7 +12,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -42,7 +42,7 @@ class ExportFilter:
     min_severity: float | None = None
     persona: str = ""
 
-    def validated(self) -> "ExportFilter":
+    def validated(self) -> ExportFilter:
         """Checks every filter, naming each bad one; returns the filter normalised (vertical lower-case)."""
         bad: list[FieldViolation] = []
 
@@ -109,7 +109,7 @@ class Exporter:
 
     # --- files --------------------------------------------------------------------------------------------
 
-    def write(self, fmt: str, f: ExportFilter) -> tuple["ExportedFile", int]:
+    def write(self, fmt: str, f: ExportFilter) -> tuple[ExportedFile, int]:
         """Writes one export as a JSONL file into the export directory; returns the file and its record count.
         The file appears complete or not at all (written under a temporary name, then renamed)."""
         if fmt not in FORMATS:
@@ -117,7 +117,7 @@ class Exporter:
         f = f.validated()
         pages = self.records(fmt, f)
         self.export_dir.mkdir(parents=True, exist_ok=True)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         name = f"{fmt}_export_{now:%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:6]}.jsonl"
         count = 0
         fd, tmp = tempfile.mkstemp(prefix=".writing-", suffix=".jsonl", dir=self.export_dir)
@@ -132,14 +132,14 @@ class Exporter:
             raise
         return describe_file(self.export_dir / name), count
 
-    def files(self) -> list["ExportedFile"]:
+    def files(self) -> list[ExportedFile]:
         """The JSONL files of the export directory, newest first."""
         if not self.export_dir.is_dir():
             return []
         out = [describe_file(p) for p in self.export_dir.glob("*.jsonl") if p.is_file() and not p.name.startswith(".")]
         return sorted(out, key=lambda e: (e.created_at, e.name), reverse=True)
 
-    def stats(self) -> "ExportStats":
+    def stats(self) -> ExportStats:
         per_vertical = self.store.debates_per_vertical()
         return ExportStats(
             available_exporters=list(FORMATS),
@@ -172,7 +172,7 @@ class ExportStats:
 
 def describe_file(path: Path) -> ExportedFile:
     st = path.stat()
-    return ExportedFile(path.name, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+    return ExportedFile(path.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
 
 

@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -143,7 +143,8 @@ def _check_debate(d: DebateImport) -> None:
         seen: set[str] = set()
         for pi, p in enumerate(rnd.proposals):
             if p.agent in seen:
-                raise RecordError(f"rounds.{ri}.proposals.{pi}.agent", f"agent {p.agent!r} proposed twice in round {number}")
+                raise RecordError(f"rounds.{ri}.proposals.{pi}.agent",
+                                  f"agent {p.agent!r} proposed twice in round {number}")
             seen.add(p.agent)
         proposers |= seen
     voters: set[str] = set()
@@ -200,7 +201,7 @@ def to_rows(d: DebateImport, now: datetime) -> DebateRows:
             final_round[p.agent] = max(number, final_round.get(p.agent, 0))
     created = d.created_at
     if created is not None and created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
+        created = created.replace(tzinfo=UTC)
     return DebateRows(
         id=d.id,
         debate={
@@ -293,7 +294,7 @@ class Importer:
         if first is not None:
             raise RecordError("id", f"duplicate id {rec.id!r}: already given at line {first} of this import")
         self._seen[(kind, rec.id)] = n
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self._pending.append((n, to_rows(rec, now) if kind == "debate" else gauntlet_rows(rec, now)))
 
     def _maybe_flush(self) -> None:

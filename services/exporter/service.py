@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import timezone
+from datetime import UTC
 from itertools import islice
 
 import orjson
@@ -19,8 +19,8 @@ from aragora.training.v1 import exporter_pb2_grpc
 from services.common.errors import InvalidArgument
 from services.exporter import formats
 from services.exporter.exports import (
-    Exporter,
     ExportedFile,
+    Exporter,
     ExportFilter,
     ExportStats,
     dpo_record,
@@ -81,7 +81,7 @@ def debate_from_pb(d: pb.Debate) -> dict:
         "id": d.id,
         "task": d.task,
         "vertical": d.vertical,
-        "created_at": d.created_at.ToDatetime(tzinfo=timezone.utc) if d.HasField("created_at") else None,
+        "created_at": d.created_at.ToDatetime(tzinfo=UTC) if d.HasField("created_at") else None,
         "rounds": [
             {"number": r.number or None, "proposals": [{"agent": p.agent, "content": p.content} for p in r.proposals]}
             for r in d.rounds

@@ -22,7 +22,7 @@ class Backends:
     trainer_channel: grpc.aio.Channel
 
     @classmethod
-    def open(cls, settings: GatewaySettings) -> "Backends":
+    def open(cls, settings: GatewaySettings) -> Backends:
         # With an API token, every call carries it (the backends then require it).
         interceptors = client_interceptors(settings.api_token)
         return cls(

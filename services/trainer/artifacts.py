@@ -165,7 +165,8 @@ def newest_checkpoint(checkpoints_dir: Path) -> tuple[int, Path] | None:
         return None
     for child in children:
         step = JobLayout.checkpoint_step(child.name)
-        if step is not None and (child / JobLayout.CHECKPOINT_STATE_FILE).is_file() and (best is None or step > best[0]):
+        if (step is not None and (child / JobLayout.CHECKPOINT_STATE_FILE).is_file()
+                and (best is None or step > best[0])):
             best = (step, child)
     return best
 

@@ -11,8 +11,8 @@ from datetime import datetime
 from google.protobuf import timestamp_pb2
 
 from aragora.training.v1 import trainer_pb2 as pb
-from services.common.errors import InvalidArgument
 from services.common import training_config
+from services.common.errors import InvalidArgument
 from services.trainer.events import EventType, JobEventRecord
 from services.trainer.jobs import Artifacts, JobMetrics
 from services.trainer.orm import Job, JobStatus
@@ -90,7 +90,8 @@ def event_to_pb(event: JobEventRecord) -> pb.JobEvent:
     p = event.payload
     if event.type is EventType.STATUS:
         out.status_change.CopyFrom(pb.StatusChange(
-            from_status=STATUS_TO_PB.get(JobStatus(p["from_status"])) if p.get("from_status") else pb.JOB_STATUS_UNSPECIFIED,
+            from_status=(STATUS_TO_PB.get(JobStatus(p["from_status"])) if p.get("from_status")
+                         else pb.JOB_STATUS_UNSPECIFIED),
             to_status=STATUS_TO_PB[JobStatus(p["to_status"])],
             reason=p.get("reason") or "",
         ))

@@ -61,7 +61,7 @@ class Subscription:
     """One watcher's live feed of a job's events. ``lagged`` is set when its queue overflowed: the watcher
     must then re-read the store from its last sequence instead of trusting the queue."""
 
-    def __init__(self, hub: "EventHub", job_id: str, maxsize: int) -> None:
+    def __init__(self, hub: EventHub, job_id: str, maxsize: int) -> None:
         self._hub = hub
         self.job_id = job_id
         self.queue: asyncio.Queue[JobEventRecord] = asyncio.Queue(maxsize)
@@ -76,7 +76,7 @@ class Subscription:
     def close(self) -> None:
         self._hub._remove(self)
 
-    def __enter__(self) -> "Subscription":
+    def __enter__(self) -> Subscription:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -8,7 +8,7 @@ never by ``create_all``.
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -18,7 +18,7 @@ from services.common.errors import FailedPrecondition
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -29,12 +29,12 @@ class UTCDateTime(TypeDecorator):
 
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 
     def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
@@ -52,10 +52,10 @@ class JobStatus(str, enum.Enum):
     def is_terminal(self) -> bool:
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
-    def can_move_to(self, target: "JobStatus") -> bool:
+    def can_move_to(self, target: JobStatus) -> bool:
         return target in _TRANSITIONS[self]
 
-    def check_move_to(self, target: "JobStatus", job_id: str = "") -> None:
+    def check_move_to(self, target: JobStatus, job_id: str = "") -> None:
         """Raises ``FailedPrecondition`` (with the current status) unless ``self -> target`` is legal."""
         if not self.can_move_to(target):
             who = f"job {job_id} " if job_id else "job "

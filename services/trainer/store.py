@@ -89,7 +89,8 @@ class JobStore:
 
     def with_status(self, *statuses: JobStatus) -> list[Job]:
         with self.db.session() as s:
-            return list(s.scalars(select(Job).where(Job.status.in_([st.value for st in statuses])).order_by(Job.created_at)))
+            return list(s.scalars(
+                select(Job).where(Job.status.in_([st.value for st in statuses])).order_by(Job.created_at)))
 
     def waiting(self) -> list[Job]:
         """QUEUED jobs whose start was requested, in the order they asked."""

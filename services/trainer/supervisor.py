@@ -336,7 +336,8 @@ class WorkerSupervisor:
             try:
                 current = (await self.events.get(self.job_id)).job_status
                 if not current.is_terminal():
-                    await self.events.transition(self.job_id, JobStatus.FAILED, f"trainer lost track of the worker: {exc}")
+                    await self.events.transition(self.job_id, JobStatus.FAILED,
+                                                 f"trainer lost track of the worker: {exc}")
             except Exception:
                 log.exception("job %s: could not record the failure", self.job_id)
         finally:

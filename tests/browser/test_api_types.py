@@ -131,8 +131,10 @@ def test_sse_event_payloads_match_the_event_types():
         "StatusEvent": _event(type=trainer_pb2.EVENT_TYPE_STATUS, status_change=trainer_pb2.StatusChange(
             from_status=trainer_pb2.JOB_STATUS_PREPARING, to_status=trainer_pb2.JOB_STATUS_TRAINING)),
         "StepEvent": _event(type=trainer_pb2.EVENT_TYPE_STEP, step=trainer_pb2.StepEvent(step=1, loss=2.0)),
-        "CheckpointEvent": _event(type=trainer_pb2.EVENT_TYPE_CHECKPOINT, checkpoint=trainer_pb2.CheckpointEvent(path="c", step=1)),
-        "EvalEvent": _event(type=trainer_pb2.EVENT_TYPE_EVAL, eval=trainer_pb2.EvalEvent(phase="adapter", done=1, total=2)),
+        "CheckpointEvent": _event(type=trainer_pb2.EVENT_TYPE_CHECKPOINT,
+                                  checkpoint=trainer_pb2.CheckpointEvent(path="c", step=1)),
+        "EvalEvent": _event(type=trainer_pb2.EVENT_TYPE_EVAL,
+                            eval=trainer_pb2.EvalEvent(phase="adapter", done=1, total=2)),
         "DownloadEvent": _event(type=trainer_pb2.EVENT_TYPE_DOWNLOAD, download=trainer_pb2.DownloadEvent(
             model="m", phase="downloading", bytes_done=1, bytes_total=2)),
         "MessageEvent": _event(type=trainer_pb2.EVENT_TYPE_WARNING),

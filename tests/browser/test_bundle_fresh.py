@@ -16,7 +16,8 @@ BUNDLE = REPO / "services" / "gateway" / "static" / "dashboard"
 source_hash = runpy.run_path(str(REPO / "web" / "scripts" / "source_hash.py"))["source_hash"]
 
 SERVED_API = ("client.ts", "events.ts", "types.ts", "schema.gen.ts")
-REBUILD = "the dashboard bundle is stale: run scripts/build_dashboard.sh and commit web/ and services/gateway/static/dashboard/"
+REBUILD = ("the dashboard bundle is stale: run scripts/build_dashboard.sh and commit web/ and "
+           "services/gateway/static/dashboard/")
 
 
 def test_bundle_is_built_from_the_current_sources():

@@ -83,8 +83,8 @@ def stack(tmp_path_factory):
             s.start()
         try:
             wait_until(lambda: healthy(url), 90, "the three services to be healthy")
-        except AssertionError:
-            raise AssertionError("\n\n".join(f"--- {s.name}\n{s.tail()}" for s in services.values()))
+        except AssertionError as err:
+            raise AssertionError("\n\n".join(f"--- {s.name}\n{s.tail()}" for s in services.values())) from err
         yield url, services, root
     finally:
         for s in reversed(list(services.values())):
@@ -227,7 +227,8 @@ def run_scenario(page: Page, url: str, services: dict[str, ServiceProcess], jobs
             took_training_shot = True
         if status in ("completed", "failed", "cancelled"):
             break
-        assert time.monotonic() < deadline, f"job still {status}; statuses {statuses_seen}\n{services['trainer'].tail()}"
+        assert time.monotonic() < deadline, (
+            f"job still {status}; statuses {statuses_seen}\n{services['trainer'].tail()}")
         time.sleep(0.05)
     assert status == "completed", f"{statuses_seen}: {card.get_by_test_id('job-error').all_inner_texts()}"
     assert "training" in statuses_seen, statuses_seen

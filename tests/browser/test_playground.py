@@ -13,10 +13,9 @@ import time
 
 import httpx
 import pytest
+from playwright.sync_api import expect, sync_playwright  # noqa: E402, I001
 
 from tests.browser.test_dashboard_e2e import CHROMIUM, CHROMIUM_ARGS, shot, stack  # noqa: F401  (the fixture)
-
-from playwright.sync_api import expect, sync_playwright  # noqa: E402, I001
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(420)]
 

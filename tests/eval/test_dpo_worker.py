@@ -68,7 +68,8 @@ def test_dpo_job_runs_to_a_result_with_reward_figures(runs):
 def test_without_heldout_data_the_evaluation_is_skipped_not_invented(runs):
     _, a = runs["a"]
     warnings = [e["message"] for e in a.of_type("warning")]
-    assert any(w.startswith("evaluation skipped: no held-out data (exporter unavailable at 127.0.0.1:1") for w in warnings)
+    assert any(w.startswith("evaluation skipped: no held-out data (exporter unavailable at 127.0.0.1:1")
+               for w in warnings)
     metrics = json.loads((a.job_dir / "metrics.json").read_text())
     assert "exporter unavailable" in metrics["evaluation"]["skipped"]
     for key in ("elo_rating", "win_rate", "base", "adapter", "eval_matches"):

@@ -84,7 +84,8 @@ async def test_typed_records_and_gauntlet(stub):
     sft = await _collect(stub.ExportSFT(pb.ExportSFTRequest(), timeout=30))
     assert sft[0].output == "final answer of typed-1"
     gr = await _collect(stub.ExportGauntlet(pb.ExportGauntletRequest(), timeout=30))
-    assert [(r.prompt, r.attack_type, list(r.findings)) for r in gr] == [("attack g-1", "prompt_injection", ["Resisted manipulation"])]
+    assert [(r.prompt, r.attack_type, list(r.findings)) for r in gr] == [
+        ("attack g-1", "prompt_injection", ["Resisted manipulation"])]
 
 
 async def test_exports_stream_in_batches_and_a_client_may_stop_early(tmp_path):

@@ -18,7 +18,6 @@ from services.exporter.importer import Importer, split_of
 from services.exporter.store import DebateStore
 from tests.exporter.conftest import debate, gauntlet, load, with_changes
 
-
 POSTGRES = os.environ.get("TEST_POSTGRES_URL")
 
 
@@ -203,7 +202,8 @@ def test_a_record_the_database_refuses_is_rejected_alone_and_leaves_nothing(stor
     assert (s.rejections[0].line, s.rejections[0].reason) == (2, "could not be stored: IntegrityError")
     with store.db.engine.connect() as conn:
         for table in ("debates", "proposals", "critiques", "debate_agents", "votes"):
-            n = conn.execute(text(f"SELECT count(*) FROM {table} WHERE {'id' if table == 'debates' else 'debate_id'} = 'd-bad'")).scalar_one()
+            column = "id" if table == "debates" else "debate_id"
+            n = conn.execute(text(f"SELECT count(*) FROM {table} WHERE {column} = 'd-bad'")).scalar_one()
             assert n == 0, table
 
 

@@ -131,7 +131,8 @@ async def test_workers_send_the_trainers_token_to_the_exporter(tmp_path):
                     final = (await stub.GetJob(pb.GetJobRequest(job_id=job.id))).job
                     if ok:
                         assert f"SFT records from the exporter at {exporter.address}" in events[-1].message
-                        await wait_for(lambda: trainer.manager.running_pid(job.id) is None, 120, what="worker end")
+                        await wait_for(lambda job=job: trainer.manager.running_pid(job.id) is None, 120,
+                                       what="worker end")
                     else:
                         assert final.status == pb.JOB_STATUS_FAILED, events[-1].message
                         assert final.error.startswith(

@@ -1,7 +1,8 @@
 """``python -m services.trainer watch JOB_ID`` itself, as a real subprocess, through a real crash of the trainer
-and its worker mid-job and a restart: its own reconnect loop (``services/trainer/cli.py``: ``RETRYABLE``, ``retry_seconds``) meets
-the dropped connection, reconnects after the last event it saw, prints every status change, warning and
-checkpoint of the job's stored log exactly once and in order, and exits 0 with the job's final state."""
+and its worker mid-job and a restart: its own reconnect loop (``services/trainer/cli.py``: ``RETRYABLE``,
+``retry_seconds``) meets the dropped connection, reconnects after the last event it saw, prints every status
+change, warning and checkpoint of the job's stored log exactly once and in order, and exits 0 with the job's
+final state."""
 
 from __future__ import annotations
 
@@ -114,7 +115,8 @@ async def test_the_watch_cli_reconnects_through_a_trainer_restart_and_misses_not
     assert rc == 0, text[-3000:]
     assert text.rstrip().endswith(f"{job.id}: completed")
     # The crash is in the log (the job resumed), and the CLI printed it: it reconnected to the new trainer.
-    resumed = [e.message for e in stored if e.type == pb.EVENT_TYPE_WARNING and "; resuming from checkpoint-" in e.message]
+    resumed = [e.message for e in stored
+               if e.type == pb.EVENT_TYPE_WARNING and "; resuming from checkpoint-" in e.message]
     assert len(resumed) == 1 and f"(step {TOTAL} of {TOTAL})" not in resumed[0]  # mid-job
     # Everything the CLI prints, exactly once and in order: nothing missed across the drop, nothing repeated.
     assert printed_lines(text) == expected_lines(stored)

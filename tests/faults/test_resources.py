@@ -62,7 +62,8 @@ def write_jsonl(path, rows) -> None:
 
 
 def request(name: str, **config) -> pb.CreateJobRequest:
-    return pb.CreateJobRequest(name=name, vertical="legal", base_model=TINY, training_config=pb.TrainingConfig(**config))
+    return pb.CreateJobRequest(name=name, vertical="legal", base_model=TINY,
+                               training_config=pb.TrainingConfig(**config))
 
 
 async def run_jobs(address: str, jobs: dict[str, dict]) -> dict[str, dict]:
@@ -81,7 +82,8 @@ async def run_jobs(address: str, jobs: dict[str, dict]) -> dict[str, dict]:
             files = {}
             for f in listing.files:
                 if f.name.startswith("checkpoints/") and f.name.endswith(".safetensors"):
-                    chunks = [c.data async for c in stub.ReadArtifact(pb.ReadArtifactRequest(job_id=job_id, name=f.name))]
+                    read = stub.ReadArtifact(pb.ReadArtifactRequest(job_id=job_id, name=f.name))
+                    chunks = [c.data async for c in read]
                     files[f.name] = b"".join(chunks)
             out[name] = dict(job=job, events=events, listing=listing, weights=files)
         return out
@@ -97,7 +99,8 @@ async def limited(tmp_path_factory, tiny_models_dir):
     for name in names:
         write_jsonl(roots[name] / "data" / "sft" / "train.jsonl", sft_records(24))
     write_jsonl(roots["memory-limit"] / "data" / "long.jsonl",
-                [dict(r, input=" ".join([r["input"]] * 12), output=" ".join([r["output"]] * 12)) for r in sft_records(256)])
+                [dict(r, input=" ".join([r["input"]] * 12), output=" ".join([r["output"]] * 12))
+                 for r in sft_records(256)])
     ports = dict(zip(names, free_ports(len(names))))
     prefixes = {"memory-limit": [sys.executable, "-c", LIMIT_AS.format(MEMORY_LIMIT)],
                 "disk-full": ["unshare", "--mount", "--propagation", "private", "sh", "-c", TMPFS, "sh"]}
@@ -122,7 +125,8 @@ def assert_nothing_half_written(result: dict) -> None:
     names = [f.name for f in result["listing"].files]
     assert not any("/." in n or n.startswith(".") for n in names), names
     assert not any(n.startswith("adapter/") for n in names)
-    folders = sorted({n.split("/")[1] for n in names if n.startswith("checkpoints/")}, key=lambda x: int(x.split("-")[1]))
+    folders = sorted({n.split("/")[1] for n in names if n.startswith("checkpoints/")},
+                     key=lambda x: int(x.split("-")[1]))
     for folder in folders:
         present = {n.split("/", 2)[2] for n in names if n.startswith(f"checkpoints/{folder}/")}
         assert {"adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "scheduler.pt", "rng_state.pt",
@@ -130,7 +134,8 @@ def assert_nothing_half_written(result: dict) -> None:
         weights = load_safetensors(result["weights"][f"checkpoints/{folder}/adapter_model.safetensors"])
         assert weights and all(t.numel() for t in weights.values())
     path = result["listing"].checkpoint_path
-    assert path == (f"{result['listing'].data_directory.rsplit('/', 1)[0]}/checkpoints/{folders[-1]}" if folders else "")
+    assert path == (f"{result['listing'].data_directory.rsplit('/', 1)[0]}/checkpoints/{folders[-1]}"
+                    if folders else "")
 
 
 async def test_a_file_too_large_fails_the_job_with_the_reason_and_leaves_no_checkpoint(limited):

@@ -52,7 +52,8 @@ RETRY_SECONDS = 3
 
 
 def request(name: str, **config) -> pb.CreateJobRequest:
-    return pb.CreateJobRequest(name=name, vertical="legal", base_model=TINY, training_config=pb.TrainingConfig(**config))
+    return pb.CreateJobRequest(name=name, vertical="legal", base_model=TINY,
+                               training_config=pb.TrainingConfig(**config))
 
 
 def is_step(e: pb.JobEvent, at_least: int = 1) -> bool:

@@ -7,10 +7,10 @@ import asyncio
 
 import grpc
 import pytest
+
 from aragora.training.v1 import inference_pb2 as ipb
 from aragora.training.v1 import inference_pb2_grpc
 from aragora.training.v1 import trainer_pb2 as pb
-
 from tests.conftest import gateway_client
 from tests.trainer.conftest import (  # noqa: F401
     FAST,

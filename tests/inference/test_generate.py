@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from aragora.training.v1 import inference_pb2 as ipb
 
+from aragora.training.v1 import inference_pb2 as ipb
 from tests.inference.conftest import TINY, chat, generate
 from tests.support.wait import until as wait_for
 
@@ -91,7 +91,8 @@ async def test_bad_input_names_the_field(served):
     assert e.code() == grpc.StatusCode.NOT_FOUND and "step 5" in e.details()
     e = await _error(infer.Generate(req(model=TINY, messages=chat(), sampling=ipb.SamplingParams(max_new_tokens=5000))))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "sampling.max_new_tokens" in e.details()
-    e = await _error(infer.Generate(req(model=TINY, messages=chat(), sampling=ipb.SamplingParams(temperature=3, top_p=0))))
+    e = await _error(infer.Generate(req(model=TINY, messages=chat(),
+                                        sampling=ipb.SamplingParams(temperature=3, top_p=0))))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "sampling.temperature" in e.details() and "sampling.top_p" in e.details()
     e = await _error(infer.Generate(req(model=TINY)))
@@ -143,7 +144,8 @@ async def test_each_adapter_answers_as_plain_peft_does(served, tiny_models_dir):
 
     sampling = ipb.SamplingParams(max_new_tokens=10, temperature=0.0)
     prompt = chat(messages[0]["content"])
-    for model, step, adapter_dir in ((job.id, 6, folder / "checkpoints" / "checkpoint-6"), (job.id, 3, folder / "checkpoints" / "checkpoint-3"),
+    for model, step, adapter_dir in ((job.id, 6, folder / "checkpoints" / "checkpoint-6"),
+                                     (job.id, 3, folder / "checkpoints" / "checkpoint-3"),
                                      (job.id, 0, folder / "adapter"), (TINY, 0, None)):
         _, text, _ = await generate(infer, model, checkpoint_step=step, messages=prompt, sampling=sampling)
         assert text == reference(adapter_dir), (model, step)

@@ -51,9 +51,9 @@ def _lora_model(model_path: Path, dropout: float = 0.0):
 def test_response_only_loss_has_the_plain_causal_lm_loss_and_gradients(tiny_model):
     import torch
 
-    from services.trainer.worker.modeling import load_tokenizer
     from services.trainer.worker.encoding import collate, encode_records
     from services.trainer.worker.logprobs import response_only_loss
+    from services.trainer.worker.modeling import load_tokenizer
 
     tok = load_tokenizer(tiny_model)
     encoded, _ = encode_records(tok, sft_records(6, seed=5), max_len=512)
@@ -133,9 +133,9 @@ def test_shared_prefix_runs_once_with_the_plain_loss_and_gradients(tiny_model, m
     import torch
 
     from services.trainer.worker import logprobs as prefix_mod
-    from services.trainer.worker.modeling import load_tokenizer
     from services.trainer.worker.encoding import encode_records
     from services.trainer.worker.methods.sft import SFTMethod
+    from services.trainer.worker.modeling import load_tokenizer
 
     tok = load_tokenizer(tiny_model)
     encoded, _ = encode_records(tok, _long_instruction_records(5, seed=11), max_len=512)
@@ -209,10 +209,10 @@ def test_shared_prefix_is_off_with_gradient_checkpointing(tiny_model):
     """Checkpointed layers drop the key/value cache while training: the plain forward runs, with the same loss."""
     import torch
 
-    from services.trainer.worker.modeling import load_tokenizer
-    from services.trainer.worker.logprobs import can_share
     from services.trainer.worker.encoding import encode_records
+    from services.trainer.worker.logprobs import can_share
     from services.trainer.worker.methods.sft import SFTMethod
+    from services.trainer.worker.modeling import load_tokenizer
 
     tok = load_tokenizer(tiny_model)
     encoded, _ = encode_records(tok, _long_instruction_records(3, seed=2), max_len=512)
@@ -232,8 +232,8 @@ def test_grouped_batches_train_every_token_once_per_epoch(tiny_model):
     import torch
 
     from services.trainer.worker.batching import batch_order
-    from services.trainer.worker.modeling import load_tokenizer
     from services.trainer.worker.encoding import IGNORE_INDEX, collate, encode_records
+    from services.trainer.worker.modeling import load_tokenizer
 
     tok = load_tokenizer(tiny_model)
     encoded, _ = encode_records(tok, sft_records(23, seed=7), max_len=512)

@@ -201,7 +201,8 @@ async def test_artifacts_are_confined_to_the_job_folder(trainer_stub, tmp_path):
     assert listing.checkpoint_path == str(folder / "adapter")
     assert listing.data_directory == str(folder / "data")
 
-    chunks = [c async for c in stub.ReadArtifact(pb.ReadArtifactRequest(job_id=job.id, name="adapter/adapter_model.safetensors"))]
+    chunks = [c async for c in stub.ReadArtifact(
+        pb.ReadArtifactRequest(job_id=job.id, name="adapter/adapter_model.safetensors"))]
     assert len(chunks) > 1 and all(c.size_bytes == 300_000 for c in chunks)
     assert b"".join(c.data for c in chunks) == b"\0" * 300_000
 

@@ -78,7 +78,8 @@ async def test_camel_case_and_flat_form_names(api):
     assert r.status_code == 201, r.text
     c = r.json()["training_config"]
     assert (c["lora_r"], c["lora_alpha"], c["lora_dropout"], c["num_epochs"], c["batch_size"]) == (4, 8, 0.1, 2, 2)
-    assert (c["learning_rate"], c["max_seq_length"], c["quantization"], c["gradient_checkpointing"]) == (0.001, 128, "none", False)
+    assert (c["learning_rate"], c["max_seq_length"], c["quantization"], c["gradient_checkpointing"]) == (
+        0.001, 128, "none", False)
     assert c["dataset_path"] == DATASET and r.json()["name"] == "camel"
 
     # The guide's form: parameters beside jobName.

@@ -13,8 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainer_worker.conftest import (ExporterProcess, Worker, debate, make_job, run_worker, set_resume,
-                                           sft_records, write_jsonl)
+from tests.trainer_worker.conftest import (
+    ExporterProcess,
+    Worker,
+    debate,
+    make_job,
+    run_worker,
+    set_resume,
+    sft_records,
+    write_jsonl,
+)
 
 CONFIG = {"dataset_path": "sft.jsonl", "quantization": "none", "num_epochs": 3, "batch_size": 2,
           "learning_rate": 5e-3, "seed": 7}

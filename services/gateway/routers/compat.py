@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from aragora.training.v1 import trainer_pb2 as pb
 from fastapi import APIRouter, Body
 from pydantic import BaseModel
 
+from aragora.training.v1 import trainer_pb2 as pb
 from services.gateway import errors
 from services.gateway.deps import TimeoutDep, TrainerDep
 from services.gateway.routers.jobs import (

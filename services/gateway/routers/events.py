@@ -51,7 +51,8 @@ def event_data(e: pb.JobEvent) -> dict:
     kind = e.WhichOneof("payload")
     if kind == "status_change":
         s = e.status_change
-        out.update(from_status=STATUS_NAMES.get(s.from_status), to_status=STATUS_NAMES.get(s.to_status), reason=s.reason)
+        out.update(from_status=STATUS_NAMES.get(s.from_status), to_status=STATUS_NAMES.get(s.to_status),
+                   reason=s.reason)
     elif kind == "step":
         s = e.step
         out.update(epoch=s.epoch, step=s.step, total_steps=s.total_steps, loss=s.loss, learning_rate=s.learning_rate,
@@ -89,7 +90,9 @@ async def read_job_events(
     trainer: TrainerDep,
     timeout: TimeoutDep,
     after: Annotated[int | None, Query(ge=0, le=2**62, description="Resume after this sequence number")] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", description="Resume after this sequence")] = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", description="Resume after this sequence")
+    ] = None,
 ) -> StreamingResponse:
     """Streams a job's progress: ``snapshot``, then ``status|step|checkpoint|eval|log|warning|error`` events
     with their sequence as ``id``, then ``end`` when the job is terminal. 404 for an unknown job."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import grpc
@@ -260,7 +260,9 @@ async def read_export(
     exporter: ExporterDep,
     export_format: Annotated[str, Path(description="sft, dpo or gauntlet")],
     filters: Annotated[ExportReadParams, Query()],
-    output: Annotated[Literal["json", "jsonl"] | None, Query(alias="format", description="jsonl streams JSON Lines")] = None,
+    output: Annotated[
+        Literal["json", "jsonl"] | None, Query(alias="format", description="jsonl streams JSON Lines")
+    ] = None,
 ):
     """Exports training records. Filters: SFT `min_confidence`, `limit`, `vertical`, `split`; DPO
     `min_confidence_diff`, `limit`, `vertical`, `split`; gauntlet `limit`, `attack_type`, `min_severity`,
@@ -294,7 +296,7 @@ async def read_export(
             first = None
     if aragora and not (jsonl and wants_ndjson):
         head = {"export_type": export_format, "parameters": {**given, **({"ignored": ignored} if ignored else {})},
-                "exported_at": datetime.now(timezone.utc).isoformat(), "format": "jsonl" if jsonl else "json"}
+                "exported_at": datetime.now(UTC).isoformat(), "format": "jsonl" if jsonl else "json"}
         return StreamingResponse(_envelope(first, call, head, jsonl, offset), media_type="application/json")
     if jsonl:
         return StreamingResponse(_jsonl(first, call, offset), media_type=NDJSON)
@@ -340,7 +342,7 @@ class WrittenExportPublic(ExportFilePublic):
 
 
 def _ts(ts) -> datetime | None:
-    return ts.ToDatetime(tzinfo=timezone.utc) if ts.seconds or ts.nanos else None
+    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
 
 
 @router.post("/export/{export_format}", response_model=WrittenExportPublic)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from datetime import timezone
+from datetime import UTC
 from typing import Annotated
 
 import grpc
@@ -277,7 +277,7 @@ async def compare(job_id: JobId, body: CompareBody, request: Request) -> Streami
 
 
 def _deployment(d: ipb.Deployment) -> DeploymentPublic:
-    when = d.created_at.ToDatetime(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")
+    when = d.created_at.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z")
     return DeploymentPublic(name=d.name, job_id=d.job_id, base_model=d.base_model, created_at=when)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import formatdate
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -341,7 +341,7 @@ class PreflightPublic(BaseModel):
 
 
 def _ts(msg, name: str) -> datetime | None:
-    return getattr(msg, name).ToDatetime(tzinfo=timezone.utc) if msg.HasField(name) else None
+    return getattr(msg, name).ToDatetime(tzinfo=UTC) if msg.HasField(name) else None
 
 
 def _opt(msg, name: str):

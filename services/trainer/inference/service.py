@@ -14,10 +14,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from aragora.training.v1 import inference_pb2 as pb
-from aragora.training.v1 import inference_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from aragora.training.v1 import inference_pb2 as pb
+from aragora.training.v1 import inference_pb2_grpc
 from services.common.db import Database
 from services.common.errors import AlreadyExists, FailedPrecondition, NotFound
 from services.trainer import models

@@ -74,7 +74,7 @@ class Schedule:
     """Batches per optimizer step (``gradient_accumulation_steps``)."""
 
     @classmethod
-    def for_spec(cls, n_examples: int, spec) -> "Schedule":
+    def for_spec(cls, n_examples: int, spec) -> Schedule:
         return cls(n_examples, spec.batch_size, spec.num_epochs, spec.seed, spec.max_steps,
                    spec.gradient_accumulation_steps)
 

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM

@@ -1,12 +1,11 @@
 """The debate store: debates, proposals, critiques, votes, derived per-agent outcomes, gauntlet runs.
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 13:35:05.601064
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
