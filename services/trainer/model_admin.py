@@ -17,6 +17,8 @@ from pathlib import Path
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.trainer import hub
 
+MAX_MODEL_ID_CHARS = 200  # hub ids are at most 96 + 1 + 96; a longer name cannot be a folder here
+
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +54,8 @@ class ModelAdmin:
         model_id = (model_id or "").strip()
         if not model_id:
             raise InvalidArgument("is required", field="model_id")
+        if len(model_id) > MAX_MODEL_ID_CHARS:
+            raise InvalidArgument(f"is longer than {MAX_MODEL_ID_CHARS} characters", field="model_id")
         if self.access is None:
             raise FailedPrecondition("model hub access is off on this trainer (TRAINER_HUB_ENABLED=false): place "
                                      "the model's folder in the models folder instead")
@@ -117,6 +121,8 @@ class ModelAdmin:
         model_id = (model_id or "").strip()
         if not model_id:
             raise InvalidArgument("is required", field="model_id")
+        if len(model_id) > MAX_MODEL_ID_CHARS:
+            raise InvalidArgument(f"is longer than {MAX_MODEL_ID_CHARS} characters", field="model_id")
         used = (await self._used_by()).get(model_id)
         if used:
             raise FailedPrecondition(f"{model_id} is used by running job(s) {', '.join(used)}: cancel them or wait")
@@ -124,7 +130,7 @@ class ModelAdmin:
             raise FailedPrecondition(f"{model_id} is being pulled: wait until the pull ends")
         try:
             freed = await asyncio.to_thread(hub.delete_model, self.models_dir, model_id)
-        except FileNotFoundError:
+        except (FileNotFoundError, ValueError):  # ValueError: a NUL byte, which no folder name holds
             raise NotFound(f"no model {model_id!r} in the models folder") from None
         self._errors.pop(model_id, None)
         log.info("deleted model %s (%d bytes)", model_id, freed)
