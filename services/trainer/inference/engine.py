@@ -48,6 +48,10 @@ class Loaded:
     lock: threading.Lock = field(default_factory=threading.Lock)
     users: int = 0
     active: str | None = None
+    adapters_on: bool = True
+    """Whether the LoRA layers are enabled. Switched only when a step for the base follows one for an adapter
+    (or the other way round): PEFT's ``disable_adapter()`` context walks every layer twice per step, which
+    made a base-model stream ~40% slower than plain ``generate``."""
 
 
 @dataclass
@@ -195,6 +199,8 @@ class Engine:
                 loaded.peft.load_adapter(path, adapter_name=key, is_trainable=False)
             loaded.peft.to(self.device)
             loaded.peft.eval()
+            if not loaded.adapters_on:  # a new adapter's layers start enabled: keep one state for all
+                loaded.peft.base_model.disable_adapter_layers()
             loaded.adapters[key] = path
         with self._cache_lock:
             loaded.nbytes += _folder_bytes(path)
@@ -231,8 +237,13 @@ class Engine:
             if loaded.peft is None:
                 return loaded.model(input_ids=input_ids, cache=past, use_cache=True, logits_to_keep=1)
             if key is None:
-                with loaded.peft.disable_adapter():
-                    return loaded.peft(input_ids=input_ids, cache=past, use_cache=True, logits_to_keep=1)
+                if loaded.adapters_on:
+                    loaded.peft.base_model.disable_adapter_layers()
+                    loaded.adapters_on = False
+                return loaded.peft(input_ids=input_ids, cache=past, use_cache=True, logits_to_keep=1)
+            if not loaded.adapters_on:
+                loaded.peft.base_model.enable_adapter_layers()
+                loaded.adapters_on = True
             if loaded.active != key:
                 loaded.peft.set_adapter(key)
                 loaded.active = key
