@@ -10,7 +10,6 @@ EventSource reconnects and resumes.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC
 from typing import Annotated
 
@@ -22,6 +21,7 @@ from fastapi.responses import StreamingResponse
 from aragora.training.v1 import trainer_pb2 as pb
 from services.gateway.deps import TimeoutDep, TrainerDep
 from services.gateway.routers.jobs import STATUS_NAMES, JobId, job_public
+from services.gateway.streams import open_stream, sse_frame
 
 router = APIRouter(prefix="/api/training", tags=["events"])
 
@@ -70,12 +70,6 @@ def event_data(e: pb.JobEvent) -> dict:
     return out
 
 
-def _sse(event: str, data: dict | str, id: int | None = None) -> str:
-    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    head = f"id: {id}\n" if id is not None else ""
-    return f"{head}event: {event}\ndata: {text}\n\n"
-
-
 def _bad_header(reason: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("header", "Last-Event-ID"), "msg": reason, "type": "value_error"}])
 
@@ -105,22 +99,14 @@ async def read_job_events(
         resume = int(value)
 
     call = trainer.WatchJob(pb.WatchJobRequest(job_id=job_id, after_sequence=resume))
-    try:
-        # The snapshot (or the error: unknown job -> 404) before the response starts.
-        first = await asyncio.wait_for(call.read(), timeout)
-    except BaseException:
-        call.cancel()
-        raise
-    if first is grpc.aio.EOF or first.WhichOneof("item") != "snapshot":
-        call.cancel()
-        raise grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(),
-                                   details="the trainer's watch did not start with a snapshot")
+    # The snapshot (or the error: unknown job -> 404) before the response starts.
+    snapshot = await open_stream(call, "snapshot", "watch", timeout)
 
     async def stream():
-        status = STATUS_NAMES.get(first.snapshot.status)
+        status = STATUS_NAMES.get(snapshot.status)
         pending: asyncio.Task | None = None
         try:
-            yield f"retry: {RETRY_MS}\n\n" + _sse("snapshot", job_public(first.snapshot).model_dump_json())
+            yield f"retry: {RETRY_MS}\n\n" + sse_frame("snapshot", job_public(snapshot).model_dump_json())
             while True:
                 pending = pending or asyncio.ensure_future(call.read())
                 done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
@@ -142,9 +128,9 @@ async def read_job_events(
                 data = event_data(msg.event)
                 if data["type"] == "status" and data.get("to_status"):
                     status = data["to_status"]
-                yield _sse(data["type"], data, id=msg.event.sequence)
+                yield sse_frame(data["type"], data, id=msg.event.sequence)
             if status in TERMINAL:
-                yield _sse("end", {"job_id": job_id, "status": status})
+                yield sse_frame("end", {"job_id": job_id, "status": status})
         finally:
             if pending is not None:
                 pending.cancel()

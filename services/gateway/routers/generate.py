@@ -14,7 +14,6 @@ that goes away cancels the generation on the trainer.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from datetime import UTC
 from typing import Annotated
@@ -28,6 +27,7 @@ from aragora.training.v1 import inference_pb2 as ipb
 from aragora.training.v1 import inference_pb2_grpc
 from services.gateway.deps import TimeoutDep
 from services.gateway.routers.jobs import JobId
+from services.gateway.streams import open_stream, sse_frame
 
 router = APIRouter(prefix="/api/training", tags=["generate"])
 
@@ -153,16 +153,7 @@ def rename_fields(exc: grpc.aio.AioRpcError, rename) -> grpc.aio.AioRpcError:
 async def open_generation(stub, request: ipb.GenerateRequest):
     """Starts Generate and reads its ``started`` item, so that a bad request raises before any response."""
     call = stub.Generate(request)
-    try:
-        first = await call.read()
-    except BaseException:
-        call.cancel()
-        raise
-    if first is grpc.aio.EOF or first.WhichOneof("item") != "started":
-        call.cancel()
-        raise grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(),
-                                   details="the trainer's generation did not start with `started`")
-    return call, first.started
+    return call, await open_stream(call, "started", "generation")
 
 
 async def remaining(call):
@@ -184,10 +175,6 @@ def finished_data(f: ipb.GenerationFinished) -> dict:
             "completion_tokens": f.completion_tokens, "text": f.text}
 
 
-def _sse(event: str, data: dict) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
 def _error_data(exc: grpc.aio.AioRpcError) -> dict:
     return {"code": exc.code().name, "detail": (exc.details() or "").splitlines()[0][:500] if exc.details() else ""}
 
@@ -198,20 +185,20 @@ async def _relay(call, extra: dict, out: asyncio.Queue) -> None:
         async for item in remaining(call):
             kind = item.WhichOneof("item")
             if kind == "delta":
-                await out.put(_sse("delta", {**extra, "text": item.delta.text,
+                await out.put(sse_frame("delta", {**extra, "text": item.delta.text,
                                              "completion_tokens": item.delta.completion_tokens}))
             elif kind == "finished":
-                await out.put(_sse("finished", {**extra, **finished_data(item.finished)}))
+                await out.put(sse_frame("finished", {**extra, **finished_data(item.finished)}))
     except grpc.aio.AioRpcError as exc:
         if exc.code() != grpc.StatusCode.CANCELLED:
-            await out.put(_sse("error", {**extra, **_error_data(exc)}))
+            await out.put(sse_frame("error", {**extra, **_error_data(exc)}))
 
 
 def _stream(calls: list[tuple[object, ipb.GenerationStarted, dict]], end: dict | None) -> StreamingResponse:
     async def frames():
         out: asyncio.Queue = asyncio.Queue()
         for _, started, extra in calls:
-            await out.put(_sse("started", {**extra, **started_data(started)}))
+            await out.put(sse_frame("started", {**extra, **started_data(started)}))
         tasks = [asyncio.ensure_future(_relay(call, extra, out)) for call, _, extra in calls]
         done = asyncio.ensure_future(asyncio.gather(*tasks))
         try:
@@ -226,7 +213,7 @@ def _stream(calls: list[tuple[object, ipb.GenerationStarted, dict]], end: dict |
                     yield out.get_nowait()
                 break
             if end is not None:
-                yield _sse("end", end)
+                yield sse_frame("end", end)
         finally:
             for t in tasks:
                 t.cancel()

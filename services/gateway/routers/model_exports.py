@@ -22,6 +22,7 @@ from aragora.training.v1 import model_export_pb2 as pb
 from aragora.training.v1 import model_export_pb2_grpc
 from services.gateway.deps import TimeoutDep
 from services.gateway.routers.jobs import JobId
+from services.gateway.streams import open_stream, sse_frame
 
 router = APIRouter(prefix="/api/training", tags=["exports of models"])
 
@@ -134,24 +135,13 @@ async def read_export_events(
     phase, done, total, progress, message), then ``end`` once it is no longer running."""
     call = _stub(request).WatchExport(pb.WatchExportRequest(job_id=job_id, kind=KIND_VALUES[kind],
                                                             after_sequence=after))
-    try:
-        first = await asyncio.wait_for(call.read(), timeout)
-    except BaseException:
-        call.cancel()
-        raise
-    if first is grpc.aio.EOF or first.WhichOneof("item") != "snapshot":
-        call.cancel()
-        raise grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(),
-                                   details="the trainer's export watch did not start with a snapshot")
-
-    def sse(event: str, data: str, id: int | None = None) -> str:
-        return (f"id: {id}\n" if id is not None else "") + f"event: {event}\ndata: {data}\n\n"
+    snapshot = await open_stream(call, "snapshot", "export watch", timeout)
 
     async def stream():
-        status = STATUS_NAMES.get(first.snapshot.status)
+        status = STATUS_NAMES.get(snapshot.status)
         pending: asyncio.Task | None = None
         try:
-            yield sse("snapshot", export_public(first.snapshot).model_dump_json())
+            yield sse_frame("snapshot", export_public(snapshot).model_dump_json())
             while True:
                 pending = pending or asyncio.ensure_future(call.read())
                 done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
@@ -169,9 +159,9 @@ async def read_export_events(
                 if msg.WhichOneof("item") == "event":
                     data = event_data(msg.event)
                     status = data["status"] or status
-                    yield sse("progress", json.dumps(data, separators=(",", ":")), id=msg.event.sequence)
+                    yield sse_frame("progress", data, id=msg.event.sequence)
             if status != "running":
-                yield sse("end", json.dumps({"job_id": job_id, "kind": kind, "status": status}))
+                yield sse_frame("end", {"job_id": job_id, "kind": kind, "status": status})
         finally:
             if pending is not None:
                 pending.cancel()
