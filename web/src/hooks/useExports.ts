@@ -9,11 +9,14 @@ import type { Call } from './useApiCall';
 
 export interface ExportsState {
   models: BaseModel[];
+  /** Training-data statistics from the exporter (`GET /api/training/stats`). */
   trainingStats: TrainingStats | null;
   exportSFT: (filters?: ExportFilters) => Promise<SFTRecord[] | null>;
   exportDPO: (filters?: ExportFilters) => Promise<DPORecord[] | null>;
   exportGauntlet: (filters?: ExportFilters) => Promise<GauntletRecord[] | null>;
+  /** An export as JSONL text. */
   exportJsonl: (format: ExportFormat, filters?: ExportFilters) => Promise<string | null>;
+  /** Writes an export into the exporter's export directory. */
   writeExport: (format: ExportFormat, filters?: ExportFilters) => Promise<WrittenExport | null>;
   loadTrainingStats: () => Promise<TrainingStats | null>;
   loadModels: () => Promise<BaseModel[] | null>;

@@ -24,26 +24,12 @@
 import { useCallback, useEffect, useRef } from 'react';
 import type { ApiClient, ApiError, ListJobsFilters } from '../api/client';
 import type { JobStreamHandlers, WatchOptions } from '../api/events';
-import type {
-  BaseModel,
-  CreateJobRequest,
-  DPORecord,
-  ExportFilters,
-  ExportFormat,
-  GauntletRecord,
-  Job,
-  JobArtifacts,
-  JobMetrics,
-  SFTRecord,
-  TrainingStats,
-  WrittenExport,
-} from '../api/types';
 import { useApiCall, useMounted, type CallListeners } from './useApiCall';
 import { useApiClient } from './useApiClient';
 import { useConnection, type ConnectionState } from './useConnection';
-import { useExports } from './useExports';
+import { useExports, type ExportsState } from './useExports';
 import { useJobSubscription } from './useJobEvents';
-import { useJobs, type FineTuningStats } from './useJobs';
+import { useJobs, type JobsState } from './useJobs';
 
 export type { ListJobsFilters } from '../api/client';
 export { ApiError } from '../api/client';
@@ -70,18 +56,9 @@ export interface UseFineTuningOptions {
   EventSourceImpl?: typeof EventSource;
 }
 
-export interface UseFineTuningResult {
-  jobs: Job[];
-  /** Jobs matching the filters on the server. */
-  total: number;
-  /** When `jobs` was last loaded from the server (ms since epoch), null before the first load. */
-  jobsUpdatedAt: number | null;
-  stats: FineTuningStats;
-  models: BaseModel[];
-  /** Training-data statistics from the exporter (`GET /api/training/stats`). */
-  trainingStats: TrainingStats | null;
-  /** True while the first load (or a refresh) is in flight. */
-  loading: boolean;
+/** The hook's result: the job list and actions of `useJobs` and the exports and catalogue of `useExports`, plus
+ * the connection, the API token and job subscriptions. */
+export interface UseFineTuningResult extends Omit<JobsState, 'setJobs' | 'loadCounts' | 'upsert'>, ExportsState {
   /** The latest failure, null after the next success of the same kind. */
   error: ApiError | null;
   connection: ConnectionState;
@@ -90,26 +67,6 @@ export interface UseFineTuningResult {
   token: string | null;
   /** Sets (and saves in localStorage) the API token, or clears it with null; reloads everything. */
   setToken: (token: string | null) => void;
-  filters: ListJobsFilters;
-  setFilters: (filters: ListJobsFilters) => void;
-  refresh: () => Promise<void>;
-  createJob: (request: CreateJobRequest) => Promise<Job | null>;
-  startJob: (jobId: string) => Promise<Job | null>;
-  cancelJob: (jobId: string) => Promise<Job | null>;
-  getJob: (jobId: string) => Promise<Job | null>;
-  getMetrics: (jobId: string) => Promise<JobMetrics | null>;
-  getArtifacts: (jobId: string) => Promise<JobArtifacts | null>;
-  /** Downloads one artifact file and hands it to the browser as a download. */
-  downloadArtifact: (jobId: string, name: string) => Promise<boolean>;
-  exportSFT: (filters?: ExportFilters) => Promise<SFTRecord[] | null>;
-  exportDPO: (filters?: ExportFilters) => Promise<DPORecord[] | null>;
-  exportGauntlet: (filters?: ExportFilters) => Promise<GauntletRecord[] | null>;
-  /** An export as JSONL text. */
-  exportJsonl: (format: ExportFormat, filters?: ExportFilters) => Promise<string | null>;
-  /** Writes an export into the exporter's export directory. */
-  writeExport: (format: ExportFormat, filters?: ExportFilters) => Promise<WrittenExport | null>;
-  loadTrainingStats: () => Promise<TrainingStats | null>;
-  loadModels: () => Promise<BaseModel[] | null>;
   /** A live subscription to one job's events; returns the unsubscribe function. */
   subscribeToJob: (jobId: string, handlers: JobStreamHandlers, options?: WatchOptions) => () => void;
   /** The latest failure, read synchronously (right after an action resolved with null). */

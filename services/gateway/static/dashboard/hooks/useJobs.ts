@@ -29,9 +29,12 @@ export function countsToStats(c: JobCounts): FineTuningStats {
 export interface JobsState {
   jobs: Job[];
   setJobs: Dispatch<SetStateAction<Job[]>>;
+  /** Jobs matching the filters on the server. */
   total: number;
+  /** When `jobs` was last loaded from the server (ms since epoch), null before the first load. */
   jobsUpdatedAt: number | null;
   stats: FineTuningStats;
+  /** True while the first load (or a refresh) is in flight. */
   loading: boolean;
   filters: ListJobsFilters;
   setFilters: (filters: ListJobsFilters) => void;
@@ -45,6 +48,7 @@ export interface JobsState {
   getJob: (jobId: string) => Promise<Job | null>;
   getMetrics: (jobId: string) => Promise<JobMetrics | null>;
   getArtifacts: (jobId: string) => Promise<JobArtifacts | null>;
+  /** Downloads one artifact file and hands it to the browser as a download. */
   downloadArtifact: (jobId: string, name: string) => Promise<boolean>;
 }
 
