@@ -10,7 +10,7 @@ PROTOS := $(shell cd protos && find . -name '*.proto' | sed 's|^\./||' | sort)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: up venv test lint fuzz protos release-contract provision dashboard clean-var
+.PHONY: up venv test lint fuzz protos release-contract provision dashboard clean-var certs
 
 ## Create the virtual environment and install everything (torch first, pinned to the CPU build).
 venv: $(VENV)/.installed
@@ -29,6 +29,11 @@ up: venv provision
 
 provision: venv
 	$(PY) -m services.trainer provision
+
+## A development CA and a certificate per service in var/certs/ (TLS and mutual TLS; docker-compose.yml uses
+## them). Kept when still valid, so it is safe to run again.
+certs: venv
+	$(PY) scripts/dev_certs.py --out var/certs
 
 ## Lint (ruff, configured in pyproject.toml), then run the whole test suite.
 test: venv lint

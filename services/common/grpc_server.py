@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from services.common.errors import DomainError, InvalidArgument
+from services.common.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +258,15 @@ class RunningServer:
 
 
 async def start_server(
-    bindings: Iterable[ServiceBinding], host: str = "127.0.0.1", port: int = 0, api_token: str | None = None
+    bindings: Iterable[ServiceBinding], host: str = "127.0.0.1", port: int = 0, api_token: str | None = None,
+    *, tls: TlsFiles | None = None,
 ) -> RunningServer:
     """Starts a gRPC server with the bindings, health and reflection on host:port (0 picks a free port).
-    With ``api_token``, every call but health and reflection needs ``authorization: Bearer <api_token>``."""
+    With ``api_token``, every call but health and reflection needs ``authorization: Bearer <api_token>``.
+    With ``tls`` (a certificate and key), it serves TLS; with its CA too, mutual TLS (client certificates
+    required and verified). Its files are checked before anything is bound (``TlsConfigError`` naming the
+    setting)."""
+    credentials = tls.server_credentials() if tls is not None else None
     interceptors = [AuthInterceptor(api_token)] if api_token else []
     server = grpc.aio.server(interceptors=[*interceptors, ErrorInterceptor()], options=SERVER_OPTIONS)
     bindings = list(bindings)
@@ -270,7 +276,8 @@ async def start_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [b.service_name for b in bindings]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = (server.add_secure_port(f"{host}:{port}", credentials) if credentials is not None
+             else server.add_insecure_port(f"{host}:{port}"))
     if bound == 0:
         raise OSError(f"could not bind gRPC server to {host}:{port}")
     await server.start()
@@ -287,12 +294,15 @@ async def serve_forever(
     grace: float = 5.0,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     api_token: str | None = None,
+    *, tls: TlsFiles | None = None,
 ) -> None:
     """Runs a server until SIGTERM or SIGINT, then stops it with ``grace`` seconds for calls in flight."""
-    running = await start_server(bindings, host, port, api_token)
+    running = await start_server(bindings, host, port, api_token, tls=tls)
     if on_stop is not None:
         running.on_stop.append(on_stop)
-    log.info("%s listening on %s:%d", name, host, running.port)
+    mode = ("plaintext" if tls is None or not tls.enabled
+            else "mutual TLS" if tls.ca_file else "TLS")
+    log.info("%s listening on %s:%d (%s)", name, host, running.port, mode)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -28,6 +28,12 @@ class ExporterSettings(BaseSettings):
     api_token: str | None = None
     """When set, every ExporterService call needs the metadata ``authorization: Bearer <token>`` (health and
     reflection stay open); the CLI's ``--address`` mode sends it."""
+    tls_cert_file: str = ""
+    """The server's TLS certificate (PEM); with ``tls_key_file``, gRPC is served over TLS. Empty: plaintext."""
+    tls_key_file: str = ""
+    """The private key (PEM, unencrypted) of ``tls_cert_file``."""
+    tls_ca_file: str = ""
+    """A CA certificate (PEM): clients must present a certificate it signed (mutual TLS)."""
     log_level: str = "INFO"
     grace_seconds: float = 5.0
     """How long calls in flight may finish after SIGTERM."""

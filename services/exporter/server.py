@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aragora.training.v1 import exporter_pb2, exporter_pb2_grpc
 from services.common.grpc_server import RunningServer, ServiceBinding, serve_forever, start_server
+from services.common.tls import TlsFiles, check_at_start
 from services.exporter.config import ExporterSettings
 from services.exporter.exports import Exporter
 from services.exporter.importer import import_lines
@@ -49,9 +50,11 @@ def build_bindings(store: DebateStore, exporter: Exporter) -> list[ServiceBindin
 
 async def start(settings: ExporterSettings, port: int | None = None) -> RunningServer:
     """Starts the exporter in this event loop (tests use port 0)."""
+    tls = TlsFiles.from_settings(settings)
+    tls.check()  # before the store is opened: a bad TLS file fails the start naming the setting
     store, exporter = await asyncio.to_thread(open_store, settings)
     running = await start_server(build_bindings(store, exporter), settings.host,
-                                 settings.port if port is None else port, settings.api_token)
+                                 settings.port if port is None else port, settings.api_token, tls=tls)
 
     async def close_store() -> None:
         store.close()
@@ -61,10 +64,12 @@ async def start(settings: ExporterSettings, port: int | None = None) -> RunningS
 
 
 async def serve(settings: ExporterSettings) -> None:
+    tls = check_at_start(TlsFiles.from_settings(settings))
     store, exporter = await asyncio.to_thread(open_store, settings)
 
     async def close_store() -> None:
         store.close()
 
     await serve_forever("exporter", build_bindings(store, exporter), settings.host, settings.port,
-                        settings.grace_seconds, on_stop=close_store, api_token=settings.api_token)
+                        settings.grace_seconds, on_stop=close_store, api_token=settings.api_token,
+                        tls=tls)

@@ -12,6 +12,7 @@ import signal
 import uvicorn
 
 from services.common.logs import setup_logging
+from services.common.tls import TlsFiles, check_at_start
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.gateway", description=__doc__)
     parser.parse_args(argv)
     settings = GatewaySettings()
+    check_at_start(TlsFiles.from_settings(settings))
     setup_logging("gateway", settings.log_level)
     config = uvicorn.Config(
         create_app(settings),

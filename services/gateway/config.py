@@ -20,4 +20,11 @@ class GatewaySettings(BaseSettings):
     """When set, every /api/ endpoint needs ``Authorization: Bearer <token>`` (401 otherwise); the dashboard
     pages, /healthz and the OpenAPI docs stay open. The gateway also sends it to the exporter and the trainer
     (gRPC metadata), so give the three services the same token."""
+    tls_cert_file: str = ""
+    """The client certificate (PEM) the gateway presents to the exporter and the trainer (mutual TLS)."""
+    tls_key_file: str = ""
+    """The private key (PEM, unencrypted) of ``tls_cert_file``."""
+    tls_ca_file: str = ""
+    """The CA certificate (PEM) the backends' certificates are verified against. Any of the three set: the
+    gateway talks TLS to the backends (the system's roots without a CA)."""
     log_level: str = "INFO"

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from aragora.training.v1 import exporter_pb2_grpc, trainer_pb2_grpc
 from services.common.grpc_server import CHANNEL_OPTIONS, client_interceptors
+from services.common.tls import TlsFiles, aio_channel
 from services.gateway.config import GatewaySettings
 
 
@@ -25,10 +26,12 @@ class Backends:
     def open(cls, settings: GatewaySettings) -> Backends:
         # With an API token, every call carries it (the backends then require it).
         interceptors = client_interceptors(settings.api_token)
+        # With TLS settings, TLS (mutual TLS with a client certificate) to both backends.
+        tls = TlsFiles.from_settings(settings)
         return cls(
             settings,
-            grpc.aio.insecure_channel(settings.exporter_address, options=CHANNEL_OPTIONS, interceptors=interceptors),
-            grpc.aio.insecure_channel(settings.trainer_address, options=CHANNEL_OPTIONS, interceptors=interceptors),
+            aio_channel(settings.exporter_address, tls, CHANNEL_OPTIONS, interceptors),
+            aio_channel(settings.trainer_address, tls, CHANNEL_OPTIONS, interceptors),
         )
 
     @property

@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.tls import TlsFiles
 from services.trainer.protocol import DEFAULT_EXPORTER_RETRY_SECONDS
 
 
@@ -44,6 +45,19 @@ class TrainerSettings(BaseSettings):
     api_token: str | None = None
     """When set, every TrainerService call needs the metadata ``authorization: Bearer <token>`` (health and
     reflection stay open), and workers send it to the exporter."""
+    tls_cert_file: str = ""
+    """The trainer's TLS certificate (PEM): with ``tls_key_file``, gRPC is served over TLS, and it is the client
+    certificate the trainer presents to the exporter. Empty: plaintext."""
+    tls_key_file: str = ""
+    """The private key (PEM, unencrypted) of ``tls_cert_file``."""
+    tls_ca_file: str = ""
+    """A CA certificate (PEM): clients must present a certificate it signed (mutual TLS), and the exporter's
+    certificate is verified against it (by the trainer and its workers)."""
+    worker_tls_cert_file: str = ""
+    """The client certificate (PEM) workers present to the exporter; empty: the trainer's ``tls_cert_file``.
+    Workers read the paths from job.json (the files themselves must be readable where the worker runs)."""
+    worker_tls_key_file: str = ""
+    """The private key of ``worker_tls_cert_file``; empty: the trainer's ``tls_key_file``."""
     inference_memory_bytes: int = 8 * 1024**3
     """Memory the loaded inference models may take (weights, estimated before loading); the least recently
     used idle model is unloaded to make room, and a model larger than this is refused."""
@@ -63,6 +77,13 @@ class TrainerSettings(BaseSettings):
     ``sqlite:///`` ``var/mlflow/mlflow.db`` with artifacts in ``var/mlflow/artifacts``."""
     mlflow_experiment: str = "aragora-training"
     """The MLflow experiment the runs are filed under."""
+
+    def worker_tls(self) -> TlsFiles:
+        """The TLS files a worker uses to reach the exporter (its own pair when set, else the trainer's)."""
+        if self.worker_tls_cert_file or self.worker_tls_key_file:
+            return TlsFiles(self.worker_tls_cert_file, self.worker_tls_key_file, self.tls_ca_file,
+                            env_prefix="TRAINER_", field_prefix="worker_")
+        return TlsFiles.from_settings(self)
 
     def mlflow_target(self) -> tuple[str | None, str | None]:
         """(tracking URI, artifact root of a new experiment) for the workers; (None, None) when tracking is off."""

@@ -83,6 +83,12 @@ class JobFile(BaseModel):
     (the token comes in ``WORKER_HUB_TOKEN_ENV``, never here)."""
     hub_endpoint: str = "https://huggingface.co"
     hub_keep_free_bytes: int = 0
+    tls_cert_file: str | None = None
+    """The client certificate (PEM) the worker presents to the exporter (mutual TLS); None: none."""
+    tls_key_file: str | None = None
+    """Its private key's path (the key itself never travels here)."""
+    tls_ca_file: str | None = None
+    """The CA the exporter's certificate is verified against. Any of the three set: TLS to the exporter."""
 
     def write(self, path: Path) -> None:
         """Writes the file atomically (a temporary renamed into place)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from aragora.training.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common.db import Database, migrate
 from services.common.grpc_server import RunningServer, ServiceBinding, serve_forever, start_server
+from services.common.tls import TlsFiles, check_at_start
 from services.trainer.config import TrainerSettings
 from services.trainer.inference import service as inference
 from services.trainer.jobs import JobManager
@@ -65,11 +66,14 @@ def _stopper(manager: JobManager, db: Database, exports: ExportManager | None = 
 
 async def start(settings: TrainerSettings, port: int | None = None) -> RunningServer:
     """Starts the trainer in this event loop (tests use port 0). ``running.manager`` is the job manager."""
+    tls = TlsFiles.from_settings(settings)
+    tls.check()  # before the job store is opened: a bad TLS file fails the start naming the setting
+    settings.worker_tls().check()
     manager, db = open_manager(settings)
     exports = ExportManager(manager)
     inf = inference.Inference(settings, db, manager.store.get)
     running = await start_server(build_bindings(manager, exports, inf), settings.host,
-                                 settings.port if port is None else port, settings.api_token)
+                                 settings.port if port is None else port, settings.api_token, tls=tls)
     running.on_stop.append(_stopper(manager, db, exports, inf))
     running.manager = manager  # type: ignore[attr-defined]  # tests reach the manager (e.g. worker pids)
     running.exports = exports  # type: ignore[attr-defined]
@@ -79,10 +83,12 @@ async def start(settings: TrainerSettings, port: int | None = None) -> RunningSe
 
 
 async def serve(settings: TrainerSettings) -> None:
+    tls = check_at_start(TlsFiles.from_settings(settings))
+    check_at_start(settings.worker_tls())
     manager, db = open_manager(settings)
     exports = ExportManager(manager)
     inf = inference.Inference(settings, db, manager.store.get)
     manager.start_background()
     await serve_forever("trainer", build_bindings(manager, exports, inf), settings.host, settings.port,
                         settings.grace_seconds, on_stop=_stopper(manager, db, exports, inf),
-                        api_token=settings.api_token)
+                        api_token=settings.api_token, tls=tls)

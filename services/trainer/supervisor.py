@@ -208,6 +208,7 @@ def job_file(job: Job, settings: TrainerSettings, model_path: Path | None, resum
         step = config.get("init_from_checkpoint")
         init = str(source.checkpoint_dir(step) if step else source.adapter_dir)
     tracking_uri, artifact_root = settings.mlflow_target()
+    tls = settings.worker_tls()
     return JobFile(
         job_id=job.id, name=job.name, vertical=job.vertical, base_model=job.base_model,
         model_path=str(Path(model_path).absolute()) if model_path else None,
@@ -218,6 +219,9 @@ def job_file(job: Job, settings: TrainerSettings, model_path: Path | None, resum
         mlflow_artifact_root=artifact_root,
         hub_download=download and bool(settings.hub_enabled), hub_endpoint=settings.hub_endpoint,
         hub_keep_free_bytes=int(settings.hub_keep_free_bytes or 0),
+        **{field: str(Path(path).absolute()) if path else None
+           for field, path in (("tls_cert_file", tls.cert_file), ("tls_key_file", tls.key_file),
+                               ("tls_ca_file", tls.ca_file))},
     )
 
 

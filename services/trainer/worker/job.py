@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common.tls import TlsFiles
 from services.trainer.artifacts import JobLayout
 from services.trainer.protocol import DEFAULT_EXPORTER_RETRY_SECONDS, JobFile
 from services.trainer.spec import TrainingSpec
@@ -39,6 +40,8 @@ class JobConfig:
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "aragora-training"
     mlflow_artifact_root: str | None = None
+    exporter_tls: TlsFiles | None = None
+    """TLS to the exporter (the client certificate and CA paths from job.json); None: plaintext."""
 
     @property
     def layout(self) -> JobLayout:
@@ -96,4 +99,6 @@ class JobConfig:
             mlflow_tracking_uri=raw.mlflow_tracking_uri or None,
             mlflow_experiment=raw.mlflow_experiment or "aragora-training",
             mlflow_artifact_root=raw.mlflow_artifact_root or None,
+            exporter_tls=(TlsFiles(raw.tls_cert_file or "", raw.tls_key_file or "", raw.tls_ca_file or "")
+                          if (raw.tls_cert_file or raw.tls_key_file or raw.tls_ca_file) else None),
         )

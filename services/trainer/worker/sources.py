@@ -238,6 +238,7 @@ def _export(job: JobConfig, events: EventSink, kind: RecordKind, request, retry:
     import grpc
 
     from aragora.training.v1 import exporter_pb2_grpc
+    from services.common.tls import TlsConfigError, sync_channel
 
     budget = job.exporter_retry_seconds if retry else 0.0
     deadline = time.monotonic() + budget
@@ -247,7 +248,12 @@ def _export(job: JobConfig, events: EventSink, kind: RecordKind, request, retry:
     metadata = (("authorization", f"Bearer {token}"),) if token else None
     # Reconnect attempts at most 2 s apart (gRPC's default grows to 120 s), so an exporter that comes back
     # within the retry window is found at once.
-    with grpc.insecure_channel(job.exporter_address, options=[("grpc.max_reconnect_backoff_ms", 2000)]) as channel:
+    # TLS (mutual TLS with the client certificate) when job.json names the files.
+    try:
+        channel = sync_channel(job.exporter_address, job.exporter_tls, [("grpc.max_reconnect_backoff_ms", 2000)])
+    except TlsConfigError as exc:
+        raise WorkerError(f"cannot reach the exporter at {job.exporter_address} over TLS: job.json's {exc}") from None
+    with channel:
         call = getattr(exporter_pb2_grpc.ExporterServiceStub(channel), kind.rpc)
         while True:
             attempt += 1
