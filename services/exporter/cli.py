@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from services.common.tls import TlsConfigError, TlsFiles
 from services.exporter.config import ExporterSettings
 from services.exporter.importer import ImportSummary, Rejection, import_lines
 
@@ -52,20 +53,19 @@ def import_direct(path: str, settings: ExporterSettings) -> ImportSummary:
         store.close()
 
 
-async def import_remote(path: str, address: str, token: str | None = None) -> ImportSummary:
-    import grpc
+async def import_remote(path: str, address: str, token: str | None = None, tls=None) -> ImportSummary:
 
     from aragora.training.v1 import exporter_pb2 as pb
     from aragora.training.v1 import exporter_pb2_grpc
     from services.common.grpc_server import CHANNEL_OPTIONS, client_interceptors
+    from services.common.tls import aio_channel
 
     def requests(bar: tqdm):
         for n, line in enumerate(_lines(path, bar), start=1):
             if line.strip():
                 yield pb.ImportDebatesRequest(record_json=line.decode("utf-8", "replace"), line=n)
 
-    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS,
-                                         interceptors=client_interceptors(token)) as ch:
+    async with aio_channel(address, tls, CHANNEL_OPTIONS, client_interceptors(token)) as ch:
         with _bar(path) as bar:
             resp = await exporter_pb2_grpc.ExporterServiceStub(ch).ImportDebates(requests(bar))
     summary = ImportSummary(imported=resp.imported, updated=resp.updated, rejected=resp.rejected)
@@ -79,9 +79,13 @@ def run_import(path: str, address: str | None, as_json: bool, settings: Exporter
         return 2
     if address:
         try:
-            summary = asyncio.run(import_remote(path, address, settings.api_token))
+            summary = asyncio.run(import_remote(path, address, settings.api_token, TlsFiles.from_settings(settings)))
         except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump a traceback
             import grpc
+
+            if isinstance(exc, TlsConfigError):
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
 
             if isinstance(exc, grpc.aio.AioRpcError):
                 print(f"error: exporter at {address}: {exc.code().name}: {exc.details()}", file=sys.stderr)

@@ -16,6 +16,7 @@ import grpc
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
 from services.common.grpc_server import CHANNEL_OPTIONS, client_interceptors
+from services.common.tls import TlsConfigError, TlsFiles, aio_channel
 
 STATUS = {v: k.removeprefix("JOB_STATUS_").lower() for k, v in pb.JobStatus.items()}
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
@@ -23,7 +24,7 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grp
 
 
 async def watch(address: str, job_id: str, after: int = 0, retry_seconds: float = 30.0, file=None,
-                token: str | None = None) -> int:
+                token: str | None = None, tls: TlsFiles | None = None) -> int:
     """Draws the job's progress until it ends; returns the exit status (see the module docstring)."""
     from tqdm import tqdm
 
@@ -36,8 +37,7 @@ async def watch(address: str, job_id: str, after: int = 0, retry_seconds: float 
     try:
         while True:
             try:
-                async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS,
-                                                     interceptors=client_interceptors(token)) as channel:
+                async with aio_channel(address, tls, CHANNEL_OPTIONS, client_interceptors(token)) as channel:
                     stub = trainer_pb2_grpc.TrainerServiceStub(channel)
                     async for item in stub.WatchJob(pb.WatchJobRequest(job_id=job_id, after_sequence=last)):
                         give_up_at = None
@@ -93,7 +93,12 @@ def main(job_id: str, address: str, after: int = 0) -> int:
     try:
         from services.trainer.config import TrainerSettings
 
-        return asyncio.run(watch(address, job_id, after, token=TrainerSettings().api_token))
+        settings = TrainerSettings()
+        return asyncio.run(watch(address, job_id, after, token=settings.api_token,
+                                 tls=TlsFiles.from_settings(settings)))
+    except TlsConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         # Leaving the watch never touches the job.
         return 130

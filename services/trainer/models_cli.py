@@ -59,10 +59,16 @@ def delete(settings: TrainerSettings, model_id: str, address: str, file=None) ->
     from aragora.training.v1 import trainer_pb2 as pb
     from aragora.training.v1 import trainer_pb2_grpc
     from services.common.grpc_server import CHANNEL_OPTIONS
+    from services.common.tls import TlsConfigError, TlsFiles, sync_channel
 
     file = file or sys.stderr
     metadata = [("authorization", f"Bearer {settings.api_token}")] if settings.api_token else None
-    with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+    try:
+        channel = sync_channel(address, TlsFiles.from_settings(settings), CHANNEL_OPTIONS)
+    except TlsConfigError as exc:
+        print(f"delete failed: {exc}", file=file)
+        return 1
+    with channel:
         try:
             r = trainer_pb2_grpc.TrainerServiceStub(channel).DeleteLocalModel(
                 pb.DeleteLocalModelRequest(model_id=model_id), timeout=60, metadata=metadata)

@@ -17,18 +17,18 @@ import grpc
 from aragora.training.v1 import model_export_pb2 as pb
 from aragora.training.v1 import model_export_pb2_grpc
 from services.common.grpc_server import CHANNEL_OPTIONS, client_interceptors
+from services.common.tls import TlsConfigError, TlsFiles, aio_channel
 
 KINDS = {"merged": pb.EXPORT_KIND_MERGED, "gguf_f16": pb.EXPORT_KIND_GGUF_F16, "gguf_q8_0": pb.EXPORT_KIND_GGUF_Q8_0}
 STATUS = {v: k.removeprefix("EXPORT_STATUS_").lower() for k, v in pb.ExportStatus.items()}
 
 
 async def export(address: str, job_id: str, kind: str, attach: bool = False, cancel: bool = False, file=None,
-                 token: str | None = None) -> int:
+                 token: str | None = None, tls: TlsFiles | None = None) -> int:
     from tqdm import tqdm
 
     file = file or sys.stderr
-    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS,
-                                         interceptors=client_interceptors(token)) as channel:
+    async with aio_channel(address, tls, CHANNEL_OPTIONS, client_interceptors(token)) as channel:
         stub = model_export_pb2_grpc.ModelExportServiceStub(channel)
         try:
             if cancel:
@@ -74,6 +74,11 @@ def main(job_id: str, kind: str, address: str, attach: bool = False, cancel: boo
     try:
         from services.trainer.config import TrainerSettings
 
-        return asyncio.run(export(address, job_id, kind, attach, cancel, token=TrainerSettings().api_token))
+        settings = TrainerSettings()
+        return asyncio.run(export(address, job_id, kind, attach, cancel, token=settings.api_token,
+                                  tls=TlsFiles.from_settings(settings)))
+    except TlsConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130  # the export goes on; `--attach` follows it again
