@@ -15,14 +15,20 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 # torch first, pinned, so nothing below can pull another build.
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
-# The runtime dependencies pyproject.toml declares (the `gpu` extra: bitsandbytes for 4-bit/8-bit), at the
-# versions of the lock (requirements.txt as constraints): no test, lint or benchmark package in the image.
+# The runtime dependencies pyproject.toml declares (the `gpu` extra: bitsandbytes for 4-bit/8-bit; the `cluster`
+# extra: Ray, for the ray profile of docker-compose.yml), at the versions of the lock (requirements.txt as
+# constraints): no test, lint or benchmark package in the image.
 COPY requirements.txt pyproject.toml README.md ./
 COPY protos ./protos
 COPY generated ./generated
 COPY services ./services
-RUN pip install -c requirements.txt "torch==${TORCH_VERSION}" -e ".[gpu]"
+RUN pip install -c requirements.txt "torch==${TORCH_VERSION}" -e ".[gpu,cluster]"
 
-RUN useradd --create-home --uid 1000 app && mkdir -p /data && chown app /data
+# The volumes' mount points exist in the image, owned by the user the services run as, so a new named volume
+# starts writable by it (docker copies the ownership). Mounted certificates (var/certs) must be readable by
+# uid 1000.
+RUN useradd --create-home --uid 1000 app \
+    && mkdir -p /data/exports /data/jobs /data/models /data/datasets /data/cache /certs \
+    && chown -R app /data
 USER app
 CMD ["python", "-m", "services.launcher"]
