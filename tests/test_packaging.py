@@ -164,14 +164,14 @@ def test_no_code_or_doc_points_at_a_tracker_number():
 
 
 def test_the_runtime_image_installs_no_test_or_benchmark_package():
-    """The Dockerfile installs pyproject's runtime dependencies (with the `gpu` extra), the lock only as
+    """The Dockerfile installs pyproject's runtime dependencies (with the `gpu` and `cluster` extras), the lock only as
     constraints: none of the dev or bench extras' packages."""
     installs = [ln for ln in (REPO / "Dockerfile").read_text().splitlines() if "pip install" in ln]
     assert installs
     text = " ".join(installs)
     assert " -r " not in text, "the image must not install the whole lock (test and benchmark tools)"
-    assert ".[gpu]" in text
-    runtime = {_name(r) for r in _declared("gpu")}
+    assert ".[gpu,cluster]" in text  # cluster: Ray, for docker-compose.yml's ray profile
+    runtime = {_name(r) for r in _declared("gpu")} | {_name(r) for r in PROJECT["optional-dependencies"]["cluster"]}
     for extra in ("dev", "bench"):
         for req in PROJECT["optional-dependencies"][extra]:
             if _name(req) not in runtime:
