@@ -226,6 +226,13 @@ def test_ray_nodes_join_with_the_ray_profile(monkeypatch):
     assert env["TRAINER_RAY_ADDRESS"] == "ray-head:6379"
     assert interpolate(env["TRAINER_EXECUTOR"], {}) == "local"
     assert interpolate(env["TRAINER_EXECUTOR"], {"ARAGORA_EXECUTOR": "ray"}) == "ray"
+    # A Ray driver needs a node of its own: with the ray executor the trainer's container joins the cluster
+    # without CPUs or GPUs (no job lands there), then runs the trainer's command; with local, just the command.
+    sh, flag, script, zero = trainer["entrypoint"]
+    assert (sh, flag, zero) == ("sh", "-c", "trainer") and trainer["command"] == ["python", "-m", "services.trainer"]
+    assert 'if [ "$$TRAINER_EXECUTOR" = ray ]; then' in script and script.rstrip().endswith('exec "$$@"')
+    assert 'ray start --address="$$TRAINER_RAY_ADDRESS" --num-cpus=0 --num-gpus=0' in script
+    assert SERVICES["ray-head"]["healthcheck"]["test"] == ["CMD", "ray", "health-check", "--address", "127.0.0.1:6379"]
     # Every node mounts the trainer's jobs folder (artifacts), models, datasets and certificates at its paths.
     settings = _settings_from("trainer", monkeypatch)
     mounts = _mounts(trainer)
@@ -275,3 +282,28 @@ def test_the_compose_trainer_downloads_base_models_from_the_hub(monkeypatch):
     trainer = _settings_from("trainer", monkeypatch)
     assert trainer.hub_enabled is True and trainer.hub_endpoint.startswith("https://")
     assert interpolate(SERVICES["trainer"]["environment"]["TRAINER_HUB_TOKEN"], {}) == ""
+
+
+def test_the_trainers_entrypoint_joins_ray_only_with_the_ray_executor(tmp_path):
+    """The entrypoint script as the container runs it (compose turns $$ into $): local runs the command at once;
+    ray runs `ray start` first (a stand-in `ray` on PATH records its arguments) and stops if it fails."""
+    _, _, script, zero = SERVICES["trainer"]["entrypoint"]
+    script = script.replace("$$", "$")
+    fake = tmp_path / "bin" / "ray"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/ray-args\nexit "${{FAKE_RAY_EXIT:-0}}"\n')
+    fake.chmod(0o755)
+    base = {"PATH": f"{fake.parent}:/usr/bin:/bin", "TRAINER_RAY_ADDRESS": "ray-head:6379"}
+
+    def run(**env):
+        return subprocess.run(["sh", "-c", script, zero, "echo", "trainer started"], env={**base, **env},
+                              capture_output=True, text=True, timeout=30)
+
+    out = run(TRAINER_EXECUTOR="local")
+    assert out.returncode == 0 and out.stdout == "trainer started\n" and not (tmp_path / "ray-args").exists()
+    out = run(TRAINER_EXECUTOR="ray")
+    assert out.returncode == 0 and out.stdout == "trainer started\n"
+    assert (tmp_path / "ray-args").read_text().split() == [
+        "start", "--address=ray-head:6379", "--num-cpus=0", "--num-gpus=0", "--disable-usage-stats"]
+    out = run(TRAINER_EXECUTOR="ray", FAKE_RAY_EXIT="1")
+    assert out.returncode == 1 and "trainer started" not in out.stdout
