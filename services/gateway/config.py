@@ -20,4 +20,8 @@ class GatewaySettings(BaseSettings):
     """When set, every /api/ endpoint needs ``Authorization: Bearer <token>`` (401 otherwise); the dashboard
     pages, /healthz and the OpenAPI docs stay open. The gateway also sends it to the exporter and the trainer
     (gRPC metadata), so give the three services the same token."""
+    auth_database_url: str = "sqlite:///var/auth/keys.db"
+    """SQLAlchemy URL of the keys store shared by the three services (API keys, hashed, and the audit log;
+    ``python -m services.auth`` manages it). While it holds no key (and no ``api_token`` is set) every call is
+    open, as on loopback today; with keys, every call needs ``authorization: Bearer <key>``."""
     log_level: str = "INFO"

@@ -112,6 +112,8 @@ class Job(Base):
     """The worker's process id (and process group) while it runs."""
     last_sequence: Mapped[int] = mapped_column(Integer, default=0)
     """The sequence number of the job's newest event."""
+    owner: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    """The name of the API key that created it (``services.auth``); None with no keys or a service token."""
 
     @property
     def job_status(self) -> JobStatus:
