@@ -12,6 +12,7 @@ import signal
 import uvicorn
 
 from services.common.logs import setup_logging
+from services.auth.authn import check_exposure
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 
@@ -37,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     settings = GatewaySettings()
     setup_logging("gateway", settings.log_level)
+    app = create_app(settings)
+    check_exposure("gateway", settings.host, app.state.auth)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -9,7 +9,8 @@ import grpc
 from fastapi import Depends, Request
 
 from aragora.training.v1 import exporter_pb2_grpc, trainer_pb2_grpc
-from services.common.grpc_server import CHANNEL_OPTIONS, client_interceptors
+from services.common.grpc_server import CHANNEL_OPTIONS
+from services.gateway.auth import forward
 from services.gateway.config import GatewaySettings
 
 
@@ -23,8 +24,8 @@ class Backends:
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> Backends:
-        # With an API token, every call carries it (the backends then require it).
-        interceptors = client_interceptors(settings.api_token)
+        # Every call carries the caller's key (else the gateway's api_token): the backends decide with it.
+        interceptors = forward(settings.api_token)
         return cls(
             settings,
             grpc.aio.insecure_channel(settings.exporter_address, options=CHANNEL_OPTIONS, interceptors=interceptors),
