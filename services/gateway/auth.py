@@ -65,17 +65,22 @@ def principal_of(request: Request) -> policy.Principal:
     return request.scope.get("state", {}).get("principal", policy.OPEN)
 
 
-def route_role(path: str) -> str | None:
-    """The least role a route needs at the gateway (None: any caller; the backends decide per RPC)."""
+def route_role(method: str, path: str) -> str | None:
+    """The least role a route needs at the gateway: admin for ``/api/admin/``, user for anything but a read
+    (GET, HEAD: a viewer is read-only) under ``/api/`` and ``/v1/``; None for the open pages. The backends
+    then decide per RPC (and per job: a user's own only)."""
+    if not protected(path):
+        return None
     if path == "/api/admin" or path.startswith("/api/admin/"):
         return policy.ADMIN
-    return None
+    if method not in ("GET", "HEAD"):
+        return policy.USER
+    return policy.VIEWER
 
 
 async def authorize(request: Request) -> None:
-    """The app's one access dependency: 403 for a route above the caller's role."""
-    route = request.scope.get("route")
-    role = route_role(getattr(route, "path", request.url.path))
+    """The app's one access dependency: 403 for a route above the caller's role, before the route runs."""
+    role = route_role(request.method, request.url.path)
     if role is None:
         return
     principal = principal_of(request)

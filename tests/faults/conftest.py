@@ -218,7 +218,7 @@ class BackgroundBackends:
     app, or the servers, from the test's thread. The trainer has a model folder the catalogue lists (nothing
     here trains) and a data root with a dataset."""
 
-    def __init__(self, tmp_path: Path, **trainer_settings) -> None:
+    def __init__(self, tmp_path: Path, exporter_extra: dict | None = None, **trainer_settings) -> None:
         import threading
 
         from services.exporter import server as exporter_server
@@ -232,7 +232,8 @@ class BackgroundBackends:
         self.thread.start()
         fake_model_folder(tmp_path / "models")
         write_dataset(tmp_path / "data")
-        self.exporter = self.call(exporter_server.start(exporter_settings(tmp_path, load_samples=True), port=0))
+        self.exporter = self.call(exporter_server.start(
+            exporter_settings(tmp_path, load_samples=True, **(exporter_extra or {})), port=0))
         self.trainer = self.call(trainer_server.start(
             make_trainer_settings(tmp_path, self.exporter.address, **trainer_settings), port=0))
         self.tmp_path = tmp_path

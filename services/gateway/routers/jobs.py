@@ -198,6 +198,8 @@ class TrainingJobPublic(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     error: str | None
+    owner: str | None = None
+    """The name of the API key that created the job (users and roles, README); null with no keys."""
     training_config: TrainingConfigPublic
 
 
@@ -363,6 +365,7 @@ def job_public(j: pb.Job, cls: type[TrainingJobPublic] = TrainingJobPublic, **ex
         progress=j.progress, current_epoch=j.current_epoch, current_step=j.current_step, total_steps=j.total_steps,
         loss=_opt(j, "loss"), training_examples=j.training_examples, created_at=_ts(j, "created_at"),
         started_at=_ts(j, "started_at"), completed_at=_ts(j, "completed_at"), error=j.error or None,
+        owner=j.owner or None,
         training_config=config_public(j.training_config), **extra,
     )
 

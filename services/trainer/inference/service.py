@@ -110,6 +110,9 @@ class Inference:
         return self.deployments.remove(name)
 
     def list_deployments(self, job_id: str = "") -> list[Deployment]:
+        """The deployments the caller may see (of ``job_id`` only: ``NotFound`` for an unknown job)."""
+        if job_id:
+            self.visible_job(job_id)
         return [d for d in self.deployments.list(job_id) if self.visible_deployment(d)]
 
     def deploy(self, job_id: str, name: str) -> Deployment:
