@@ -212,6 +212,30 @@ def _kill_leftovers():
             continue
 
 
+FUZZ_AUTH = os.environ.get("FUZZ_AUTH", "")
+"""``FUZZ_AUTH=user`` (or ``admin``, ``viewer``): the fuzz tests run with users and roles on, every request
+carrying a key of that role (``make fuzz-auth``)."""
+
+
+def fuzz_auth(root: Path) -> tuple[str | None, str | None]:
+    """With ``FUZZ_AUTH`` set: a keys store under ``root`` holding one key of that role, and the key."""
+    if not FUZZ_AUTH:
+        return None, None
+    from services.auth.store import KeyStore
+
+    url = f"sqlite:///{root}/auth/keys.db"
+    store = KeyStore(url, create=True)
+    try:
+        return url, store.create("fuzzer", FUZZ_AUTH)[1]
+    finally:
+        store.close()
+
+
+def auth_settings(url: str | None) -> tuple[dict, dict]:
+    """(exporter settings, trainer settings) for ``BackgroundBackends`` with the keys store at ``url``."""
+    return ({"auth_database_url": url}, {"auth_database_url": url}) if url else ({}, {})
+
+
 class BackgroundBackends:
     """The real exporter (with its sample debates) and trainer gRPC servers in this process, on an event loop
     of their own in a thread: a blocking client (schemathesis, hypothesis) can then call the gateway's ASGI
