@@ -7,11 +7,11 @@ import hmac
 import ipaddress
 import socket
 
+import grpc
+
 from services.auth.policy import OPEN, SERVICE, Principal
 from services.auth.store import KeyStore
 from services.common.errors import DomainError
-
-import grpc
 
 
 class Unauthenticated(DomainError):

@@ -11,8 +11,8 @@ import signal
 
 import uvicorn
 
-from services.common.logs import setup_logging
 from services.auth.authn import check_exposure
+from services.common.logs import setup_logging
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 

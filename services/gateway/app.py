@@ -8,11 +8,9 @@ from fastapi import Depends, FastAPI
 
 from services.auth.authn import Authenticator
 from services.auth.store import KeyStore
-
 from services.gateway import auth, compat, errors
 from services.gateway.config import GatewaySettings
 from services.gateway.deps import Backends
-from services.gateway.routers import compat as compat_routes
 from services.gateway.routers import (
     admin,
     dashboard,
@@ -26,6 +24,7 @@ from services.gateway.routers import (
     models,
     openai_compat,
 )
+from services.gateway.routers import compat as compat_routes
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:

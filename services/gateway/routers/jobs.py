@@ -21,7 +21,16 @@ import grpc
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    create_model,
+    model_serializer,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from aragora.training.v1 import trainer_pb2 as pb
@@ -199,7 +208,15 @@ class TrainingJobPublic(BaseModel):
     completed_at: datetime | None
     error: str | None
     owner: str | None = None
-    """The name of the API key that created the job (users and roles, README); null with no keys."""
+    """The name of the API key that created the job (README: Users and roles); absent with no keys."""
+
+    @model_serializer(mode="wrap")
+    def _without_unowned(self, handler):
+        # Without keys (the open default) a job has no owner, and its answer stays exactly what it was.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("owner") is None:
+            data.pop("owner", None)
+        return data
     training_config: TrainingConfigPublic
 
 
