@@ -34,6 +34,9 @@ HEADERS: dict[str, str] = {}
 def backends(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz-api")
     url, key = fuzz_auth(root)
+    # A keys store of this module's own even without FUZZ_AUTH: POST /api/admin/keys (open on loopback while no
+    # key exists) creates one there, turning auth on for the operations fuzzed after it and nowhere else.
+    url = url or f"sqlite:///{root}/auth/keys.db"
     exporter_extra, trainer_extra = auth_settings(url)
     servers = BackgroundBackends(root, exporter_extra=exporter_extra, **trainer_extra)
     servers.auth_url = url
