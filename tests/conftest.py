@@ -12,9 +12,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The keys store of every service a test starts, unless the test names its own: a fresh path no key is written to.
 # (Otherwise a developer's var/auth/keys.db holding keys would turn users and roles on for the whole suite.)
-_AUTH_STORE = f"sqlite:///{tempfile.mkdtemp(prefix='aragora-test-auth-')}/keys.db"
-for _prefix in ("EXPORTER", "TRAINER", "GATEWAY"):
-    os.environ.setdefault(f"{_prefix}_AUTH_DATABASE_URL", _AUTH_STORE)
+os.environ.setdefault("GATEWAY_AUTH_DATABASE_URL", f"sqlite:///{tempfile.mkdtemp(prefix='aragora-test-auth-')}/keys.db")
+os.environ.setdefault("TRAINER_AUTH_DATABASE_URL", os.environ["GATEWAY_AUTH_DATABASE_URL"])
+os.environ.setdefault("EXPORTER_AUTH_DATABASE_URL", os.environ["GATEWAY_AUTH_DATABASE_URL"])
 
 import httpx
 import pytest
