@@ -201,11 +201,11 @@ class JobManager:
         source = await self.get(job_id)
         config = {**(source.training_config or {}), **overrides}
         if not (name or "").strip():
-            name = await self._copy_name(source.name)
+            name = await self._copy_name(source.name, owner)
         return await self.create(name, source.vertical or "", source.base_model, config, owner)
 
-    async def _copy_name(self, name: str) -> str:
-        jobs, _ = await self.list()
+    async def _copy_name(self, name: str, owner: str | None = None) -> str:
+        jobs, _ = await self.list(owner=owner)
         taken = {j.name for j in jobs}
         base = name[: NAME_MAX - 16]
         candidate, n = f"{base} (copy)", 1

@@ -40,7 +40,8 @@ class JobStore:
                owner: str | None = None) -> tuple[Job, JobEventRecord]:
         """Inserts a QUEUED job and its first status event. ``AlreadyExists`` if the name is taken."""
         with self.db.session("job") as s:
-            if s.scalar(select(Job.id).where(Job.name == name)) is not None:
+            same_owner = Job.owner == owner if owner is not None else Job.owner.is_(None)
+            if s.scalar(select(Job.id).where(Job.name == name, same_owner)) is not None:
                 raise AlreadyExists(f"a job named {name!r} already exists")
             now = utcnow()
             job = Job(

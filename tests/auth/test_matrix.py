@@ -324,3 +324,13 @@ def test_lists_show_a_user_its_own_jobs_only(gateway, world):
         assert (world.deployment in json.dumps(r.json())) is seen, caller
         r = gateway.get("/api/training/deployments", headers=world.headers(caller))
         assert (world.deployment in r.text) is seen, caller
+
+
+def test_another_users_job_name_is_free_to_take(gateway, world):
+    """A name another user's job has must not tell that it exists: names are unique per owner."""
+    body = {"name": "alice-job", "base_model": "test/tiny-llama"}
+    r = gateway.post("/api/training/jobs", headers=world.headers("stranger"), json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["owner"] == "bob"
+    r = gateway.post("/api/training/jobs", headers=world.headers("user"), json=body)
+    assert r.status_code == 409 and "already exists" in r.json()["detail"]
