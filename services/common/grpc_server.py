@@ -8,6 +8,7 @@ the servicers it registers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
@@ -247,7 +248,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                         yield item
                     await audit(request)
                 finally:
-                    policy.reset_current(token)
+                    # A stream closed from elsewhere (the loop finalising it) runs this in another context.
+                    with contextlib.suppress(ValueError):
+                        policy.reset_current(token)
 
             return call
 
