@@ -168,3 +168,12 @@ def test_secrets_and_server_paths_stay_out_of_answers_and_logs(gateway, world, c
     for key in world.keys.values():
         if key:
             assert key not in text and key.split("_", 2)[2] not in text
+
+
+def test_the_watch_cli_sends_a_key_from_its_environment(world):
+    args = ["-m", "services.trainer", "watch", world.job_id, "--address", world.backends.trainer.address]
+    ok = run(args, TRAINER_API_TOKEN=world.keys["user"])
+    assert ok.returncode == 1, ok.stdout + ok.stderr  # the watch's exit status for a cancelled job
+    assert f"{world.job_id}: cancelled" in ok.stdout + ok.stderr
+    hidden = run(args, TRAINER_API_TOKEN=world.keys["stranger"])
+    assert hidden.returncode != 0 and "not found" in (hidden.stdout + hidden.stderr)
