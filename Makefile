@@ -10,7 +10,7 @@ PROTOS := $(shell cd protos && find . -name '*.proto' | sed 's|^\./||' | sort)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: up venv test lint fuzz protos release-contract provision dashboard clean-var certs
+.PHONY: up venv test lint fuzz fuzz-auth protos release-contract provision dashboard clean-var certs
 
 ## Create the virtual environment and install everything (torch first, pinned to the CPU build).
 venv: $(VENV)/.installed
@@ -45,6 +45,10 @@ lint: venv
 ## A longer hostile-input run: schemathesis over every REST operation and hypothesis over every RPC.
 fuzz: venv
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(PY) -m pytest -q tests/faults/test_fuzz_api.py tests/faults/test_fuzz_grpc.py
+
+## The same fuzz run with users and roles on: every request carries a key of the role FUZZ_AUTH (default user).
+fuzz-auth: venv
+	FUZZ_AUTH=$${FUZZ_AUTH:-user} FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} $(PY) -m pytest -q tests/faults/test_fuzz_api.py tests/faults/test_fuzz_grpc.py
 
 ## Rebuild the dashboard bundle from web/ (needs Node.js >= 20.19 and npm); commit web/ and the bundle together.
 dashboard:

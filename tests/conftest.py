@@ -4,11 +4,17 @@ talking to them over real gRPC. Room-specific fixtures live in tests/<room>/conf
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The keys store of every service a test starts, unless the test names its own: a fresh path no key is written to.
+# (Otherwise a developer's var/auth/keys.db holding keys would turn users and roles on for the whole suite.)
+os.environ.setdefault("GATEWAY_AUTH_DATABASE_URL", f"sqlite:///{tempfile.mkdtemp(prefix='aragora-test-auth-')}/keys.db")
+os.environ.setdefault("TRAINER_AUTH_DATABASE_URL", os.environ["GATEWAY_AUTH_DATABASE_URL"])
+os.environ.setdefault("EXPORTER_AUTH_DATABASE_URL", os.environ["GATEWAY_AUTH_DATABASE_URL"])
 
 import httpx
 import pytest

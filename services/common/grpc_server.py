@@ -8,7 +8,7 @@ the servicers it registers.
 from __future__ import annotations
 
 import asyncio
-import hmac
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
@@ -143,46 +143,119 @@ def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),) if token else ()
 
 
+def _replace_behavior(handler, unary, stream):
+    """The handler with its behavior replaced: ``unary(behavior)`` for unary responses, ``stream(behavior)``
+    for streamed ones (the request side kept)."""
+    ser, deser = handler.response_serializer, handler.request_deserializer
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), deser, ser)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), deser, ser)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream), deser, ser)
+    return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), deser, ser)
+
+
+AUDITED = {
+    "/aragora.training.v1.TrainerService/CreateJob": "job.create",
+    "/aragora.training.v1.TrainerService/CloneJob": "job.clone",
+    "/aragora.training.v1.TrainerService/StartJob": "job.start",
+    "/aragora.training.v1.TrainerService/CancelJob": "job.cancel",
+    "/aragora.training.v1.TrainerService/ReadArtifact": "artifact.download",
+    "/aragora.training.v1.TrainerService/PullBaseModel": "model.pull",
+    "/aragora.training.v1.TrainerService/DeleteLocalModel": "model.delete",
+    "/aragora.training.v1.InferenceService/DeployJob": "job.deploy",
+    "/aragora.training.v1.InferenceService/UndeployModel": "model.undeploy",
+    "/aragora.training.v1.ModelExportService/StartExport": "model_export.start",
+    "/aragora.training.v1.ModelExportService/CancelExport": "model_export.cancel",
+    "/aragora.training.v1.ExporterService/ImportDebates": "debates.import",
+    "/aragora.training.v1.ExporterService/WriteExport": "export.write",
+}
+"""The calls the audit log records (after they succeeded), by their action's name."""
+
+
+def _audit_target(request, response) -> str:
+    job = getattr(response, "job", None)
+    if job is not None and getattr(job, "id", ""):
+        return job.id
+    parts = [str(getattr(request, f)) for f in ("job_id", "name", "model_id") if getattr(request, f, "")]
+    return "/".join(parts)
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses every call without the metadata ``authorization: Bearer <token>`` with UNAUTHENTICATED (and a
-    message saying what to send); health and reflection stay open. Compared in constant time."""
+    """Resolves the metadata ``authorization: Bearer <key>`` to a principal (UNAUTHENTICATED without a valid
+    one, saying what to send), refuses a role below the method's (``services.auth.policy.RPC_ROLES``:
+    PERMISSION_DENIED), makes the principal the servicer's ``policy.current()`` and records the audited calls.
+    Health and reflection stay open; with auth off (no key, no token) every call passes as the local admin."""
 
-    def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
-
-    def _allowed(self, metadata) -> bool:
-        for key, value in metadata or ():
-            if key.lower() == "authorization":
-                got = value if isinstance(value, bytes) else str(value).encode()
-                return hmac.compare_digest(got, self._expected)
-        return False
+    def __init__(self, auth) -> None:
+        self.auth = auth
 
     async def intercept_service(self, continuation, handler_call_details):
+        from services.auth import policy
+        from services.auth.authn import PermissionDenied, Unauthenticated
+
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(OPEN_SERVICES):
+        method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_SERVICES) or not self.auth.maybe_enabled():
             return handler
-        metadata = handler_call_details.invocation_metadata
-        if self._allowed(metadata):
-            return handler
-        sent = any(k.lower() == "authorization" for k, _ in metadata or ())
-        message = ("invalid API token" if sent else "missing API token") + \
-            ": send the call metadata 'authorization: Bearer <token>'"
+        header = next((v for k, v in handler_call_details.invocation_metadata or () if k.lower() == "authorization"),
+                      None)
+        try:
+            principal = await asyncio.to_thread(self.auth.authenticate, header)
+            role = policy.rpc_role(method)
+            if not principal.at_least(role):
+                raise PermissionDenied(f"{method.rsplit('/', 1)[-1]} needs the {role} role; this key's role is "
+                                       f"{principal.role}")
+        except (Unauthenticated, PermissionDenied) as exc:
+            denial = exc
 
-        async def deny(request_or_iterator, context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+            async def deny(request_or_iterator, context):
+                await context.abort(denial.code, denial.message)
 
-        async def deny_stream(request_or_iterator, context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-            yield  # pragma: no cover - a generator, like the handler it replaces
+            async def deny_stream(request_or_iterator, context):
+                await context.abort(denial.code, denial.message)
+                yield  # pragma: no cover - a generator, like the handler it replaces
 
-        ser, deser = handler.response_serializer, handler.request_deserializer
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(deny, deser, ser)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(deny, deser, ser)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(deny_stream, deser, ser)
-        return grpc.stream_stream_rpc_method_handler(deny_stream, deser, ser)
+            return _replace_behavior(handler, lambda _: deny, lambda _: deny_stream)
+        action = AUDITED.get(method)
+        store = self.auth.store
+
+        async def audit(request, response=None) -> None:
+            if action is None or store is None or principal is policy.OPEN:
+                return
+            try:
+                await asyncio.to_thread(store.audit, principal, action, _audit_target(request, response))
+            except Exception:  # noqa: BLE001 - a failed audit write must not fail the call it records
+                log.exception("could not write the audit entry %s", action)
+
+        def unary(behavior):
+            async def call(request, context):
+                token = policy.set_current(principal)
+                try:
+                    response = await behavior(request, context)
+                    await audit(request, response)
+                    return response
+                finally:
+                    policy.reset_current(token)
+
+            return call
+
+        def stream(behavior):
+            async def call(request, context):
+                token = policy.set_current(principal)
+                try:
+                    async for item in behavior(request, context):
+                        yield item
+                    await audit(request)
+                finally:
+                    # A stream closed from elsewhere (the loop finalising it) runs this in another context.
+                    with contextlib.suppress(ValueError):
+                        policy.reset_current(token)
+
+            return call
+
+        return _replace_behavior(handler, unary, stream)
 
 
 class _AuthClient:
@@ -259,15 +332,21 @@ class RunningServer:
 
 async def start_server(
     bindings: Iterable[ServiceBinding], host: str = "127.0.0.1", port: int = 0, api_token: str | None = None,
-    *, tls: TlsFiles | None = None,
+    *, tls: TlsFiles | None = None, auth=None, service: str = "server",
 ) -> RunningServer:
     """Starts a gRPC server with the bindings, health and reflection on host:port (0 picks a free port).
-    With ``api_token``, every call but health and reflection needs ``authorization: Bearer <api_token>``.
+    ``auth`` (a ``services.auth.authn.Authenticator``; by default one of ``api_token`` alone): with keys in its
+    store or a token, every call but health and reflection needs ``authorization: Bearer <key>``. A non-loopback
+    ``host`` with auth off is refused (``SystemExit`` naming the settings).
     With ``tls`` (a certificate and key), it serves TLS; with its CA too, mutual TLS (client certificates
     required and verified). Its files are checked before anything is bound (``TlsConfigError`` naming the
     setting)."""
+    from services.auth.authn import Authenticator, check_exposure
+
     credentials = tls.server_credentials() if tls is not None else None
-    interceptors = [AuthInterceptor(api_token)] if api_token else []
+    auth = auth or Authenticator(None, api_token)
+    check_exposure(service, host, auth)
+    interceptors = [AuthInterceptor(auth)] if auth.maybe_enabled() or auth.store is not None else []
     server = grpc.aio.server(interceptors=[*interceptors, ErrorInterceptor()], options=SERVER_OPTIONS)
     bindings = list(bindings)
     for b in bindings:
@@ -294,10 +373,10 @@ async def serve_forever(
     grace: float = 5.0,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     api_token: str | None = None,
-    *, tls: TlsFiles | None = None,
+    *, tls: TlsFiles | None = None, auth=None,
 ) -> None:
     """Runs a server until SIGTERM or SIGINT, then stops it with ``grace`` seconds for calls in flight."""
-    running = await start_server(bindings, host, port, api_token, tls=tls)
+    running = await start_server(bindings, host, port, api_token, tls=tls, auth=auth, service=name)
     if on_stop is not None:
         running.on_stop.append(on_stop)
     mode = ("plaintext" if tls is None or not tls.enabled

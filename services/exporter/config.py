@@ -34,6 +34,10 @@ class ExporterSettings(BaseSettings):
     """The private key (PEM, unencrypted) of ``tls_cert_file``."""
     tls_ca_file: str = ""
     """A CA certificate (PEM): clients must present a certificate it signed (mutual TLS)."""
+    auth_database_url: str = "sqlite:///var/auth/keys.db"
+    """SQLAlchemy URL of the keys store shared by the three services (API keys, hashed, and the audit log;
+    ``python -m services.auth`` manages it). While it holds no key (and no ``api_token`` is set) every call is
+    open, as on loopback today; with keys, every call needs ``authorization: Bearer <key>``."""
     log_level: str = "INFO"
     grace_seconds: float = 5.0
     """How long calls in flight may finish after SIGTERM."""

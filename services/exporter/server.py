@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 
 from aragora.training.v1 import exporter_pb2, exporter_pb2_grpc
+from services.auth.authn import Authenticator
+from services.auth.store import KeyStore
 from services.common.grpc_server import RunningServer, ServiceBinding, serve_forever, start_server
 from services.common.tls import TlsFiles, check_at_start
 from services.exporter.config import ExporterSettings
@@ -43,6 +45,10 @@ def open_store(settings: ExporterSettings) -> tuple[DebateStore, Exporter]:
     return store, Exporter(store, settings.export_dir, batch=settings.export_batch)
 
 
+def authenticator(settings: ExporterSettings) -> Authenticator:
+    return Authenticator(KeyStore(settings.auth_database_url), settings.api_token)
+
+
 def build_bindings(store: DebateStore, exporter: Exporter) -> list[ServiceBinding]:
     return [ServiceBinding(ExporterServicer(store, exporter), exporter_pb2_grpc.add_ExporterServiceServicer_to_server,
                            SERVICE_NAME)]
@@ -54,7 +60,8 @@ async def start(settings: ExporterSettings, port: int | None = None) -> RunningS
     tls.check()  # before the store is opened: a bad TLS file fails the start naming the setting
     store, exporter = await asyncio.to_thread(open_store, settings)
     running = await start_server(build_bindings(store, exporter), settings.host,
-                                 settings.port if port is None else port, settings.api_token, tls=tls)
+                                 settings.port if port is None else port, auth=authenticator(settings),
+                                 service="exporter", tls=tls)
 
     async def close_store() -> None:
         store.close()
@@ -71,5 +78,4 @@ async def serve(settings: ExporterSettings) -> None:
         store.close()
 
     await serve_forever("exporter", build_bindings(store, exporter), settings.host, settings.port,
-                        settings.grace_seconds, on_stop=close_store, api_token=settings.api_token,
-                        tls=tls)
+                        settings.grace_seconds, on_stop=close_store, auth=authenticator(settings), tls=tls)

@@ -10,12 +10,14 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC
 from itertools import islice
+from pathlib import PurePath
 
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aragora.training.v1 import exporter_pb2 as pb
 from aragora.training.v1 import exporter_pb2_grpc
+from services.auth import policy
 from services.common.errors import InvalidArgument
 from services.exporter import formats
 from services.exporter.exports import (
@@ -172,7 +174,9 @@ def file_to_pb(f: ExportedFile) -> pb.ExportedFile:
 
 def stats_to_pb(s: ExportStats) -> pb.GetExportStatsResponse:
     return pb.GetExportStatsResponse(
-        available_exporters=s.available_exporters, export_directory=s.export_directory,
+        available_exporters=s.available_exporters,
+        # An absolute server path is for admins; others see the folder's name.
+        export_directory=s.export_directory if policy.current().is_admin else PurePath(s.export_directory).name,
         exported_files=[file_to_pb(f) for f in s.exported_files], sft_available=s.sft_available,
         debates_per_vertical=s.debates_per_vertical, total_debates=s.total_debates,
         total_gauntlet_runs=s.total_gauntlet_runs,

@@ -11,6 +11,7 @@ import signal
 
 import uvicorn
 
+from services.auth.authn import check_exposure
 from services.common.logs import setup_logging
 from services.common.tls import TlsFiles, check_at_start
 from services.gateway.app import create_app
@@ -39,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = GatewaySettings()
     check_at_start(TlsFiles.from_settings(settings))
     setup_logging("gateway", settings.log_level)
+    app = create_app(settings)
+    check_exposure("gateway", settings.host, app.state.auth)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import hmac
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from services.gateway import compat, errors
+from services.auth.authn import Authenticator
+from services.auth.store import KeyStore
+from services.gateway import auth, compat, errors
 from services.gateway.config import GatewaySettings
 from services.gateway.deps import Backends
-from services.gateway.routers import compat as compat_routes
 from services.gateway.routers import (
+    admin,
     dashboard,
     debates,
     events,
@@ -23,29 +24,7 @@ from services.gateway.routers import (
     models,
     openai_compat,
 )
-
-
-class ApiTokenMiddleware:
-    """With ``GATEWAY_API_TOKEN`` set, every ``/api/`` request needs ``Authorization: Bearer <token>``: else 401
-    in the usual error body (and ``WWW-Authenticate``). The dashboard pages and their assets, /healthz, /docs and
-    /openapi.json stay open so the page can load and ask for the token. Pure ASGI: streams pass untouched."""
-
-    def __init__(self, app, token: str) -> None:
-        self.app = app
-        self._expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope, receive, send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path == "/api" or path.startswith(("/api/", "/v1/")):  # /v1: the OpenAI-compatible routes
-            got = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
-            if got is None or not hmac.compare_digest(got, self._expected):
-                reason = "invalid API token" if got is not None else "missing API token"
-                response = errors.response(
-                    401, f"{reason}: send the header 'Authorization: Bearer <token>'", "UNAUTHENTICATED",
-                    [{"field": "Authorization", "reason": reason}], headers={"WWW-Authenticate": 'Bearer realm="api"'})
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+from services.gateway.routers import compat as compat_routes
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -69,10 +48,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             "docs/aragora_clients.md and the `ExportEnvelope` schema."
         ),
         lifespan=lifespan,
+        dependencies=[Depends(auth.authorize)],
     )
     app.state.settings = settings
-    if settings.api_token:
-        app.add_middleware(ApiTokenMiddleware, token=settings.api_token)
+    app.state.auth = Authenticator(KeyStore(settings.auth_database_url), settings.api_token)
+    app.add_middleware(auth.AuthMiddleware, auth=app.state.auth)
     app.add_middleware(compat.V1AliasMiddleware)
     errors.install(app)
     app.include_router(health.router)
@@ -85,6 +65,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(generate.router)
     app.include_router(openai_compat.router)
+    app.include_router(admin.router)
     app.include_router(dashboard.router)
     compat.document(app)
     return app

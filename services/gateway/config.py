@@ -27,4 +27,8 @@ class GatewaySettings(BaseSettings):
     tls_ca_file: str = ""
     """The CA certificate (PEM) the backends' certificates are verified against. Any of the three set: the
     gateway talks TLS to the backends (the system's roots without a CA)."""
+    auth_database_url: str = "sqlite:///var/auth/keys.db"
+    """SQLAlchemy URL of the keys store shared by the three services (API keys, hashed, and the audit log;
+    ``python -m services.auth`` manages it). While it holds no key (and no ``api_token`` is set) every call is
+    open, as on loopback today; with keys, every call needs ``authorization: Bearer <key>``."""
     log_level: str = "INFO"

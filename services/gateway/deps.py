@@ -9,8 +9,9 @@ import grpc
 from fastapi import Depends, Request
 
 from aragora.training.v1 import exporter_pb2_grpc, trainer_pb2_grpc
-from services.common.grpc_server import CHANNEL_OPTIONS, client_interceptors
+from services.common.grpc_server import CHANNEL_OPTIONS
 from services.common.tls import TlsFiles, aio_channel
+from services.gateway.auth import forward
 from services.gateway.config import GatewaySettings
 
 
@@ -24,8 +25,8 @@ class Backends:
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> Backends:
-        # With an API token, every call carries it (the backends then require it).
-        interceptors = client_interceptors(settings.api_token)
+        # Every call carries the caller's key (else the gateway's api_token): the backends decide with it.
+        interceptors = forward(settings.api_token)
         # With TLS settings, TLS (mutual TLS with a client certificate) to both backends.
         tls = TlsFiles.from_settings(settings)
         return cls(

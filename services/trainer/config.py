@@ -30,6 +30,10 @@ class TrainerSettings(BaseSettings):
     """Jobs running at once; more wait in queued and start in order."""
     checkpoint_every_steps: int = 50
     """Optimizer steps between checkpoints (a job's config can override it)."""
+    auth_database_url: str = "sqlite:///var/auth/keys.db"
+    """SQLAlchemy URL of the keys store shared by the three services (API keys, hashed, and the audit log;
+    ``python -m services.auth`` manages it). While it holds no key (and no ``api_token`` is set) every call is
+    open, as on loopback today; with keys, every call needs ``authorization: Bearer <key>``."""
     log_level: str = "INFO"
     grace_seconds: float = 5.0
     """How long calls in flight may finish after SIGTERM."""

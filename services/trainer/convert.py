@@ -74,6 +74,7 @@ def job_to_pb(job: Job) -> pb.Job:
         total_steps=int(job.total_steps or 0),
         training_examples=int(job.training_examples or 0),
         error=job.error or "",
+        owner=job.owner or "",
     )
     if job.loss is not None:
         out.loss = float(job.loss)

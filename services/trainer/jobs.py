@@ -15,6 +15,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from services.auth import policy
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from services.trainer.artifacts import (
     Artifacts,
@@ -53,6 +54,11 @@ class JobManager:
         self.store = store
         self.hub = hub or EventHub()
         self.jobs_dir = Path(settings.jobs_dir).absolute()
+        from services.auth.authn import Authenticator
+        from services.auth.store import KeyStore
+
+        self.auth = Authenticator(KeyStore(settings.auth_database_url), settings.api_token)
+        """Who may call (the server's interceptor) and the keys store the audit log goes to."""
         self.models_dir = Path(settings.models_dir).absolute()
         self.data_root = Path(settings.data_root).absolute()
         self.max_concurrent = max(1, int(settings.max_concurrent_jobs))
@@ -145,12 +151,19 @@ class JobManager:
     async def get(self, job_id: str) -> Job:
         return await self._calls.read(self.store.get, job_id)
 
-    async def list(self, vertical: str = "", status: JobStatus | None = None, limit: int = 0,
-                   offset: int = 0) -> tuple[list[Job], int]:
-        return await self._calls.read(self.store.list, vertical, status, limit, offset)
+    async def visible(self, job_id: str) -> Job:
+        """The job, if the caller (``services.auth.policy.current()``) may see it: ``NotFound`` with the message
+        of an unknown id otherwise (a user never learns that another user's job exists)."""
+        job = await self.get(job_id)
+        policy.check_visible(job.owner, f"job {job_id!r} not found")
+        return job
 
-    async def counts(self) -> dict[str, int]:
-        return await self._calls.read(self.store.counts)
+    async def list(self, vertical: str = "", status: JobStatus | None = None, limit: int = 0,
+                   offset: int = 0, owner: str | None = None) -> tuple[list[Job], int]:
+        return await self._calls.read(self.store.list, vertical, status, limit, offset, owner)
+
+    async def counts(self, owner: str | None = None) -> dict[str, int]:
+        return await self._calls.read(self.store.counts, owner)
 
     async def list_models(self):
         from services.trainer import models
@@ -172,26 +185,27 @@ class JobManager:
 
     # -- create / start / cancel -------------------------------------------------------------------------------
 
-    async def create(self, name: str, vertical: str, base_model: str, raw_config: dict) -> Job:
-        """Validates everything, then creates a QUEUED job. Any bad field: ``InvalidArgument`` listing every
-        one, and nothing is written."""
+    async def create(self, name: str, vertical: str, base_model: str, raw_config: dict,
+                     owner: str | None = None) -> Job:
+        """Validates everything, then creates a QUEUED job owned by ``owner``. Any bad field:
+        ``InvalidArgument`` listing every one, and nothing is written."""
         fields = await asyncio.to_thread(self._validate, name, vertical, base_model, raw_config)
         await self._check_warm_start(fields["base_model"], fields["training_config"])
-        job = await self.events.create(**fields)
+        job = await self.events.create(**fields, owner=owner)
         log.info("created %s (%s) on %s", job.id, job.name, job.base_model)
         return job
 
-    async def clone(self, job_id: str, name: str, overrides: dict) -> Job:
+    async def clone(self, job_id: str, name: str, overrides: dict, owner: str | None = None) -> Job:
         """A new QUEUED job with the config of ``job_id``, the fields of ``overrides`` replacing its values
         (validated like ``create``). An empty ``name``: the source's name with " (copy)", numbered if taken."""
         source = await self.get(job_id)
         config = {**(source.training_config or {}), **overrides}
         if not (name or "").strip():
-            name = await self._copy_name(source.name)
-        return await self.create(name, source.vertical or "", source.base_model, config)
+            name = await self._copy_name(source.name, owner)
+        return await self.create(name, source.vertical or "", source.base_model, config, owner)
 
-    async def _copy_name(self, name: str) -> str:
-        jobs, _ = await self.list()
+    async def _copy_name(self, name: str, owner: str | None = None) -> str:
+        jobs, _ = await self.list(owner=owner)
         taken = {j.name for j in jobs}
         base = name[: NAME_MAX - 16]
         candidate, n = f"{base} (copy)", 1
@@ -210,7 +224,7 @@ class JobManager:
                                       "from)", field="training_config.init_from_checkpoint")
             return
         try:
-            source = await self.get(source_id)
+            source = await self.visible(source_id)
         except NotFound:
             raise NotFound(f"training_config.init_from_job: job {source_id!r} not found") from None
         violations = []

@@ -84,7 +84,8 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    """Unique per owner (``uq_jobs_owner_name``; jobs without an owner share one namespace)."""
     vertical: Mapped[str] = mapped_column(String(100), default="")
     base_model: Mapped[str] = mapped_column(String(300))
     training_config: Mapped[dict] = mapped_column(JSON)
@@ -112,12 +113,15 @@ class Job(Base):
     """The worker's process id (and process group) while it runs."""
     last_sequence: Mapped[int] = mapped_column(Integer, default=0)
     """The sequence number of the job's newest event."""
+    owner: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    """The name of the API key that created it (``services.auth``); None with no keys or a service token."""
 
     @property
     def job_status(self) -> JobStatus:
         return JobStatus(self.status)
 
-    __table_args__ = (Index("ix_jobs_created_at", "created_at"),)
+    __table_args__ = (Index("ix_jobs_created_at", "created_at"),
+                      UniqueConstraint("owner", "name", name="uq_jobs_owner_name"))
 
 
 class JobEvent(Base):

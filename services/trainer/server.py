@@ -73,7 +73,8 @@ async def start(settings: TrainerSettings, port: int | None = None) -> RunningSe
     exports = ExportManager(manager)
     inf = inference.Inference(settings, db, manager.store.get)
     running = await start_server(build_bindings(manager, exports, inf), settings.host,
-                                 settings.port if port is None else port, settings.api_token, tls=tls)
+                                 settings.port if port is None else port, auth=manager.auth, service="trainer",
+                                 tls=tls)
     running.on_stop.append(_stopper(manager, db, exports, inf))
     running.manager = manager  # type: ignore[attr-defined]  # tests reach the manager (e.g. worker pids)
     running.exports = exports  # type: ignore[attr-defined]
@@ -91,4 +92,4 @@ async def serve(settings: TrainerSettings) -> None:
     manager.start_background()
     await serve_forever("trainer", build_bindings(manager, exports, inf), settings.host, settings.port,
                         settings.grace_seconds, on_stop=_stopper(manager, db, exports, inf),
-                        api_token=settings.api_token, tls=tls)
+                        auth=manager.auth, tls=tls)

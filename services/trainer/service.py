@@ -9,15 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
+from services.auth import policy
 from services.common.errors import InvalidArgument
 from services.trainer import convert
 from services.trainer.jobs import JobManager
 from services.trainer.orm import Job
 
 CHUNK_BYTES = 256 * 1024
+
+
+def _owner() -> str | None:
+    """The owner of a job the caller creates: its key's name; None with no keys or a service token."""
+    principal = policy.current()
+    return principal.name if principal.key_id else None
+
+
+def _relative(path: str, root) -> str:
+    """``path`` relative to ``root`` (a job's folder as ``job-.../adapter``), or its last part if outside."""
+    if not path:
+        return path
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return Path(path).name
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
@@ -28,12 +46,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def CreateJob(self, request: pb.CreateJobRequest, context) -> pb.CreateJobResponse:
         raw = convert.config_from_pb(request.training_config)
-        job = await self.manager.create(request.name, request.vertical, request.base_model, raw)
+        job = await self.manager.create(request.name, request.vertical, request.base_model, raw, _owner())
         return pb.CreateJobResponse(job=convert.job_to_pb(job))
 
     async def CloneJob(self, request: pb.CloneJobRequest, context) -> pb.CloneJobResponse:
         overrides = convert.config_from_pb(request.overrides)
-        job = await self.manager.clone(request.job_id, request.name, overrides)
+        await self.manager.visible(request.job_id)
+        job = await self.manager.clone(request.job_id, request.name, overrides, _owner())
         return pb.CloneJobResponse(job=convert.job_to_pb(job))
 
     async def PreflightJob(self, request: pb.PreflightJobRequest, context) -> pb.PreflightJobResponse:
@@ -42,15 +61,17 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         return convert.preflight_to_pb(config, result)
 
     async def StartJob(self, request: pb.StartJobRequest, context) -> pb.StartJobResponse:
+        await self.manager.visible(request.job_id)
         return pb.StartJobResponse(job=convert.job_to_pb(await self.manager.start(request.job_id)))
 
     async def CancelJob(self, request: pb.CancelJobRequest, context) -> pb.CancelJobResponse:
+        await self.manager.visible(request.job_id)
         # Shielded: a client giving up on the call must not leave a worker half-terminated.
         job = await asyncio.shield(self.manager.cancel(request.job_id))
         return pb.CancelJobResponse(job=convert.job_to_pb(job))
 
     async def GetJob(self, request: pb.GetJobRequest, context) -> pb.GetJobResponse:
-        return pb.GetJobResponse(job=convert.job_to_pb(await self.manager.get(request.job_id)))
+        return pb.GetJobResponse(job=convert.job_to_pb(await self.manager.visible(request.job_id)))
 
     async def ListJobs(self, request: pb.ListJobsRequest, context) -> pb.ListJobsResponse:
         if request.limit < 0:
@@ -58,23 +79,31 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         if request.offset < 0:
             raise InvalidArgument("must be >= 0", field="offset")
         status = convert.status_from_pb(request.status)
-        jobs, total = await self.manager.list(request.vertical, status, request.limit, offset=request.offset)
+        jobs, total = await self.manager.list(request.vertical, status, request.limit, offset=request.offset,
+                                              owner=policy.current().owner_filter)
         return pb.ListJobsResponse(jobs=[convert.job_to_pb(j) for j in jobs], total=total)
 
     async def GetJobCounts(self, request, context) -> pb.GetJobCountsResponse:
-        return pb.GetJobCountsResponse(**(await self.manager.counts()))
+        return pb.GetJobCountsResponse(**(await self.manager.counts(policy.current().owner_filter)))
 
     async def GetJobMetrics(self, request: pb.GetJobMetricsRequest, context) -> pb.GetJobMetricsResponse:
+        await self.manager.visible(request.job_id)
         return convert.metrics_to_pb(await self.manager.metrics(request.job_id))
 
     async def GetJobArtifacts(self, request: pb.GetJobArtifactsRequest, context) -> pb.GetJobArtifactsResponse:
-        return convert.artifacts_to_pb(await self.manager.artifacts(request.job_id))
+        await self.manager.visible(request.job_id)
+        out = convert.artifacts_to_pb(await self.manager.artifacts(request.job_id))
+        if not policy.current().is_admin:  # absolute server paths are for admins: others get them per job folder
+            out.checkpoint_path = _relative(out.checkpoint_path, self.manager.jobs_dir)
+            out.data_directory = _relative(out.data_directory, self.manager.jobs_dir)
+        return out
 
     async def ReadArtifact(self, request: pb.ReadArtifactRequest, context):
         if request.offset < 0:
             raise InvalidArgument("must be >= 0", field="offset")
         if request.length < 0:
             raise InvalidArgument("must be >= 0 (0: to the end)", field="length")
+        await self.manager.visible(request.job_id)
         path = await self.manager.artifact_path(request.job_id, request.name)
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
@@ -100,6 +129,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     async def WatchJob(self, request: pb.WatchJobRequest, context):
         if request.after_sequence < 0:
             raise InvalidArgument("must be >= 0", field="after_sequence")
+        await self.manager.visible(request.job_id)
         async for item in self.manager.watch(request.job_id, request.after_sequence):
             if isinstance(item, Job):
                 yield pb.WatchJobResponse(snapshot=convert.job_to_pb(item))

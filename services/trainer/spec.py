@@ -39,7 +39,7 @@ def resolve_dataset_path(dataset_path: str, data_root: Path) -> Path:
     full = Path(os.path.realpath(path if path.is_absolute() else root / path))
     # realpath also resolves symlinks, so a link inside the root pointing outside it is refused too.
     if full != root and root not in full.parents:
-        raise ValueError(f"must lie inside the data root {root}")
+        raise ValueError("must lie inside the data root (the trainer's TRAINER_DATA_ROOT)")  # no server path
     return full
 
 

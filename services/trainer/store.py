@@ -36,17 +36,19 @@ class JobStore:
 
     # -- jobs -------------------------------------------------------------------------------------------
 
-    def create(self, *, name: str, vertical: str, base_model: str, training_config: dict) -> tuple[Job, JobEventRecord]:
+    def create(self, *, name: str, vertical: str, base_model: str, training_config: dict,
+               owner: str | None = None) -> tuple[Job, JobEventRecord]:
         """Inserts a QUEUED job and its first status event. ``AlreadyExists`` if the name is taken."""
         with self.db.session("job") as s:
-            if s.scalar(select(Job.id).where(Job.name == name)) is not None:
+            same_owner = Job.owner == owner if owner is not None else Job.owner.is_(None)
+            if s.scalar(select(Job.id).where(Job.name == name, same_owner)) is not None:
                 raise AlreadyExists(f"a job named {name!r} already exists")
             now = utcnow()
             job = Job(
                 id=new_job_id(), name=name, vertical=vertical, base_model=base_model,
                 training_config=training_config, status=JobStatus.QUEUED.value, progress=0.0, current_epoch=0,
                 current_step=0, total_steps=0, training_examples=0, dataset_examples=0, training_debates=0,
-                created_at=now, last_sequence=0,
+                created_at=now, last_sequence=0, owner=owner,
             )
             s.add(job)
             s.flush()
@@ -62,10 +64,13 @@ class JobStore:
             return job
 
     def list(self, vertical: str = "", status: JobStatus | None = None, limit: int = 0,
-             offset: int = 0) -> tuple[list[Job], int]:
-        """Jobs newest first (and how many match), optionally filtered; ``offset`` skips that many first."""
+             offset: int = 0, owner: str | None = None) -> tuple[list[Job], int]:
+        """Jobs newest first (and how many match), optionally filtered (``owner``: that owner's only);
+        ``offset`` skips that many first."""
         query = select(Job)
         count = select(func.count()).select_from(Job)
+        if owner is not None:
+            query, count = query.where(Job.owner == owner), count.where(Job.owner == owner)
         if vertical:
             query, count = query.where(Job.vertical == vertical), count.where(Job.vertical == vertical)
         if status is not None:
@@ -78,9 +83,12 @@ class JobStore:
         with self.db.session() as s:
             return list(s.scalars(query)), int(s.scalar(count) or 0)
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, owner: str | None = None) -> dict[str, int]:
+        query = select(Job.status, func.count()).group_by(Job.status)
+        if owner is not None:
+            query = query.where(Job.owner == owner)
         with self.db.session() as s:
-            rows = s.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+            rows = s.execute(query).all()
         out = {st.value: 0 for st in JobStatus}
         for status, n in rows:
             out[status] = int(n)

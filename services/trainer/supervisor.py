@@ -190,8 +190,12 @@ def worker_env(settings: TrainerSettings) -> dict[str, str]:
         env.pop(name, None)
     if settings.hub_token:
         env[WORKER_HUB_TOKEN_ENV] = settings.hub_token.get_secret_value()
-    if settings.api_token:
-        env[WORKER_TOKEN_ENV] = settings.api_token
+    # The worker reads exports with the trainer's api_token, or (with API keys) the trainer's service account.
+    from services.auth.store import service_credential
+
+    token = settings.api_token or service_credential(settings.auth_database_url, "trainer-worker")
+    if token:
+        env[WORKER_TOKEN_ENV] = token
     if settings.worker_max_file_bytes:
         env[WORKER_MAX_FILE_ENV] = str(int(settings.worker_max_file_bytes))
     return env

@@ -212,13 +212,37 @@ def _kill_leftovers():
             continue
 
 
+FUZZ_AUTH = os.environ.get("FUZZ_AUTH", "")
+"""``FUZZ_AUTH=user`` (or ``admin``, ``viewer``): the fuzz tests run with users and roles on, every request
+carrying a key of that role (``make fuzz-auth``)."""
+
+
+def fuzz_auth(root: Path) -> tuple[str | None, str | None]:
+    """With ``FUZZ_AUTH`` set: a keys store under ``root`` holding one key of that role, and the key."""
+    if not FUZZ_AUTH:
+        return None, None
+    from services.auth.store import KeyStore
+
+    url = f"sqlite:///{root}/auth/keys.db"
+    store = KeyStore(url, create=True)
+    try:
+        return url, store.create("fuzzer", FUZZ_AUTH)[1]
+    finally:
+        store.close()
+
+
+def auth_settings(url: str | None) -> tuple[dict, dict]:
+    """(exporter settings, trainer settings) for ``BackgroundBackends`` with the keys store at ``url``."""
+    return ({"auth_database_url": url}, {"auth_database_url": url}) if url else ({}, {})
+
+
 class BackgroundBackends:
     """The real exporter (with its sample debates) and trainer gRPC servers in this process, on an event loop
     of their own in a thread: a blocking client (schemathesis, hypothesis) can then call the gateway's ASGI
     app, or the servers, from the test's thread. The trainer has a model folder the catalogue lists (nothing
     here trains) and a data root with a dataset."""
 
-    def __init__(self, tmp_path: Path, **trainer_settings) -> None:
+    def __init__(self, tmp_path: Path, exporter_extra: dict | None = None, **trainer_settings) -> None:
         import threading
 
         from services.exporter import server as exporter_server
@@ -232,7 +256,8 @@ class BackgroundBackends:
         self.thread.start()
         fake_model_folder(tmp_path / "models")
         write_dataset(tmp_path / "data")
-        self.exporter = self.call(exporter_server.start(exporter_settings(tmp_path, load_samples=True), port=0))
+        self.exporter = self.call(exporter_server.start(
+            exporter_settings(tmp_path, load_samples=True, **(exporter_extra or {})), port=0))
         self.trainer = self.call(trainer_server.start(
             make_trainer_settings(tmp_path, self.exporter.address, **trainer_settings), port=0))
         self.tmp_path = tmp_path

@@ -4,7 +4,8 @@ sends them to the gateway's ASGI app, which talks to the real exporter and train
 response must be a non-5xx, with the declared content type, matching its schema where the schema declares
 one, and every refusal must be the gateway's one error body.
 
-``FUZZ_EXAMPLES`` sets the examples per operation: a few dozen in ``make test``, hundreds in ``make fuzz``.
+``FUZZ_EXAMPLES`` sets the examples per operation: a few dozen in ``make test``, hundreds in ``make fuzz``;
+``FUZZ_AUTH=user`` runs it all with users and roles on (every request with a user's key).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
-from tests.faults.conftest import BackgroundBackends
+from tests.faults.conftest import BackgroundBackends, auth_settings, fuzz_auth
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
@@ -25,17 +26,32 @@ CHECKS = [schemathesis.checks.not_a_server_error, schemathesis.checks.response_s
           schemathesis.checks.content_type_conformance]
 
 
+HEADERS: dict[str, str] = {}
+"""With ``FUZZ_AUTH`` (users and roles on): the key every request carries."""
+
+
 @pytest.fixture(scope="module")
 def backends(tmp_path_factory):
-    servers = BackgroundBackends(tmp_path_factory.mktemp("fuzz-api"))
+    root = tmp_path_factory.mktemp("fuzz-api")
+    url, key = fuzz_auth(root)
+    # A keys store of this module's own even without FUZZ_AUTH: POST /api/admin/keys (open on loopback while no
+    # key exists) creates one there, turning auth on for the operations fuzzed after it and nowhere else.
+    url = url or f"sqlite:///{root}/auth/keys.db"
+    exporter_extra, trainer_extra = auth_settings(url)
+    servers = BackgroundBackends(root, exporter_extra=exporter_extra, **trainer_extra)
+    servers.auth_url = url
+    HEADERS.clear()
+    if key:
+        HEADERS["Authorization"] = f"Bearer {key}"
     yield servers
     servers.close()
 
 
 @pytest.fixture(scope="module")
 def api_schema(backends):
+    extra = {"auth_database_url": backends.auth_url} if backends.auth_url else {}
     settings_ = GatewaySettings(exporter_address=backends.exporter.address, trainer_address=backends.trainer.address,
-                                rpc_timeout_seconds=10)
+                                rpc_timeout_seconds=10, **extra)
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(settings_))
 
 
@@ -52,7 +68,7 @@ def test_every_operation_survives_hostile_input(api_schema, method, path):
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     def check(case):
-        response = case.call(timeout=15)
+        response = case.call(timeout=15, headers=HEADERS or None)
         case.validate_response(response, checks=CHECKS)
         if response.status_code >= 400:
             body = response.json()

@@ -42,7 +42,8 @@ def test_migrations_create_the_schema(store):
     assert {"jobs", "job_events", "alembic_version"} <= set(insp.get_table_names())
     uniques = {tuple(u["column_names"]) for u in insp.get_unique_constraints("job_events")}
     assert ("job_id", "sequence") in uniques
-    assert ("name",) in {tuple(u["column_names"]) for u in insp.get_unique_constraints("jobs")}
+    # Names are unique per owner (migration 0003: another user's job name must not reveal that job).
+    assert ("owner", "name") in {tuple(u["column_names"]) for u in insp.get_unique_constraints("jobs")}
 
 
 def test_create_transition_and_events(store):

@@ -3,6 +3,7 @@ import type { BaseModel, Job } from './api/types';
 import { ConnectionBanner } from './components/ConnectionBanner';
 import { ExportsTab } from './components/ExportsTab';
 import { JobsTab } from './components/JobsTab';
+import { KeysPanel } from './components/KeysPanel';
 import { ModelsTab } from './components/ModelsTab';
 import { NewJobTab } from './components/NewJobTab';
 import { PlaygroundTab } from './components/PlaygroundTab';
@@ -10,7 +11,7 @@ import { StatsBar } from './components/StatsBar';
 import { TokenPrompt } from './components/TokenPrompt';
 import { useFineTuning } from './hooks/useFineTuning';
 
-export type Tab = 'jobs' | 'new' | 'models' | 'exports' | 'playground';
+export type Tab = 'jobs' | 'new' | 'models' | 'exports' | 'playground' | 'keys';
 
 const TABS: { id: Tab; label: string; path: string }[] = [
   { id: 'jobs', label: 'Active Jobs', path: 'jobs' },
@@ -18,6 +19,7 @@ const TABS: { id: Tab; label: string; path: string }[] = [
   { id: 'models', label: 'Available Models', path: 'models' },
   { id: 'exports', label: 'Exports', path: 'exports' },
   { id: 'playground', label: 'Playground', path: 'playground' },
+  { id: 'keys', label: 'Keys', path: 'keys' },
 ];
 
 /** The page is served at /training and /admin/training; each tab has its own sub-path under either. */
@@ -94,7 +96,7 @@ export function App() {
             {ft.connection.status === 'ok' ? '● All services up' : ft.connection.status === 'unknown' ? '○ Connecting…' : ft.connection.status === 'degraded' ? '● Degraded' : '● Offline'}
           </span>
           <button type="button" className="link" onClick={() => setTokenPromptOpen(true)} hidden={!ft.unauthorized && !ft.token}>
-            {ft.token ? 'API token set' : 'Set API token'}
+            {ft.token ? 'API key set' : 'Set API key'}
           </button>
           <a href="/docs" className="link">
             API docs
@@ -117,7 +119,7 @@ export function App() {
       )}
       <StatsBar stats={ft.stats} stale={troubled} />
       <nav className="tabs" role="tablist">
-        {TABS.map((t) => (
+        {TABS.filter((t) => t.id !== 'keys' || base.startsWith('/admin')).map((t) => (
           <a
             key={t.id}
             role="tab"
@@ -147,6 +149,7 @@ export function App() {
         {tab === 'models' && <ModelsTab models={ft.models} loading={ft.loading} onUse={onUseModel} />}
         {tab === 'exports' && <ExportsTab ft={ft} verticals={verticals} />}
         {tab === 'playground' && <PlaygroundTab client={ft.client} />}
+        {tab === 'keys' && <KeysPanel client={ft.client} />}
       </main>
       {showTokenPrompt && (
         <TokenPrompt

@@ -21,7 +21,16 @@ import grpc
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    create_model,
+    model_serializer,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from aragora.training.v1 import trainer_pb2 as pb
@@ -198,6 +207,16 @@ class TrainingJobPublic(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     error: str | None
+    owner: str | None = None
+    """The name of the API key that created the job (README: Users and roles); absent with no keys."""
+
+    @model_serializer(mode="wrap")
+    def _without_unowned(self, handler):
+        # Without keys (the open default) a job has no owner, and its answer stays exactly what it was.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("owner") is None:
+            data.pop("owner", None)
+        return data
     training_config: TrainingConfigPublic
 
 
@@ -363,6 +382,7 @@ def job_public(j: pb.Job, cls: type[TrainingJobPublic] = TrainingJobPublic, **ex
         progress=j.progress, current_epoch=j.current_epoch, current_step=j.current_step, total_steps=j.total_steps,
         loss=_opt(j, "loss"), training_examples=j.training_examples, created_at=_ts(j, "created_at"),
         started_at=_ts(j, "started_at"), completed_at=_ts(j, "completed_at"), error=j.error or None,
+        owner=j.owner or None,
         training_config=config_public(j.training_config), **extra,
     )
 

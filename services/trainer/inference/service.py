@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from aragora.training.v1 import inference_pb2 as pb
 from aragora.training.v1 import inference_pb2_grpc
+from services.auth import policy
 from services.common.db import Database
 from services.common.errors import AlreadyExists, FailedPrecondition, NotFound
 from services.trainer import models
@@ -66,11 +67,13 @@ class Inference:
         if not model:
             raise planner.InvalidArgument("must name a deployment, a job id or a base model", field="model")
         deployment = self.deployments.get(model)
+        if deployment is not None and not self.visible_deployment(deployment):
+            deployment = None  # another user's: as if it did not exist
         if deployment is not None:
             model = deployment.job_id
         job = None
         if deployment is not None or model.startswith("job-"):
-            job = self.get_job(model)  # NotFound for an unknown job
+            job = self.visible_job(model)  # NotFound for an unknown job (or another user's)
         if job is not None:
             return planner.job_target(job, self.jobs_dir / job.id, self.models_dir, checkpoint_step, base_only)
         if checkpoint_step:
@@ -87,8 +90,33 @@ class Inference:
         target = self.target(request.model, request.checkpoint_step, request.base_only)
         return planner.Plan(target, messages, sampling)
 
-    def deploy(self, job_id: str, name: str) -> Deployment:
+    def visible_job(self, job_id: str):
+        """The job row if the caller may see it; ``NotFound`` (an unknown id's message) otherwise."""
         job = self.get_job(job_id)
+        policy.check_visible(job.owner, f"job {job_id!r} not found")
+        return job
+
+    def visible_deployment(self, deployment: Deployment) -> bool:
+        try:
+            self.visible_job(deployment.job_id)
+        except NotFound:
+            return False
+        return True
+
+    def undeploy(self, name: str) -> Deployment:
+        deployment = self.deployments.get(name)
+        if deployment is not None and not self.visible_deployment(deployment):
+            raise NotFound(f"no deployment named {name!r}")
+        return self.deployments.remove(name)
+
+    def list_deployments(self, job_id: str = "") -> list[Deployment]:
+        """The deployments the caller may see (of ``job_id`` only: ``NotFound`` for an unknown job)."""
+        if job_id:
+            self.visible_job(job_id)
+        return [d for d in self.deployments.list(job_id) if self.visible_deployment(d)]
+
+    def deploy(self, job_id: str, name: str) -> Deployment:
+        job = self.visible_job(job_id)
         name = check_name(name.strip() or job.name)
         if job.status != JobStatus.COMPLETED.value:
             raise FailedPrecondition(f"job {job_id} is {job.status}: only a completed job can be deployed")
@@ -155,9 +183,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         return pb.DeployJobResponse(deployment=_deployment_pb(deployment))
 
     async def UndeployModel(self, request: pb.UndeployModelRequest, context) -> pb.UndeployModelResponse:
-        deployment = await asyncio.to_thread(self.inference.deployments.remove, request.name)
+        deployment = await asyncio.to_thread(self.inference.undeploy, request.name)
         return pb.UndeployModelResponse(deployment=_deployment_pb(deployment))
 
     async def ListDeployments(self, request: pb.ListDeploymentsRequest, context) -> pb.ListDeploymentsResponse:
-        deployments = await asyncio.to_thread(self.inference.deployments.list, request.job_id)
+        deployments = await asyncio.to_thread(self.inference.list_deployments, request.job_id)
         return pb.ListDeploymentsResponse(deployments=[_deployment_pb(d) for d in deployments])

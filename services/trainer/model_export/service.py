@@ -60,16 +60,19 @@ class ModelExportServicer(model_export_pb2_grpc.ModelExportServiceServicer):
 
     async def StartExport(self, request: pb.StartExportRequest, context) -> pb.StartExportResponse:
         kind = kind_from_pb(request.kind)
+        await self.manager.jobs.visible(request.job_id)
         state = await self.manager.start(request.job_id, kind)
         return pb.StartExportResponse(export=export_to_pb(state))
 
     async def ListExports(self, request: pb.ListExportsRequest, context) -> pb.ListExportsResponse:
+        await self.manager.jobs.visible(request.job_id)
         return pb.ListExportsResponse(exports=[export_to_pb(s) for s in await self.manager.list(request.job_id)])
 
     async def WatchExport(self, request: pb.WatchExportRequest, context):
         if request.after_sequence < 0:
             raise InvalidArgument("must be >= 0", field="after_sequence")
         kind = kind_from_pb(request.kind)
+        await self.manager.jobs.visible(request.job_id)
         async for item in self.manager.watch(request.job_id, kind, request.after_sequence):
             if isinstance(item, ExportState):
                 yield pb.WatchExportResponse(snapshot=export_to_pb(item))
@@ -78,6 +81,7 @@ class ModelExportServicer(model_export_pb2_grpc.ModelExportServiceServicer):
 
     async def CancelExport(self, request: pb.CancelExportRequest, context) -> pb.CancelExportResponse:
         kind = kind_from_pb(request.kind)
+        await self.manager.jobs.visible(request.job_id)
         # Shielded: a client giving up on the call must not leave an export process half-terminated.
         state = await asyncio.shield(self.manager.cancel(request.job_id, kind))
         return pb.CancelExportResponse(export=export_to_pb(state))

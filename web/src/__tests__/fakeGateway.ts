@@ -29,6 +29,7 @@ export function makeJob(over: Partial<Job> = {}): Job {
     started_at: null,
     completed_at: null,
     error: null,
+    owner: null,
     training_config: {
       lora_r: 8,
       lora_alpha: 16,

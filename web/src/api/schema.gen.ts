@@ -4,6 +4,90 @@
  */
 
 export interface paths {
+    "/api/admin/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Audit
+         * @description Who created, started, cancelled, deployed and downloaded what, and who changed keys: newest first.
+         */
+        get: operations["read_audit_api_admin_audit_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Keys
+         * @description Every key (revoked ones included), never their secrets.
+         */
+        get: operations["list_keys_api_admin_keys_get"];
+        put?: never;
+        /**
+         * Create Key
+         * @description A new key for a person or a service account; the key is in this answer only.
+         */
+        post: operations["create_key_api_admin_keys_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/keys/{key_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke Key
+         * @description Revokes a key at once (calls with it get 401 from then on).
+         */
+        delete: operations["revoke_key_api_admin_keys__key_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Me
+         * @description Who the caller is, and whether keys are required.
+         */
+        get: operations["read_me_api_auth_me_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/debates/import": {
         parameters: {
             query?: never;
@@ -776,6 +860,11 @@ export interface components {
              * @default null
              */
             output_path?: string | null;
+            /**
+             * Owner
+             * @default null
+             */
+            owner?: string | null;
             /** Progress */
             progress: number;
             /** Started At */
@@ -847,6 +936,30 @@ export interface components {
             size_bytes: number;
             /** Type */
             type: string;
+        };
+        /** AuditList */
+        AuditList: {
+            /** Entries */
+            entries: components["schemas"]["AuditOut"][];
+            /** Total */
+            total: number;
+        };
+        /** AuditOut */
+        AuditOut: {
+            /** Action */
+            action: string;
+            /** Actor */
+            actor: string;
+            /** Detail */
+            detail: string;
+            /** Id */
+            id: number;
+            /** Role */
+            role: string;
+            /** Target */
+            target: string;
+            /** Time */
+            time: string;
         };
         /** BaseModelPublic */
         BaseModelPublic: {
@@ -922,6 +1035,8 @@ export interface components {
             name: string;
             /** Output Path */
             output_path?: string | null;
+            /** Owner */
+            owner?: string | null;
             /** Progress */
             progress: number;
             /** Started At */
@@ -1377,6 +1492,51 @@ export interface components {
             /** Success */
             success: boolean;
         };
+        /** KeyCreated */
+        KeyCreated: {
+            /** Active */
+            active: boolean;
+            /** Created At */
+            created_at: string;
+            /** Created By */
+            created_by: string;
+            /** Id */
+            id: string;
+            /** Key */
+            key: string;
+            /** Kind */
+            kind: string;
+            /** Name */
+            name: string;
+            /** Revoked At */
+            revoked_at: string | null;
+            /** Role */
+            role: string;
+        };
+        /** KeyList */
+        KeyList: {
+            /** Keys */
+            keys: components["schemas"]["KeyOut"][];
+        };
+        /** KeyOut */
+        KeyOut: {
+            /** Active */
+            active: boolean;
+            /** Created At */
+            created_at: string;
+            /** Created By */
+            created_by: string;
+            /** Id */
+            id: string;
+            /** Kind */
+            kind: string;
+            /** Name */
+            name: string;
+            /** Revoked At */
+            revoked_at: string | null;
+            /** Role */
+            role: string;
+        };
         /** LocalModelPublic */
         LocalModelPublic: {
             /** Bytes Total */
@@ -1402,6 +1562,15 @@ export interface components {
         LocalModelsPublic: {
             /** Models */
             models: components["schemas"]["LocalModelPublic"][];
+        };
+        /** Me */
+        Me: {
+            /** Auth */
+            auth: boolean;
+            /** Name */
+            name: string;
+            /** Role */
+            role: string;
         };
         /** Message */
         Message: {
@@ -1489,6 +1658,23 @@ export interface components {
             vertical_accuracy?: {
                 [key: string]: number;
             };
+        };
+        /** NewKey */
+        NewKey: {
+            /**
+             * Kind
+             * @default user
+             * @enum {string}
+             */
+            kind?: "user" | "service";
+            /** Name */
+            name: string;
+            /**
+             * Role
+             * @default user
+             * @enum {string}
+             */
+            role?: "admin" | "user" | "viewer";
         };
         /**
          * PreflightPublic
@@ -2095,6 +2281,8 @@ export interface components {
             loss: number | null;
             /** Name */
             name: string;
+            /** Owner */
+            owner?: string | null;
             /** Progress */
             progress: number;
             /** Started At */
@@ -2139,6 +2327,187 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    read_audit_api_admin_audit_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditList"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_keys_api_admin_keys_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyList"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_key_api_admin_keys_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewKey"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyCreated"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_key_api_admin_keys__key_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyOut"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    read_me_api_auth_me_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Me"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     create_debates_import_api_debates_import_post: {
         parameters: {
             query?: never;

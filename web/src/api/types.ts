@@ -213,3 +213,12 @@ export type FieldError = S['ErrorField'];
 /** The gateway's error body (4xx/5xx); `code` may be missing in a body that did not come from the gateway
  * (a proxy's error page). */
 export type ErrorBody = Omit<S['ErrorBody'], 'code'> & { code?: string };
+
+/** Who the caller is (`GET /api/auth/me`): its key's name and role; `auth` false in the open default. */
+export type Me = Sent<S['Me']>;
+/** An API key as the admin API lists it (never its secret). */
+export type ApiKey = Sent<S['KeyOut']>;
+/** A key just created: `key` is shown in this answer only. */
+export type CreatedApiKey = Sent<S['KeyCreated']>;
+/** One audit log entry. */
+export type AuditEntry = Sent<S['AuditOut']>;

@@ -202,6 +202,7 @@ export function JobCard({ job, onCancel, actions, highlighted = false }: JobCard
           <h3>{job.name}</h3>
           <span className="muted small-text">
             <code>{job.id}</code> · {job.base_model} · {job.vertical || 'all verticals'}
+            {job.owner ? ` · ${job.owner}` : ''}
             {cfg ? ` · ${cfg.method?.toUpperCase() ?? 'SFT'} · ${cfg.quantization}` : ''}
           </span>
         </div>

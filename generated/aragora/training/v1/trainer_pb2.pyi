@@ -148,7 +148,7 @@ class TrainingConfig(_message.Message):
     def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., num_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., max_seq_length: _Optional[int] = ..., quantization: _Optional[_Union[Quantization, str]] = ..., gradient_checkpointing: _Optional[bool] = ..., dataset_path: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., beta: _Optional[float] = ..., min_confidence: _Optional[float] = ..., min_confidence_diff: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., max_steps: _Optional[int] = ..., seed: _Optional[int] = ..., checkpoint_every_steps: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., lr_scheduler_type: _Optional[_Union[LrScheduler, str]] = ..., warmup_ratio: _Optional[float] = ..., warmup_steps: _Optional[int] = ..., weight_decay: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., validation_split: _Optional[float] = ..., eval_every_steps: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., early_stopping_min_delta: _Optional[float] = ..., save_total_limit: _Optional[int] = ..., init_from_job: _Optional[str] = ..., init_from_checkpoint: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "name", "vertical", "base_model", "training_config", "status", "progress", "current_epoch", "current_step", "total_steps", "loss", "training_examples", "created_at", "started_at", "completed_at", "error")
+    __slots__ = ("id", "name", "vertical", "base_model", "training_config", "status", "progress", "current_epoch", "current_step", "total_steps", "loss", "training_examples", "created_at", "started_at", "completed_at", "error", "owner")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERTICAL_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +165,7 @@ class Job(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     vertical: str
@@ -181,7 +182,8 @@ class Job(_message.Message):
     started_at: _timestamp_pb2.Timestamp
     completed_at: _timestamp_pb2.Timestamp
     error: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., vertical: _Optional[str] = ..., base_model: _Optional[str] = ..., training_config: _Optional[_Union[TrainingConfig, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[float] = ..., current_epoch: _Optional[int] = ..., current_step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., training_examples: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+    owner: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., vertical: _Optional[str] = ..., base_model: _Optional[str] = ..., training_config: _Optional[_Union[TrainingConfig, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[float] = ..., current_epoch: _Optional[int] = ..., current_step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., training_examples: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class CreateJobRequest(_message.Message):
     __slots__ = ("name", "vertical", "base_model", "training_config")

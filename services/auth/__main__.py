@@ -1,0 +1,3 @@
+from services.auth.cli import main
+
+raise SystemExit(main())
