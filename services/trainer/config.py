@@ -1,6 +1,7 @@
 """Process settings of the trainer, read once at start from TRAINER_* variables (or a .env file)."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +75,21 @@ class TrainerSettings(BaseSettings):
     """The largest max_new_tokens a generation may ask for."""
     preflight_timeout_seconds: float = 600.0
     """The longest a preflight (a job's dry run: data, tokens, a few timed steps) may take before it is refused."""
+    executor: Literal["local", "ray"] = "local"
+    """Where a job's worker runs: ``local``, a child process of this trainer; ``ray``, an actor on a Ray cluster
+    (README, "Running on a Ray cluster"): Ray places it on a node with the resources the job asks for, and its
+    events come back over gRPC."""
+    ray_address: str = ""
+    """The Ray cluster to use with ``executor`` ``ray`` (passed to ``ray.init(address=...)``: ``auto``,
+    ``host:6379`` or ``ray://host:10001``); empty: ``auto`` (the cluster this machine belongs to)."""
+    ray_callback_address: str = ""
+    """The address (host:port) at which Ray workers reach this trainer's gRPC server to send their events;
+    empty: this trainer's host and port (the machine's IP address when the host is 0.0.0.0)."""
+    ray_cpus_per_worker: float = 1.0
+    """CPUs a job asks the Ray cluster for, per worker process."""
+    ray_resources: dict[str, float] = {}
+    """Custom Ray resources every job asks for besides CPUs, GPUs and memory (JSON, e.g. ``{"trainer_pool": 1}``
+    to keep jobs on the nodes started with that resource)."""
     mlflow_enabled: bool = False
     """Log every job (parameters, per-step metrics, validation and final evaluation) to MLflow."""
     mlflow_tracking_uri: str = ""

@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 RESTARTED_REASON = "trainer restarted while the job was running"
 CRASH_PREFIX = "the trainer stopped unexpectedly"
 """How the event that records a crash-restart of a running job begins (``recover`` counts them)."""
+LOST_PREFIX = "the worker was lost (its node died)"
+"""How the event that records a lost worker begins (``_worker_lost`` counts them)."""
+RETRY_SECONDS = 2.0
+"""How often the scheduler looks again for room on the cluster while the next job does not fit."""
 NAME_MAX = 200
 WEIGHTS_FILE = "adapter_model.safetensors"
 _VERTICAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -71,6 +75,10 @@ class JobManager:
         self.model_admin = ModelAdmin(self.models_dir, self.hub_access,
                                       lambda: self._calls.read(self.store.with_status, *RUNNING_STATUSES))
         self.events = EventLog(store, self.hub, self.layout)
+        from services.trainer.executors import make_executor
+
+        self.executor = make_executor(settings, self.jobs_dir)
+        """Where the workers run (``settings.executor``: this machine, or a Ray cluster)."""
         self._calls = self.events.calls
         self._runs: dict[str, WorkerSupervisor] = {}
         self._schedule_lock = asyncio.Lock()
@@ -79,6 +87,9 @@ class JobManager:
         self._preflight_lock = asyncio.Lock()
         self._resume: list[str] = []
         """Jobs ``recover`` found running, to relaunch (before any queued job) as slots free up."""
+        self._attached: list[WorkerSupervisor] = []
+        """Workers ``recover`` found still running on the cluster, to follow once the loop runs."""
+        self._retry: asyncio.TimerHandle | None = None
 
     # -- start and stop ----------------------------------------------------------------------------------------
 
@@ -96,8 +107,17 @@ class JobManager:
         limit = max(0, int(self.settings.max_resumes))
         for job in self.store.with_status(*RUNNING_STATUSES):
             layout = self.layout(job.id)
-            crashed = job.pid is not None  # a trainer that stopped cleanly cleared the pid of its workers
-            if job.pid and is_our_worker(job.pid, layout.root):
+            if self.executor.reattaches:
+                worker = self.executor.reattach(job, layout)
+                if worker is not None:
+                    self.events.sync_file(job.id)
+                    self._reattach(job, worker)
+                    handled.append(job.id)
+                    continue
+                crashed = False  # the worker ran on the cluster: the trainer's crash did not stop it
+            else:
+                crashed = job.pid is not None  # a trainer that stopped cleanly cleared the pid of its workers
+            if job.pid and not self.executor.reattaches and is_our_worker(job.pid, layout.root):
                 log.warning("stopping orphaned worker pid %s of %s", job.pid, job.id)
                 stop_orphan(job.pid, KILL_AFTER_SECONDS)
             self.events.sync_file(job.id)
@@ -126,19 +146,46 @@ class JobManager:
             log.warning("job %s was %s when the trainer stopped: resuming %s", job.id, job.status, where)
         return handled
 
+    def _reattach(self, job: Job, worker) -> None:
+        """Follows the worker of ``job`` that a previous trainer left running on the cluster."""
+        run = WorkerSupervisor(job, self.layout(job.id), self.events, self.settings, resumed=True,
+                               is_stopping=lambda: self._stopping, executor=self.executor)
+        run.attach(worker)
+        self._runs[job.id] = run
+        self._attached.append(run)
+        self.events.append_now(job.id, EventType.LOG,
+                               f"the trainer restarted; the worker still runs on the cluster ({worker.where}): "
+                               "following it again")
+        log.warning("job %s: reattached to its worker on the cluster (%s)", job.id, worker.where)
+
     def start_background(self) -> None:
-        """Starts the jobs whose start was requested before the trainer (re)started."""
+        """Follows the workers found still running, then starts the jobs whose start was requested before the
+        trainer (re)started."""
+        for run in self._attached:
+            self._spawn_task(self._supervise(run))
+        self._attached.clear()
         self._spawn_task(self._schedule())
 
     async def shutdown(self, kill_after: float = KILL_AFTER_SECONDS) -> None:
         """Ends every worker (SIGTERM to its group, SIGKILL after ``kill_after`` s) and waits for them. Their
         jobs stay in their running status for ``recover`` at the next start."""
         self._stopping = True
+        if self._retry is not None:
+            self._retry.cancel()
         runs = list(self._runs.values())
-        await asyncio.gather(*(r.terminate(kill_after) for r in runs), return_exceptions=True)
+        if self.executor.reattaches:
+            # Cluster workers keep running; the next trainer follows them (``recover``).
+            for run in runs:
+                if run.worker is not None:
+                    run.worker.detach()
+                else:
+                    await run.terminate(kill_after)
+        else:
+            await asyncio.gather(*(r.terminate(kill_after) for r in runs), return_exceptions=True)
         await asyncio.gather(*(r.done.wait() for r in runs), return_exceptions=True)
         for task in list(self._background):
             task.cancel()
+        await asyncio.to_thread(self.executor.close)
 
     # -- queries -----------------------------------------------------------------------------------------------
 
@@ -318,7 +365,8 @@ class JobManager:
                 waiting = [j.id for j in await self._calls.read(self.store.waiting)]
                 position = waiting.index(job_id) + 1 if job_id in waiting else 0
                 await self.events.append(job_id, EventType.LOG,
-                                         f"waiting for a free worker slot ({len(self._runs)} of {self.max_concurrent} "
+                                         f"waiting for {self.executor.waiting_reason(job)} "
+                                         f"({len(self._runs)} of {self.max_concurrent} "
                                          f"busy; position {position} in the queue)")
         return await self.get(job_id)
 
@@ -373,18 +421,41 @@ class JobManager:
         return task
 
     async def _schedule(self) -> None:
-        """Launches the jobs to resume, then the waiting jobs, oldest request first, while slots are free."""
+        """Launches the jobs to resume, then the waiting jobs, oldest request first, while slots are free and
+        the executor has room (on a Ray cluster: the resources the next job asks for; when they are not there,
+        every job waits, in order, and the scheduler looks again in ``RETRY_SECONDS``)."""
         async with self._schedule_lock:
             while not self._stopping and len(self._runs) < self.max_concurrent:
                 if self._resume:
-                    job = await self.get(self._resume.pop(0))
-                    if job.job_status in RUNNING_STATUSES:  # not cancelled meanwhile
-                        await self._launch(job, resume=True)
-                    continue
-                waiting = await self._calls.read(self.store.waiting)
-                if not waiting:
+                    job = await self.get(self._resume[0])
+                    if job.job_status not in RUNNING_STATUSES:  # cancelled meanwhile
+                        self._resume.pop(0)
+                        continue
+                else:
+                    waiting = await self._calls.read(self.store.waiting)
+                    if not waiting:
+                        return
+                    job = waiting[0]
+                if not await self.executor.reserve(job):
+                    self._retry_later()
                     return
-                await self._launch(waiting[0])
+                if self._resume and self._resume[0] == job.id:
+                    self._resume.pop(0)
+                    await self._launch(job, resume=True)
+                else:
+                    await self._launch(job)
+
+    def _retry_later(self) -> None:
+        """Looks for room again in ``RETRY_SECONDS`` (once, however many times it is asked meanwhile)."""
+        if self._retry is not None:
+            return
+
+        def retry() -> None:
+            self._retry = None
+            if not self._stopping:
+                self._spawn_task(self._schedule())
+
+        self._retry = asyncio.get_running_loop().call_later(RETRY_SECONDS, retry)
 
     async def _launch(self, job: Job, resume: bool = False) -> None:
         """Starts the job's worker. ``resume``: the job is already running (``recover`` found it); its worker
@@ -393,12 +464,13 @@ class JobManager:
 
         # Registered before the first await: a cancel from now on finds the run and waits for it.
         run = WorkerSupervisor(job, self.layout(job.id), self.events, self.settings, resumed=resume,
-                               is_stopping=lambda: self._stopping)
+                               is_stopping=lambda: self._stopping, executor=self.executor)
         self._runs[job.id] = run
         try:
             model = await asyncio.to_thread(models.resolve_model, self.models_dir, job.base_model, self._remote())
         except (InvalidArgument, FailedPrecondition) as exc:
             self._runs.pop(job.id, None)
+            await self.executor.unreserve(job.id)
             try:
                 await self.events.transition(job.id, JobStatus.FAILED, f"base model unavailable: {exc.message}",
                                              start_requested_at=None)
@@ -414,14 +486,15 @@ class JobManager:
         except Exception as exc:
             log.exception("could not start the worker of %s", job.id)
             self._runs.pop(job.id, None)
+            await self.executor.unreserve(job.id)
             run.abandon()
             current = (await self.get(job.id)).job_status
             if not current.is_terminal():
                 await self.events.transition(job.id, JobStatus.FAILED, f"could not start the worker: {exc}")
             return
         await self.events.update(job.id, pid=run.pid)
-        await self.events.append(job.id, EventType.LOG, f"worker started (pid {run.pid})")
-        log.info("job %s: worker pid %d started", job.id, run.pid)
+        await self.events.append(job.id, EventType.LOG, f"worker started ({run.worker.where})")
+        log.info("job %s: worker started (%s)", job.id, run.worker.where)
         run.spawned.set()
         self._spawn_task(self._supervise(run))
         if run.cancel_requested:
@@ -430,8 +503,35 @@ class JobManager:
     async def _supervise(self, run: WorkerSupervisor) -> None:
         try:
             await run.supervise()
+            if run.lost and not self._stopping:
+                await self._worker_lost(run.job_id)
         finally:
             self._runs.pop(run.job_id, None)
             run.done.set()
             if not self._stopping:
                 self._spawn_task(self._schedule())
+
+    async def _worker_lost(self, job_id: str) -> None:
+        """The worker vanished with its node: the job resumes from its newest checkpoint on a node that is still
+        there (before any queued job), as after a trainer crash; after ``max_resumes`` losses it fails."""
+        limit = max(0, int(self.settings.max_resumes))
+        layout = self.layout(job_id)
+        losses = await self._calls.read(self.store.count_events, job_id, EventType.WARNING, LOST_PREFIX) + 1
+        job = await self.get(job_id)
+        if losses > limit:
+            await self.events.transition(job_id, JobStatus.FAILED,
+                                         f"{LOST_PREFIX}, {losses} times: not resuming it again "
+                                         f"(TRAINER_MAX_RESUMES is {limit})", pid=None)
+            return
+        found = await asyncio.to_thread(layout.latest_checkpoint)
+        step = found[0] if found else 0
+        total = job.total_steps or 0
+        where = (f"from {found[1].name} (step {step}" + (f" of {total})" if total else ")")
+                 if found else "from the beginning (no checkpoint yet)")
+        await asyncio.to_thread(layout.remove_temporaries)
+        await self.events.append(job_id, EventType.WARNING,
+                                 f"{LOST_PREFIX} while the job was {job.status} (resume {losses} of at most {limit}); "
+                                 f"resuming {where} on a node that is still there",
+                                 pid=None, current_step=step, progress=min(1.0, step / total) if total else 0.0)
+        log.warning("job %s: its worker was lost with its node; resuming %s", job_id, where)
+        self._resume.insert(0, job_id)

@@ -115,6 +115,11 @@ class Job(Base):
     """The sequence number of the job's newest event."""
     owner: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
     """The name of the API key that created it (``services.auth``); None with no keys or a service token."""
+    worker_attempt: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """Executor "ray": the id of the job's current launch on the cluster (its worker's lines carry it)."""
+    worker_seq: Mapped[int] = mapped_column(Integer, default=0)
+    """Executor "ray": the last line of that launch the trainer handled (stored with the line's event, so a
+    line resent after a dropped connection or a trainer restart is skipped, never recorded twice)."""
 
     @property
     def job_status(self) -> JobStatus:

@@ -1,11 +1,12 @@
-"""One job's worker process: launch it, read its lines, sample its memory, terminate it, decide the outcome.
+"""One job's worker: launch it, read its lines, terminate it, decide the outcome.
 
-The worker runs as ``python -m services.trainer.worker JOB_DIR`` in its own session, so a cancel can end it and
-everything it started with one signal to its process group. Its stdout carries the protocol lines
-(``services.trainer.protocol``); the supervisor turns each into a numbered job event. When the worker exits,
+Where the worker process runs is its executor's business (``services.trainer.executors``: a child process of
+the trainer, or a Ray actor on a cluster node); what it says is the same: the protocol lines
+(``services.trainer.protocol``), which the supervisor turns into numbered job events. When the worker exits,
 the supervisor alone decides the outcome: completed, failed (with the reason; a SIGKILL while memory was short
-is classified as a kernel OOM kill, see ``classify_exit``) or cancelled. Also here: finding and stopping the
-orphaned worker a killed trainer left behind.
+is classified as a kernel OOM kill, see ``classify_exit``), cancelled, or lost with its node (the job manager
+resumes it). Also here: the memory forensics of a local worker, and finding and stopping the orphaned worker a
+killed trainer left behind.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 import math
 import os
 import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from services.trainer.artifacts import JobLayout
 from services.trainer.config import TrainerSettings
 from services.trainer.eventlog import EventLog
 from services.trainer.events import EventType
+from services.trainer.executors import LOST, Executor, Worker
 from services.trainer.orm import Job, JobStatus
 from services.trainer.protocol import (
     OOM_MESSAGE,
@@ -233,30 +234,37 @@ def job_file(job: Job, settings: TrainerSettings, model_path: Path | None, resum
 
 
 class WorkerSupervisor:
-    """One worker process and what the service learnt from it."""
+    """One job's worker (wherever its executor runs it) and what the service learnt from it."""
 
     def __init__(self, job: Job, layout: JobLayout, events: EventLog, settings: TrainerSettings, *,
-                 resumed: bool, is_stopping: Callable[[], bool]) -> None:
+                 resumed: bool, is_stopping: Callable[[], bool], executor: Executor) -> None:
         self.job_id = job.id
         self.layout = layout
         self.events = events
         self.settings = settings
+        self.executor = executor
         self.resumed = resumed
         """Relaunched by ``recover`` to continue a job that was running when the trainer stopped."""
         self.num_epochs = int(job.training_config.get("num_epochs") or 1)
         self._is_stopping = is_stopping
-        self.proc: asyncio.subprocess.Process | None = None
+        self.worker: Worker | None = None
         self.spawned = asyncio.Event()
         self.exited = asyncio.Event()
         self.done = asyncio.Event()
         self.cancel_requested = False
+        self.lost = False
+        """The worker vanished without an exit code (its node died): the job is to be resumed elsewhere."""
         self.last_error = ""
         self.result: ResultLine | None = None
-        self.memory = MemoryForensics()
+        self._line_fields: dict = {}
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
+        return self.worker.pid if self.worker is not None else None
+
+    @property
+    def memory(self) -> MemoryForensics:
+        return self.worker.memory if self.worker is not None else MemoryForensics()
 
     def abandon(self) -> None:
         """The worker never started: nothing will wait on it."""
@@ -272,76 +280,56 @@ class WorkerSupervisor:
         def prepare():
             root.mkdir(parents=True, exist_ok=True)
             job_file(job, self.settings, model_path, resume, download).write(self.layout.job_file)
-            return open(self.layout.worker_log, "ab"), cgroup_oom_kills()
 
-        log_file, self.memory.oom_kills_at_start = await asyncio.to_thread(prepare)
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.trainer.worker", str(root),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log_file,
-                start_new_session=True, env=worker_env(self.settings), limit=MAX_LINE_BYTES,
-            )
-        finally:
-            log_file.close()  # the child holds its own descriptor
+        await asyncio.to_thread(prepare)
+        self.worker = await self.executor.start(job, self.layout, worker_env(self.settings))
+
+    def attach(self, worker: Worker) -> None:
+        """Follows a worker a previous trainer started (``Executor.reattach``)."""
+        self.worker = worker
+        self.spawned.set()
 
     async def terminate(self, kill_after: float = KILL_AFTER_SECONDS) -> None:
-        """SIGTERM to the worker's process group, SIGKILL if it has not exited after ``kill_after`` s."""
+        """SIGTERM to the worker, SIGKILL if it has not exited after ``kill_after`` s."""
         await self.spawned.wait()
-        if self.proc is None or self.exited.is_set():
+        if self.worker is None or self.exited.is_set():
             return
-        signal_group(self.proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.shield(self.exited.wait()), kill_after)
-        except TimeoutError:
-            log.warning("job %s: worker pid %d ignored SIGTERM for %.0fs: SIGKILL", self.job_id, self.proc.pid,
-                        kill_after)
-            signal_group(self.proc.pid, signal.SIGKILL)
+        await self.worker.terminate(kill_after)
+        if not self.exited.is_set():
+            log.warning("job %s: worker pid %s did not end at once", self.job_id, self.pid)
             await self.exited.wait()
-
-    async def sample_memory(self, every: float = 1.0) -> None:
-        """Keeps the worker tree's peak RSS and whether the machine ran low on memory, to explain a SIGKILL."""
-        import psutil
-
-        try:
-            proc = psutil.Process(self.proc.pid)
-        except psutil.Error:
-            return
-        while True:
-            try:
-                self.memory.sample(proc)
-            except psutil.Error:
-                return
-            await asyncio.sleep(every)
 
     async def supervise(self) -> None:
         """Reads the worker's lines until it exits, then records the outcome."""
-        proc = self.proc
-        sampler = asyncio.get_running_loop().create_task(self.sample_memory())
+        worker = self.worker
         try:
             await asyncio.to_thread(self.events.open_file, self.job_id)
-            while True:
-                try:
-                    raw = await proc.stdout.readline()
-                except ValueError:
-                    await self.events.append(self.job_id, EventType.WARNING,
-                                             "the worker sent a line over 1 MiB; it was dropped")
-                    continue
-                if not raw:
-                    break
-                try:
-                    await self.handle(parse_line(raw))
-                except Exception:
-                    log.exception("job %s: could not handle worker line %r", self.job_id, raw[:200])
-            rc = await proc.wait()
+            async for seq, raw in worker.lines():
+                self._line_fields = {"worker_seq": seq} if seq else {}
+                if raw is None:
+                    await self._append(self.job_id, EventType.WARNING,
+                                       "the worker sent a line over 1 MiB; it was dropped")
+                else:
+                    try:
+                        await self.handle(parse_line(raw))
+                    except Exception:
+                        log.exception("job %s: could not handle worker line %r", self.job_id, raw[:200])
+                if self._line_fields:  # a line that made no event: its sequence is stored all the same
+                    await self.events.update(self.job_id, **self._line_fields)
+                    self._line_fields = {}
+                await worker.handled(seq)
+            if worker.detached:
+                return  # the trainer is stopping; the next one follows the worker
+            rc = await worker.wait()
             self.exited.set()
-            signal_group(proc.pid, signal.SIGKILL)  # stragglers the worker started in its group
+            await worker.release()
             await self.finish(rc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("job %s: supervision failed", self.job_id)
-            signal_group(proc.pid, signal.SIGKILL)
             try:
+                await worker.release()
                 current = (await self.events.get(self.job_id)).job_status
                 if not current.is_terminal():
                     await self.events.transition(self.job_id, JobStatus.FAILED,
@@ -349,13 +337,24 @@ class WorkerSupervisor:
             except Exception:
                 log.exception("job %s: could not record the failure", self.job_id)
         finally:
-            sampler.cancel()
             self.exited.set()
             self.events.close_file(self.job_id)
 
+    async def _append(self, job_id: str, type: EventType, message: str = "", payload: dict | None = None,
+                      **fields):
+        """``events.append`` with the current line's sequence stored in the same transaction."""
+        fields.update(self._line_fields)
+        self._line_fields = {}
+        return await self.events.append(job_id, type, message, payload, **fields)
+
+    async def _transition(self, job_id: str, to: JobStatus, reason: str = "", **fields):
+        fields.update(self._line_fields)
+        self._line_fields = {}
+        return await self.events.transition(job_id, to, reason, **fields)
+
     async def handle(self, line: WorkerLine | str | None) -> None:
         """Turns one worker line into a job event (and job fields)."""
-        job_id, append = self.job_id, self.events.append
+        job_id, append = self.job_id, self._append
         if line is None:
             return
         if isinstance(line, str):
@@ -413,7 +412,7 @@ class WorkerSupervisor:
         except ValueError:
             target = None
         if target not in (JobStatus.PREPARING, JobStatus.TRAINING):
-            await self.events.append(self.job_id, EventType.WARNING,
+            await self._append(self.job_id, EventType.WARNING,
                                      f"the worker announced an unexpected status {status!r}")
             return
         current = (await self.events.get(self.job_id)).job_status
@@ -422,15 +421,15 @@ class WorkerSupervisor:
             # A resumed worker prepares again (loads the model, reads its saved data) while the job stays
             # in training: the status machine has no way back, and the job is still on its way.
             if message:
-                await self.events.append(self.job_id, EventType.LOG, message)
+                await self._append(self.job_id, EventType.LOG, message)
         elif current.can_move_to(target):
-            await self.events.transition(self.job_id, target, message)
+            await self._transition(self.job_id, target, message)
         else:
-            await self.events.append(self.job_id, EventType.WARNING,
+            await self._append(self.job_id, EventType.WARNING,
                                      f"the worker announced {target.value} while the job is {current.value}")
 
-    async def finish(self, rc: int) -> None:
-        """Decides the job's outcome from how its worker ended."""
+    async def finish(self, rc: int | None) -> None:
+        """Decides the job's outcome from how its worker ended (``rc`` ``LOST``: it vanished, its node died)."""
         job_id, events = self.job_id, self.events
         status = (await events.get(job_id)).job_status
         if status.is_terminal():
@@ -446,10 +445,14 @@ class WorkerSupervisor:
         if self._is_stopping() and not self.cancel_requested:
             # The trainer is stopping: the job is left for ``recover`` at the next start.
             await events.update(job_id, pid=None)
-            await events.append(job_id, EventType.LOG, f"the trainer stopped; the worker ended (exit code {rc})")
+            ended = "was lost" if rc is LOST else f"ended (exit code {rc})"
+            await events.append(job_id, EventType.LOG, f"the trainer stopped; the worker {ended}")
             return
         if self.cancel_requested:
             await events.transition(job_id, JobStatus.CANCELLED, "cancelled by user")
+            return
+        if rc is LOST:
+            self.lost = True  # the job manager resumes the job from its last checkpoint
             return
         tail = ""
         if rc < 0:
