@@ -158,6 +158,12 @@ class JobManager:
                                "following it again")
         log.warning("job %s: reattached to its worker on the cluster (%s)", job.id, worker.where)
 
+    def serving_at(self, host: str, port: int) -> None:
+        """Where this trainer's gRPC server listens (cluster workers send their lines there)."""
+        serving_at = getattr(self.executor, "serving_at", None)
+        if serving_at is not None:
+            serving_at(host, port)
+
     def start_background(self) -> None:
         """Follows the workers found still running, then starts the jobs whose start was requested before the
         trainer (re)started."""
@@ -378,6 +384,7 @@ class JobManager:
             raise FailedPrecondition(f"job {job_id} is {job.status}: it cannot be cancelled")
         run = self._runs.get(job_id)
         if run is None:
+            await self.executor.unreserve(job_id)  # room the job was waiting for on the cluster
             return await self.events.transition(job_id, JobStatus.CANCELLED, "cancelled by user",
                                                 start_requested_at=None)
         run.cancel_requested = True
@@ -492,7 +499,7 @@ class JobManager:
             if not current.is_terminal():
                 await self.events.transition(job.id, JobStatus.FAILED, f"could not start the worker: {exc}")
             return
-        await self.events.update(job.id, pid=run.pid)
+        await self.events.update(job.id, pid=run.pid, worker_attempt=run.worker.attempt, worker_seq=0)
         await self.events.append(job.id, EventType.LOG, f"worker started ({run.worker.where})")
         log.info("job %s: worker started (%s)", job.id, run.worker.where)
         run.spawned.set()

@@ -14,6 +14,7 @@ from aragora.training.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common.db import Database, migrate
 from services.common.grpc_server import RunningServer, ServiceBinding, serve_forever, start_server
 from services.common.tls import TlsFiles, check_at_start
+from services.trainer import worker_events
 from services.trainer.config import TrainerSettings
 from services.trainer.inference import service as inference
 from services.trainer.jobs import JobManager
@@ -42,7 +43,9 @@ def open_manager(settings: TrainerSettings) -> tuple[JobManager, Database]:
 def build_bindings(manager: JobManager, exports: ExportManager | None = None,
                    inf: inference.Inference | None = None) -> list[ServiceBinding]:
     bindings = [ServiceBinding(TrainerServicer(manager), trainer_pb2_grpc.add_TrainerServiceServicer_to_server,
-                               SERVICE_NAME)]
+                               SERVICE_NAME),
+                ServiceBinding(worker_events.WorkerEventsServicer(manager), worker_events.add_to_server,
+                               worker_events.SERVICE_NAME)]
     if exports is not None:
         bindings.extend(export_bindings(exports))
     if inf is not None:
@@ -79,6 +82,7 @@ async def start(settings: TrainerSettings, port: int | None = None) -> RunningSe
     running.manager = manager  # type: ignore[attr-defined]  # tests reach the manager (e.g. worker pids)
     running.exports = exports  # type: ignore[attr-defined]
     running.inference = inf  # type: ignore[attr-defined]
+    manager.serving_at(settings.host, running.port)
     manager.start_background()
     return running
 
@@ -89,6 +93,7 @@ async def serve(settings: TrainerSettings) -> None:
     manager, db = open_manager(settings)
     exports = ExportManager(manager)
     inf = inference.Inference(settings, db, manager.store.get)
+    manager.serving_at(settings.host, settings.port)
     manager.start_background()
     await serve_forever("trainer", build_bindings(manager, exports, inf), settings.host, settings.port,
                         settings.grace_seconds, on_stop=_stopper(manager, db, exports, inf),

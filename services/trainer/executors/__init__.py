@@ -33,6 +33,9 @@ class Worker(Protocol):
     pid: int | None
     """The worker process's id (on its own node)."""
     where: str
+    """Where it runs, for the job's log: ``pid 1234`` (``pid 1234 on node 10.0.0.5`` on a cluster)."""
+    attempt: str | None
+    """The id of this launch, where its lines travel over the network (stored with the job)."""
     """Where it runs, for the job's log: ``pid 1234`` (``on node 10.0.0.5`` on a cluster)."""
     memory: MemoryForensics
     """What was seen of its memory (to explain a SIGKILL); empty where the executor cannot see it."""

@@ -19,6 +19,7 @@ class LocalWorker:
         self.proc = proc
         self.pid: int | None = proc.pid
         self.where = f"pid {proc.pid}"
+        self.attempt: str | None = None
         self.memory = memory
         self.detached = False
         self._exited = asyncio.Event()

@@ -1,0 +1,91 @@
+"""Jobs on a real Ray cluster (``TRAINER_EXECUTOR=ray``): placement, events over gRPC, cancel, a lost node.
+
+Every node is a set of processes on this machine (tests/cluster/conftest.py); the trainer is a real gRPC server,
+the workers real training processes started by relay actors on the nodes, sending their lines back over gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import ray
+
+from aragora.training.v1 import trainer_pb2 as pb
+from services.trainer.executors.ray import NAMESPACE, actor_name
+from services.trainer.jobs import LOST_PREFIX
+from tests.cluster.conftest import free_cpus
+from tests.support.wait import until
+from tests.trainer.conftest import FAST, LONG, TINY, create_request, running_trainer, watch_all
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    from tests.support.tiny_model import build_tiny_model
+
+    models_dir = tmp_path_factory.mktemp("tiny-models")
+    build_tiny_model(models_dir, TINY)
+    return models_dir
+
+
+async def status(stub, job_id: str) -> pb.Job:
+    return (await stub.GetJob(pb.GetJobRequest(job_id=job_id))).job
+
+
+async def reaches(stub, job_id: str, *statuses: int, timeout: float = 300) -> pb.Job:
+    async def check():
+        job = await status(stub, job_id)
+        return job if job.status in statuses else None
+
+    return await until(check, timeout, f"job {job_id} to reach {statuses}", interval=0.2)
+
+
+def node_id_of(node) -> str:
+    return node.node_id
+
+
+def worker_started(events) -> list[str]:
+    return [e.message for e in events if e.message.startswith("worker started")]
+
+
+def assert_exactly_once(events, steps: int) -> None:
+    """Sequence numbers 1..N without gaps or repeats, and each training step once (no resume happened)."""
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    step_numbers = [e.step.step for e in events if e.type == pb.EVENT_TYPE_STEP]
+    assert step_numbers == list(range(1, steps + 1)), step_numbers
+
+
+async def test_a_job_runs_on_the_second_node_and_completes(cluster, tiny_models_dir, tmp_path):
+    async with running_trainer(tmp_path, models_dir=tiny_models_dir, executor="ray",
+                               ray_resources={"node_b": 0.01}) as (stub, running):
+        job = (await stub.CreateJob(create_request("on-b", **FAST))).job
+        await stub.StartJob(pb.StartJobRequest(job_id=job.id))
+        await reaches(stub, job.id, pb.JOB_STATUS_PREPARING, pb.JOB_STATUS_TRAINING, pb.JOB_STATUS_COMPLETED)
+        # While it runs: the worker's channel to the trainer is cut, twice; the relay reconnects and resends.
+        relay = ray.get_actor(actor_name(job.id), namespace=NAMESPACE)
+        for _ in range(2):
+            try:
+                await relay.drop_connection.remote()
+            except ray.exceptions.RayActorError:
+                break  # the job already finished
+            await asyncio.sleep(1.0)
+        done = await reaches(stub, job.id, pb.JOB_STATUS_COMPLETED, pb.JOB_STATUS_FAILED)
+        _, events = await watch_all(stub, job.id)
+        assert done.status == pb.JOB_STATUS_COMPLETED, [e.message for e in events][-5:]
+        started = worker_started(events)
+        assert len(started) == 1 and cluster.node_b.node_id[:12] in started[0], started
+        assert_exactly_once(events, 6)
+        # The artifacts are on the shared filesystem path and download through the API as with a local worker.
+        listing = await stub.GetJobArtifacts(pb.GetJobArtifactsRequest(job_id=job.id))
+        names = {a.name for a in listing.files}
+        assert {"adapter/adapter_model.safetensors", "events.jsonl", "metrics.json"} <= names, names
+        weights = b"".join([r.data async for r in stub.ReadArtifact(pb.ReadArtifactRequest(
+            job_id=job.id, name="adapter/adapter_model.safetensors"))])
+        assert weights == (Path(running.manager.job_dir(job.id)) / "adapter/adapter_model.safetensors").read_bytes()
+        lines = (Path(running.manager.job_dir(job.id)) / "events.jsonl").read_text().splitlines()
+        assert [json.loads(ln)["sequence"] for ln in lines] == [e.sequence for e in events]
+        await until(lambda: free_cpus() == 2.0, 10, "the job's CPU to be free again")
