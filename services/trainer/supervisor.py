@@ -295,9 +295,7 @@ class WorkerSupervisor:
         if self.worker is None or self.exited.is_set():
             return
         await self.worker.terminate(kill_after)
-        if not self.exited.is_set():
-            log.warning("job %s: worker pid %s did not end at once", self.job_id, self.pid)
-            await self.exited.wait()
+        await self.exited.wait()
 
     async def supervise(self) -> None:
         """Reads the worker's lines until it exits, then records the outcome."""

@@ -44,8 +44,13 @@ async def reaches(stub, job_id: str, *statuses: int, timeout: float = 300) -> pb
     return await until(check, timeout, f"job {job_id} to reach {statuses}", interval=0.2)
 
 
-def node_id_of(node) -> str:
-    return node.node_id
+async def worker_of(running, job_id: str):
+    """The job's worker (``RayWorker``) once it started."""
+    def started():
+        run = running.manager._runs.get(job_id)
+        return run.worker if run is not None and run.worker is not None and run.spawned.is_set() else None
+
+    return await until(started, 120, f"the worker of {job_id} to start")
 
 
 def worker_started(events) -> list[str]:
@@ -89,3 +94,39 @@ async def test_a_job_runs_on_the_second_node_and_completes(cluster, tiny_models_
         lines = (Path(running.manager.job_dir(job.id)) / "events.jsonl").read_text().splitlines()
         assert [json.loads(ln)["sequence"] for ln in lines] == [e.sequence for e in events]
         await until(lambda: free_cpus() == 2.0, 10, "the job's CPU to be free again")
+
+
+async def test_two_jobs_run_at_once_on_two_nodes_a_third_waits_and_cancel_frees_the_room(cluster, tiny_models_dir,
+                                                                                         tmp_path):
+    async with running_trainer(tmp_path, models_dir=tiny_models_dir, executor="ray",
+                               max_concurrent_jobs=4) as (stub, running):
+        jobs = [(await stub.CreateJob(create_request(f"long-{i}", **LONG))).job for i in range(3)]
+        for job in jobs:
+            await stub.StartJob(pb.StartJobRequest(job_id=job.id))
+        first, second, third = jobs
+        for job in (first, second):
+            await reaches(stub, job.id, pb.JOB_STATUS_TRAINING)
+        # Each node has one CPU and each job asks for one: the two run at once, one per node, and the third
+        # waits in queued (in order) for room on the cluster.
+        nodes = {(await worker_of(running, j.id)).node_id for j in (first, second)}
+        assert nodes == {cluster.head_node.node_id, cluster.node_b.node_id}
+        assert (await status(stub, third.id)).status == pb.JOB_STATUS_QUEUED
+        _, events = await watch_all(stub, third.id, until=lambda e: "waiting for room" in e.message)
+        assert "waiting for room on the Ray cluster (it asks for 1 CPU" in events[-1].message
+        assert free_cpus() == 0.0
+
+        # Cancel frees the job's CPU within 5 s (the worker checkpoints on SIGTERM), and the third job starts
+        # in the room it leaves.
+        node_of_first = (await worker_of(running, first.id)).node_id
+        cancelled = (await asyncio.wait_for(stub.CancelJob(pb.CancelJobRequest(job_id=first.id)), 5.0)).job
+        assert cancelled.status == pb.JOB_STATUS_CANCELLED
+        await reaches(stub, third.id, pb.JOB_STATUS_PREPARING, pb.JOB_STATUS_TRAINING, timeout=60)
+        assert (await worker_of(running, third.id)).node_id == node_of_first
+        with pytest.raises(ValueError):
+            ray.get_actor(actor_name(first.id), namespace=NAMESPACE)
+
+        for job in (second, third):
+            await asyncio.wait_for(stub.CancelJob(pb.CancelJobRequest(job_id=job.id)), 5.0)
+        await until(lambda: free_cpus() == 2.0, 5, "every CPU to be free after the cancels")
+        assert ray.util.placement_group_table() and all(
+            g["state"] == "REMOVED" for g in ray.util.placement_group_table().values())

@@ -395,7 +395,8 @@ class RayWorker:
         try:
             await asyncio.wait_for(self.actor.stop.remote(kill_after), kill_after + 5.0)
         except Exception as exc:
-            log.warning("job %s: stopping its worker: %s", self.job_id, str(exc).splitlines()[0][:300])
+            if not self._released:  # else it ended meanwhile and its relay was killed: nothing to report
+                log.warning("job %s: stopping its worker: %s", self.job_id, str(exc).splitlines()[0][:300])
         await self.release()
         if self._exit is _END:
             self._queue.put_nowait(_END)  # the exit may not come any more: the actor is gone
