@@ -130,3 +130,46 @@ async def test_two_jobs_run_at_once_on_two_nodes_a_third_waits_and_cancel_frees_
         await until(lambda: free_cpus() == 2.0, 5, "every CPU to be free after the cancels")
         assert ray.util.placement_group_table() and all(
             g["state"] == "REMOVED" for g in ray.util.placement_group_table().values())
+
+
+async def test_the_node_running_a_job_dies_and_the_job_resumes_from_its_checkpoint_on_another(cluster,
+                                                                                              tiny_models_dir,
+                                                                                              tmp_path):
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from tests.trainer.conftest import pid_alive
+
+    node_c = cluster.add_node(num_cpus=1, resources={"node_c": 1})
+    cluster.wait_for_nodes()
+    # Room only on node C at first: the job goes there.
+    blockers = {name: placement_group([{"CPU": 1, name: 0.01}]) for name in ("head_node", "node_b")}
+    for group in blockers.values():
+        await group.ready()
+    try:
+        async with running_trainer(tmp_path, models_dir=tiny_models_dir, executor="ray") as (stub, running):
+            config = dict(FAST, num_epochs=4, max_steps=24, checkpoint_every_steps=2)
+            job = (await stub.CreateJob(create_request("loses-its-node", **config))).job
+            await stub.StartJob(pb.StartJobRequest(job_id=job.id))
+            worker = await worker_of(running, job.id)
+            assert worker.node_id == node_c.node_id
+            remove_placement_group(blockers.pop("node_b"))  # node B has room again; the head stays full
+            await watch_all(stub, job.id, until=lambda e: e.type == pb.EVENT_TYPE_CHECKPOINT)
+            pid = worker.pid
+            cluster.remove_node(node_c, allow_graceful=False)
+
+            done = await reaches(stub, job.id, pb.JOB_STATUS_COMPLETED, pb.JOB_STATUS_FAILED)
+            _, events = await watch_all(stub, job.id)
+            messages = [e.message for e in events]
+            assert done.status == pb.JOB_STATUS_COMPLETED, messages[-5:]
+            lost = [m for m in messages if m.startswith(LOST_PREFIX)]
+            assert len(lost) == 1 and "resuming from checkpoint-" in lost[0], lost
+            started = worker_started(events)
+            assert len(started) == 2 and cluster.node_b.node_id[:12] in started[1], started
+            assert not pid_alive(pid), "the worker on the dead node outlived it"
+            # The resumed worker continued from the checkpoint: it did not train step 1 again.
+            steps = [e.step.step for e in events if e.type == pb.EVENT_TYPE_STEP]
+            assert steps.count(1) == 1 and steps[-1] == 24, steps
+            assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    finally:
+        for group in blockers.values():
+            remove_placement_group(group)
