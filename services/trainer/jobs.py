@@ -150,7 +150,7 @@ class JobManager:
         """Follows the worker of ``job`` that a previous trainer left running on the cluster."""
         run = WorkerSupervisor(job, self.layout(job.id), self.events, self.settings, resumed=True,
                                is_stopping=lambda: self._stopping, executor=self.executor)
-        run.attach(worker)
+        run.attach(worker, int(job.worker_seq or 0))
         self._runs[job.id] = run
         self._attached.append(run)
         self.events.append_now(job.id, EventType.LOG,

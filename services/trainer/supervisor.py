@@ -284,9 +284,16 @@ class WorkerSupervisor:
         await asyncio.to_thread(prepare)
         self.worker = await self.executor.start(job, self.layout, worker_env(self.settings))
 
-    def attach(self, worker: Worker) -> None:
-        """Follows a worker a previous trainer started (``Executor.reattach``)."""
+    def attach(self, worker: Worker, handled: int) -> None:
+        """Follows a worker a previous trainer started (``Executor.reattach``), which handled its lines up to
+        ``handled``: what they said about the outcome (a result, an error) is remembered again."""
         self.worker = worker
+        for seq, raw in getattr(worker, "outcome_lines", []):
+            line = parse_line(raw) if seq <= handled else None
+            if isinstance(line, ResultLine):
+                self.result = line
+            elif isinstance(line, WorkerLine) and line.type == "error":
+                self.last_error = line.message or self.last_error
         self.spawned.set()
 
     async def terminate(self, kill_after: float = KILL_AFTER_SECONDS) -> None:

@@ -143,6 +143,9 @@ class JobRelay:
         self._channel = None
         self._spawned = threading.Event()
         self._spawn_error: str | None = None
+        self._outcome_lines: dict[str, tuple[int, str]] = {}
+        """The worker's result and last error line with their sequences: a trainer that restarts after it
+        stored them learns the outcome from ``info`` (they decide how the job ends)."""
         threading.Thread(target=self._run_worker, name="worker", daemon=True).start()
         threading.Thread(target=self._send, name="sender", daemon=True).start()
 
@@ -178,9 +181,12 @@ class JobRelay:
         self._add("", rc)
 
     def _add(self, line: str, exit_code: int | None = None) -> None:
+        kind = next((k for k in ("result", "error") if f'"type": "{k}"' in line[:40]), None)
         with self._cond:
             self._seq += 1
             self._pending.append((self._seq, line, exit_code))
+            if kind:
+                self._outcome_lines[kind] = (self._seq, line)
             if exit_code is not None:
                 self._rc = exit_code
             self._cond.notify_all()
@@ -264,8 +270,10 @@ class JobRelay:
         self._spawned.wait(60)
         if self._spawn_error:
             raise RuntimeError(f"could not start the worker on {self.node}: {self._spawn_error}")
+        with self._cond:
+            outcome = list(self._outcome_lines.values())
         return {"pid": self.proc.pid if self.proc else None, "node": self.node, "attempt": self.attempt,
-                "node_id": ray.get_runtime_context().get_node_id()}
+                "node_id": ray.get_runtime_context().get_node_id(), "outcome_lines": outcome}
 
     def wait_done(self) -> int | None:
         """Blocks until the trainer acknowledged the worker's exit; its exit code."""
@@ -335,6 +343,9 @@ class RayWorker:
     def located(self, info: dict) -> None:
         """Where the relay says its worker runs (``JobRelay.info``)."""
         self.pid, self.node, self.node_id = info.get("pid"), info.get("node", ""), info.get("node_id", "")
+        self.outcome_lines: list[tuple[int, bytes]] = [(seq, line.encode()) for seq, line in
+                                                       info.get("outcome_lines", [])]
+        """The result and last error lines the worker sent so far (a reattached supervisor's memory)."""
         self.where = f"pid {self.pid} on node {self.node} ({self.node_id[:12]})"
 
     async def receive(self, lines) -> int:

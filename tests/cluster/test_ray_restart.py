@@ -1,0 +1,64 @@
+"""A trainer restart with jobs on a Ray cluster: the workers keep running on their nodes, their lines wait in
+the relay while the trainer is down, and the new trainer process follows them again (no relaunch, every line
+stored once). The trainer runs as its own OS process (``python -m services.trainer``), killed and restarted."""
+
+from __future__ import annotations
+
+import signal
+
+import grpc
+import pytest
+
+from aragora.training.v1 import trainer_pb2 as pb
+from aragora.training.v1 import trainer_pb2_grpc
+from tests.cluster.conftest import free_cpus
+from tests.cluster.test_ray_jobs import reaches, tiny_models_dir, worker_started  # noqa: F401 (fixture)
+from tests.support.net import free_port
+from tests.support.services import ServiceProcess, base_env, grpc_ready, trainer_env
+from tests.support.wait import until
+from tests.trainer.conftest import FAST, create_request, watch_all, write_dataset
+
+pytestmark = pytest.mark.timeout(600)
+
+
+async def test_a_trainer_restart_reattaches_to_the_job_still_running_on_the_cluster(cluster, tiny_models_dir,
+                                                                                    tmp_path):
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    write_dataset(tmp_path / "data")
+    env = base_env(**trainer_env(tmp_path, port, tiny_models_dir, executor="ray", ray_address=cluster.address,
+                                 ray_resources='{"node_b": 0.01}'))
+    trainer = ServiceProcess("trainer", env, tmp_path / "trainer.log")
+    await grpc_ready(trainer, address)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+        config = dict(FAST, num_epochs=8, max_steps=48, checkpoint_every_steps=8)
+        job = (await stub.CreateJob(create_request("outlives-its-trainer", **config))).job
+        await stub.StartJob(pb.StartJobRequest(job_id=job.id))
+
+        # A crash (SIGKILL) mid-training, then a clean stop (SIGTERM): each time the worker keeps training on
+        # node B while no trainer listens, and the trainer that starts next follows it.
+        for sig, at_step in ((signal.SIGKILL, 2), (signal.SIGTERM, 20)):
+            await until(lambda step=at_step: _step_reached(stub, job.id, step), 120, f"step {at_step}")
+            trainer.signal(sig)
+            trainer.wait(30)
+            assert free_cpus() == 1.0, "the job's CPU was freed while its trainer was down"
+            trainer.start()
+            await grpc_ready(trainer, address)
+
+        done = await reaches(stub, job.id, pb.JOB_STATUS_COMPLETED, pb.JOB_STATUS_FAILED)
+        _, events = await watch_all(stub, job.id)
+        messages = [e.message for e in events]
+        assert done.status == pb.JOB_STATUS_COMPLETED, messages[-5:]
+        assert len(worker_started(events)) == 1, "the worker was relaunched instead of followed"
+        assert sum("following it again" in m for m in messages) == 2, messages
+        # Nothing lost or repeated across the cuts: sequences 1..N, every training step exactly once.
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+        assert [e.step.step for e in events if e.type == pb.EVENT_TYPE_STEP] == list(range(1, 49))
+    trainer.stop()
+    await until(lambda: free_cpus() == 2.0, 10, "the job's CPU to be free again")
+
+
+async def _step_reached(stub, job_id: str, step: int) -> bool:
+    job = (await stub.GetJob(pb.GetJobRequest(job_id=job_id))).job
+    return job.current_step >= step or job.status == pb.JOB_STATUS_COMPLETED
