@@ -76,8 +76,8 @@ def _third_party_imports(root: Path) -> dict[str, str]:
 
 
 def test_what_the_services_import_is_a_runtime_dependency():
-    """`pip install .[gpu]` is enough to run every module under services/ (no test or benchmark package)."""
-    declared = {_name(r) for r in _declared("gpu")}
+    """`pip install .[gpu,cluster]` is enough to run every module under services/ (no test or benchmark package)."""
+    declared = {_name(r) for r in _declared("gpu", "cluster")}
     dists = importlib.metadata.packages_distributions()
     missing = []
     for module, where in _third_party_imports(REPO / "services").items():
