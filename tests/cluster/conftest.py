@@ -29,5 +29,16 @@ def cluster():
         c.shutdown()
 
 
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory):
+    """A models folder holding the tiny random Llama (built once per session)."""
+    from tests.support.tiny_model import build_tiny_model
+    from tests.trainer.conftest import TINY
+
+    models_dir = tmp_path_factory.mktemp("tiny-models")
+    build_tiny_model(models_dir, TINY)
+    return models_dir
+
+
 def free_cpus() -> float:
     return ray.available_resources().get("CPU", 0.0)

@@ -23,15 +23,6 @@ from tests.trainer.conftest import FAST, LONG, TINY, create_request, running_tra
 pytestmark = pytest.mark.timeout(600)
 
 
-@pytest.fixture(scope="module")
-def tiny_models_dir(tmp_path_factory) -> Path:
-    from tests.support.tiny_model import build_tiny_model
-
-    models_dir = tmp_path_factory.mktemp("tiny-models")
-    build_tiny_model(models_dir, TINY)
-    return models_dir
-
-
 async def status(stub, job_id: str) -> pb.Job:
     return (await stub.GetJob(pb.GetJobRequest(job_id=job_id))).job
 

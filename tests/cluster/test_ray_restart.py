@@ -12,7 +12,7 @@ import pytest
 from aragora.training.v1 import trainer_pb2 as pb
 from aragora.training.v1 import trainer_pb2_grpc
 from tests.cluster.conftest import free_cpus
-from tests.cluster.test_ray_jobs import reaches, tiny_models_dir, worker_started  # noqa: F401 (fixture)
+from tests.cluster.test_ray_jobs import reaches, worker_started
 from tests.support.net import free_port
 from tests.support.services import ServiceProcess, base_env, grpc_ready, trainer_env
 from tests.support.wait import until
@@ -42,7 +42,10 @@ async def test_a_trainer_restart_reattaches_to_the_job_still_running_on_the_clus
             await until(lambda step=at_step: _step_reached(stub, job.id, step), 120, f"step {at_step}")
             trainer.signal(sig)
             trainer.wait(30)
-            assert free_cpus() == 1.0, "the job's CPU was freed while its trainer was down"
+            if free_cpus() != 1.0:
+                lines = (tmp_path / "jobs" / job.id / "events.jsonl").read_text().splitlines()[-8:]
+                raise AssertionError(f"the job's CPU was freed while its trainer was down ({sig!r}):\n"
+                                     + trainer.tail() + "\n".join(lines))
             trainer.start()
             await grpc_ready(trainer, address)
 

@@ -375,7 +375,8 @@ class RayWorker:
             return self._handled
 
     async def lines(self) -> AsyncIterator[tuple[int, bytes | None]]:
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        if self.actor is not None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
         while True:
             item = await self._queue.get()
             if item is _END:
@@ -456,7 +457,12 @@ class RayExecutor:
         self.models_dir = Path(settings.models_dir).absolute()
         self._own_connection = not ray.is_initialized()
         if self._own_connection:
-            ray.init(address=settings.ray_address or "auto", namespace=NAMESPACE, log_to_driver=False)
+            address = settings.ray_address or "auto"
+            try:
+                ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+            except ConnectionError as exc:
+                raise ConnectionError(f"TRAINER_RAY_ADDRESS: no Ray cluster reachable at {address!r} "
+                                      f"(TRAINER_EXECUTOR is 'ray'): {exc}") from exc
         self.callback_address = settings.ray_callback_address
         self._groups: dict[str, object] = {}
         """Placement groups reserved (or pending) for jobs whose worker has not started yet."""
