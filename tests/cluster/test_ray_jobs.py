@@ -18,7 +18,7 @@ from services.trainer.executors.ray import NAMESPACE, actor_name
 from services.trainer.jobs import LOST_PREFIX
 from tests.cluster.conftest import free_cpus
 from tests.support.wait import until
-from tests.trainer.conftest import FAST, LONG, TINY, create_request, running_trainer, watch_all
+from tests.trainer.conftest import FAST, LONG, create_request, running_trainer, watch_all
 
 pytestmark = pytest.mark.timeout(600)
 

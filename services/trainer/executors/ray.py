@@ -66,6 +66,8 @@ BYTES_PER_PARAMETER = {"4bit": 0.5, "8bit": 1.0}
 READY_WAIT_SECONDS = 1.0
 """How long ``reserve`` waits for Ray to place the next job's group before the job keeps waiting."""
 BATCH_LINES = 500
+BATCH_BYTES = 8 * 1024**2
+"""A relay sends at most this many lines / bytes per call (far below the servers' 64 MiB message limit)."""
 SEND_TIMEOUT_SECONDS = 10.0
 RECEIVE_WAIT_SECONDS = 5.0
 """How long ``ReportLines`` waits for the lines it brought to be stored before it answers."""
@@ -218,7 +220,14 @@ class JobRelay:
                     self._cond.wait(1.0)
                 if self._done:
                     return
-                batch = [r for r in self._pending if r[0] > self._acked][:BATCH_LINES]
+                batch, size = [], 0
+                for record in self._pending:
+                    if record[0] <= self._acked:
+                        continue
+                    size += len(record[1])
+                    if batch and (len(batch) >= BATCH_LINES or size > BATCH_BYTES):
+                        break
+                    batch.append(record)
                 if self._channel is None:
                     stub = self._connect()
             request = pb.ReportLinesRequest(
