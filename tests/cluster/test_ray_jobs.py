@@ -20,7 +20,7 @@ from tests.cluster.conftest import free_cpus
 from tests.support.wait import until
 from tests.trainer.conftest import FAST, LONG, create_request, running_trainer, watch_all
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 async def status(stub, job_id: str) -> pb.Job:

@@ -20,7 +20,7 @@ from tests.support.services import ServiceProcess, base_env, grpc_ready, trainer
 from tests.support.wait import until
 from tests.trainer.conftest import FAST, create_request, watch_all, write_dataset
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 async def test_a_trainer_restart_reattaches_to_the_job_still_running_on_the_cluster(cluster, tiny_models_dir,
