@@ -132,6 +132,11 @@ class JobRelay:
         self.job_id, self.attempt, self.job_dir = job_id, attempt, job_dir
         self.env = {k: v for k, v in os.environ.items() if k not in _PASSED_ENV}
         self.env.update(env)
+        # The worker imports this project as this process does (a node's Ray worker may run elsewhere than the
+        # project's folder): the project root and its generated/ first on its path.
+        root = Path(__file__).resolve().parents[3]
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            [str(root), str(root / "generated"), *filter(None, [self.env.get("PYTHONPATH")])])
         self.trainer_address = trainer_address
         self.token = env.get(WORKER_TOKEN_ENV)
         self.proc: subprocess.Popen | None = None
