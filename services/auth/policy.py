@@ -114,6 +114,9 @@ RPC_ROLES: dict[str, str] = {
     _M + "ListExports": VIEWER,
     _M + "WatchExport": VIEWER,
     _M + "CancelExport": USER,
+    # A Ray worker's lines (the trainer's worker credential is a viewer's): what lets it write to a job is the
+    # launch's random attempt id, known only to the trainer and the job's relay; any other is told to stop.
+    "/aragora.training.v1.WorkerEventsService/ReportLines": VIEWER,
 }
 """The least role each RPC needs. An RPC missing here is for admins only (deny by default)."""
 

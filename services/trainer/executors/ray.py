@@ -128,8 +128,11 @@ class JobRelay:
     """Runs one job's worker process on its node and relays its lines to the trainer (a Ray actor; its methods
     run on several threads: ``wait_done`` blocks while ``stop`` comes in)."""
 
-    def __init__(self, job_id: str, attempt: str, job_dir: str, env: dict[str, str], trainer_address: str) -> None:
+    def __init__(self, job_id: str, attempt: str, job_dir: str, env: dict[str, str], trainer_address: str,
+                 tls: tuple[str, str, str] = ("", "", "")) -> None:
         self.job_id, self.attempt, self.job_dir = job_id, attempt, job_dir
+        self.tls = tls
+        """The worker's certificate, key and CA files (on the shared filesystem) when the trainer serves TLS."""
         self.env = {k: v for k, v in os.environ.items() if k not in _PASSED_ENV}
         self.env.update(env)
         # The worker imports this project as this process does (a node's Ray worker may run elsewhere than the
@@ -201,14 +204,14 @@ class JobRelay:
     # the stream to the trainer
 
     def _connect(self):
-        import grpc
-
         from aragora.training.v1 import worker_events_pb2_grpc
         from services.common.grpc_server import CHANNEL_OPTIONS
+        from services.common.tls import TlsFiles, sync_channel
 
         if self._channel is not None:
             self._channel.close()
-        self._channel = grpc.insecure_channel(self.trainer_address, options=CHANNEL_OPTIONS)
+        tls = TlsFiles(*self.tls)
+        self._channel = sync_channel(self.trainer_address, tls if tls.enabled else None, CHANNEL_OPTIONS)
         return worker_events_pb2_grpc.WorkerEventsServiceStub(self._channel)
 
     def _send(self) -> None:
@@ -546,6 +549,8 @@ class RayExecutor:
             raise RuntimeError("no room was reserved on the cluster for the job")
         attempt = uuid.uuid4().hex
         passed = {k: env[k] for k in _PASSED_ENV if k in env}
+        files = self.settings.worker_tls()
+        tls = tuple(str(Path(f).absolute()) if f else "" for f in (files.cert_file, files.key_file, files.ca_file))
         custom = {k: v for k, v in bundle.items() if k not in ("CPU", "GPU", "memory")}
 
         def create():
@@ -558,7 +563,7 @@ class RayExecutor:
                 max_concurrency=4, num_cpus=bundle["CPU"], num_gpus=bundle.get("GPU", 0),
                 memory=int(bundle["memory"]), resources=custom or None,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0),
-            ).remote(job.id, attempt, str(layout.root), passed, self.callback_address)
+            ).remote(job.id, attempt, str(layout.root), passed, self.callback_address, tls)
 
         actor = await asyncio.to_thread(create)
         worker = RayWorker(job.id, attempt, actor, group, {}, on_release=self._forget)
