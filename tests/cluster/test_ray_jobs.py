@@ -164,3 +164,38 @@ async def test_the_node_running_a_job_dies_and_the_job_resumes_from_its_checkpoi
     finally:
         for group in blockers.values():
             remove_placement_group(group)
+
+
+async def test_with_an_api_token_the_relay_authenticates_and_a_stranger_cannot_write_to_a_job(cluster,
+                                                                                           tiny_models_dir,
+                                                                                           tmp_path):
+    import grpc
+
+    from aragora.training.v1 import trainer_pb2_grpc, worker_events_pb2, worker_events_pb2_grpc
+
+    token = (("authorization", "Bearer cluster-secret"),)
+    async with running_trainer(tmp_path, models_dir=tiny_models_dir, executor="ray",
+                               api_token="cluster-secret") as (_, running):
+        async with grpc.aio.insecure_channel(running.address) as channel:
+            stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+            job = (await stub.CreateJob(create_request("with-token", **FAST), metadata=token)).job
+            await stub.StartJob(pb.StartJobRequest(job_id=job.id), metadata=token)
+
+            report = worker_events_pb2_grpc.WorkerEventsServiceStub(channel).ReportLines
+            forged = worker_events_pb2.ReportLinesRequest(job_id=job.id, attempt="guessed", lines=[
+                worker_events_pb2.WorkerLine(sequence=1, line='{"type": "log", "message": "forged"}')])
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await report(forged)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            answer = await report(forged, metadata=token)
+            assert answer.stop and answer.acked_sequence == 0
+
+            async def ended():
+                found = (await stub.GetJob(pb.GetJobRequest(job_id=job.id), metadata=token)).job
+                return found if found.status in (pb.JOB_STATUS_COMPLETED, pb.JOB_STATUS_FAILED) else None
+
+            done = await until(ended, 300, "the job to end", interval=0.2)
+            events = [item.event async for item in stub.WatchJob(pb.WatchJobRequest(job_id=job.id), metadata=token)
+                      if item.WhichOneof("item") == "event"]
+            assert done.status == pb.JOB_STATUS_COMPLETED, [e.message for e in events][-5:]
+            assert not any("forged" in e.message for e in events)
