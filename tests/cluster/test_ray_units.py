@@ -59,7 +59,7 @@ class DeadRelay:
 
     class wait_done:  # noqa: N801 (the actor method's name)
         @staticmethod
-        async def remote():
+        async def remote(timeout: float):
             import ray
 
             await asyncio.sleep(0.1)

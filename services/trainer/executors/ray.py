@@ -69,6 +69,8 @@ BATCH_LINES = 500
 BATCH_BYTES = 8 * 1024**2
 """A relay sends at most this many lines / bytes per call (far below the servers' 64 MiB message limit)."""
 SEND_TIMEOUT_SECONDS = 10.0
+WATCH_POLL_SECONDS = 20.0
+"""How long one ``JobRelay.wait_done`` call (the trainer's watch on the actor's life) may block a relay thread."""
 RECEIVE_WAIT_SECONDS = 5.0
 """How long ``ReportLines`` waits for the lines it brought to be stored before it answers."""
 _PASSED_ENV = ("HF_HUB_OFFLINE", "PYTHONUNBUFFERED", "TOKENIZERS_PARALLELISM", WORKER_TOKEN_ENV,
@@ -292,12 +294,14 @@ class JobRelay:
         return {"pid": self.proc.pid if self.proc else None, "node": self.node, "attempt": self.attempt,
                 "node_id": ray.get_runtime_context().get_node_id(), "outcome_lines": outcome}
 
-    def wait_done(self) -> int | None:
-        """Blocks until the trainer acknowledged the worker's exit; its exit code."""
+    def wait_done(self, timeout: float) -> bool:
+        """Whether the relay is done (the trainer acknowledged the worker's exit, or told it to stop), waiting
+        at most ``timeout`` s: a caller polls, so a trainer that died while waiting holds no thread for long."""
+        deadline = time.monotonic() + timeout
         with self._cond:
-            while not self._done:
-                self._cond.wait(5.0)
-            return self._rc
+            while not self._done and time.monotonic() < deadline:
+                self._cond.wait(max(0.0, min(5.0, deadline - time.monotonic())))
+            return self._done
 
     def stop(self, kill_after: float) -> int | None:
         """SIGTERM to the worker's process group (it checkpoints), SIGKILL after ``kill_after`` s."""
@@ -403,7 +407,8 @@ class RayWorker:
     async def _watch(self) -> None:
         """Ends the lines when the actor dies (its node died, or it was killed) before its exit came."""
         try:
-            await self.actor.wait_done.remote()
+            while not await self.actor.wait_done.remote(WATCH_POLL_SECONDS):
+                pass
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # RayActorError, ActorDiedError, ...
@@ -560,7 +565,7 @@ class RayExecutor:
                 pass
             return RemoteRelay.options(
                 name=actor_name(job.id), namespace=NAMESPACE, lifetime="detached", max_restarts=0,
-                max_concurrency=4, num_cpus=bundle["CPU"], num_gpus=bundle.get("GPU", 0),
+                max_concurrency=16, num_cpus=bundle["CPU"], num_gpus=bundle.get("GPU", 0),
                 memory=int(bundle["memory"]), resources=custom or None,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0),
             ).remote(job.id, attempt, str(layout.root), passed, self.callback_address, tls)
