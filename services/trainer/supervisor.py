@@ -29,6 +29,7 @@ from services.trainer.protocol import (
     OOM_MESSAGE,
     WORKER_HUB_TOKEN_ENV,
     WORKER_MAX_FILE_ENV,
+    WORKER_MODULE_ENV,
     WORKER_TOKEN_ENV,
     CheckpointLine,
     DataLine,
@@ -277,7 +278,7 @@ class WorkerSupervisor:
         log_file, self.memory.oom_kills_at_start = await asyncio.to_thread(prepare)
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.trainer.worker", str(root),
+                sys.executable, "-m", os.environ.get(WORKER_MODULE_ENV) or "services.trainer.worker", str(root),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log_file,
                 start_new_session=True, env=worker_env(self.settings), limit=MAX_LINE_BYTES,
             )

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from services.trainer.worker.events import EventSink
 from services.trainer.worker.job import JobConfig, WorkerError
+from services.trainer.worker.signals import STOP_SIGNALS
 
 MASTER_ADDR = "127.0.0.1"
 TIMEOUT = timedelta(hours=2)
@@ -301,6 +302,9 @@ def launch(job: JobConfig, events: EventSink, world: int) -> Group:
                            name=f"worker-rank-{rank}", daemon=True)
         proc.start()
         children.append(proc)
+    # multiprocessing's resource tracker (started for the queue) unblocks SIGTERM/SIGINT in this thread when it
+    # has started; block them again so the stop watcher (``signals.StopGuard``) alone receives them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     group = _init(0, world, 0, threads, store=store)
     group.children, group.errors = children, errors
     threading.Thread(target=group._watch, args=(events,), name="rank-watcher", daemon=True).start()
