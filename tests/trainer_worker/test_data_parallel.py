@@ -1,7 +1,8 @@
 """Data-parallel jobs (``training_config.num_workers``): real worker processes on the tiny model, gloo on CPU.
 
 Side by side (the imports dominate): the same SFT job with one worker (A) and with two (B); the two-worker job
-stopped by SIGTERM (C) then resumed with two workers (C'); and the same DPO job with one and two workers.
+stopped by SIGTERM (C) then resumed with two workers (C'); and the same DPO job with one and two workers. Then
+a job whose rank 1 is killed mid-training: it fails with that reason.
 
 The claim tested: two workers on the same global batch (``batch_size`` x ``gradient_accumulation_steps``, split
 between the ranks) and seed are the optimisation of one worker. With ``lora_dropout`` 0 (dropout masks are
@@ -165,3 +166,22 @@ def test_dpo_with_two_workers_is_dpo_with_one(runs):
         for key in x["extra"]:
             assert y["extra"][key] == pytest.approx(x["extra"][key], rel=1e-3, abs=1e-6), key
     assert_same_adapter(one, two)
+
+
+def test_a_rank_that_dies_fails_the_job_with_its_reason(tmp_path, tiny_model):
+    import psutil
+
+    write_jsonl(tmp_path / "data" / "sft.jsonl", sft_records(40, seed=4))
+    job = make_job(tmp_path, "job-kill", tiny_model, {**config(SFT, 2), "validation_split": 0.0,
+                                                      "eval_every_steps": None, "num_epochs": 20},
+                   checkpoint_every_steps=1000, num_threads=1)
+    w = Worker(job, {"TRAINER_EVAL_ENABLED": "false"})
+    w.wait_for(lambda e: e["type"] == "step", timeout=400)
+    ranks = [p for p in psutil.Process(w.proc.pid).children()
+             if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+    assert len(ranks) == 1
+    ranks[0].kill()
+    assert w.wait(60) == 1
+    errors = w.of_type("error")
+    assert len(errors) == 1 and "worker rank 1 of 2 failed: killed by signal 9" in errors[0]["message"], errors
+    assert not w.of_type("result")
