@@ -58,12 +58,15 @@ def main(argv: list[str]) -> int:
                 training_examples=800, training_debates=400, total_steps=total)
     events.log("model ready (simulated)")
     events.status("training", f"training {total} steps on 800 examples (simulated)")
+    parent = os.getppid()  # the trainer: when it is gone (killed), so is this job
     start = time.monotonic()
     next_at = start + rng.random() / _rate(default_rate)  # jobs out of phase, as real ones are
     rate, rate_checked = _rate(default_rate), start
     loss = 2.5
     for step in range(1, total + 1):
         now = time.monotonic()
+        if os.getppid() != parent:
+            return 1
         if now - start > max_seconds:
             events.error(f"fake worker: stopped after FAKE_WORKER_MAX_SECONDS {max_seconds:g}")
             return 1
