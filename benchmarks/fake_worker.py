@@ -64,16 +64,21 @@ def main(argv: list[str]) -> int:
     rate, rate_checked = _rate(default_rate), start
     loss = 2.5
     for step in range(1, total + 1):
-        now = time.monotonic()
-        if os.getppid() != parent:
-            return 1
-        if now - start > max_seconds:
-            events.error(f"fake worker: stopped after FAKE_WORKER_MAX_SECONDS {max_seconds:g}")
-            return 1
-        if now - rate_checked >= 1.0:
-            rate, rate_checked = _rate(default_rate), now
-        if next_at > now:
-            time.sleep(next_at - now)
+        while True:  # until this step is due, re-reading the rate every second (a new rate acts at once)
+            now = time.monotonic()
+            if os.getppid() != parent:
+                return 1
+            if now - start > max_seconds:
+                events.error(f"fake worker: stopped after FAKE_WORKER_MAX_SECONDS {max_seconds:g}")
+                return 1
+            if now - rate_checked >= 1.0:
+                new = _rate(default_rate)
+                if new != rate:
+                    next_at = min(next_at, now + rng.random() / new)
+                rate, rate_checked = new, now
+            if next_at <= now:
+                break
+            time.sleep(min(1.0, next_at - now))
         next_at = max(next_at + 1.0 / rate, time.monotonic() - 1.0)  # no burst after a stall
         loss = max(0.05, loss * 0.999 + rng.uniform(-0.02, 0.02))
         lr, grad_norm, epoch = 2e-4 * (1 - step / total), rng.uniform(0.2, 1.5), step / (total / epochs)
