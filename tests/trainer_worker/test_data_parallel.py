@@ -185,3 +185,13 @@ def test_a_rank_that_dies_fails_the_job_with_its_reason(tmp_path, tiny_model):
     errors = w.of_type("error")
     assert len(errors) == 1 and "worker rank 1 of 2 failed: killed by signal 9" in errors[0]["message"], errors
     assert not w.of_type("result")
+
+
+def test_bad_data_fails_a_two_worker_job_at_once(tmp_path, tiny_model):
+    write_jsonl(tmp_path / "data" / "sft.jsonl", [*sft_records(3), "not json"])
+    job = make_job(tmp_path, "job-bad", tiny_model, config(SFT, 2) | {"validation_split": 0.0,
+                                                                     "eval_every_steps": None}, num_threads=1)
+    w = Worker(job)
+    assert w.wait(120) == 1
+    errors = w.of_type("error")
+    assert len(errors) == 1 and "line 4" in errors[0]["message"], errors

@@ -192,13 +192,15 @@ class Group:
                     return
             time.sleep(0.5)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         """The end of the job on this rank: rank 0 waits for its children to finish (they end right after
-        training) and ends any still running."""
+        training) and ends any still running; ``abort`` (this rank failed): ends them at once."""
         import torch.distributed as dist
 
         self._closing = True
         for proc in self.children:
+            if abort:
+                proc.kill()
             proc.join(timeout=30)
             if proc.is_alive():
                 proc.kill()

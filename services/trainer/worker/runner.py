@@ -30,9 +30,12 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard, group=None) -> i
     if group is None:
         return _run(job, events, guard, None)
     try:
-        return _run(job, events if group.is_main else distributed.SilentSink(), guard, group)
-    finally:
-        group.close()
+        code = _run(job, events if group.is_main else distributed.SilentSink(), guard, group)
+    except BaseException:
+        group.close(abort=True)  # the other ranks wait in a collective that will never come: end them now
+        raise
+    group.close()
+    return code
 
 
 def _run(job: JobConfig, events: EventSink, guard: StopGuard, group) -> int:
