@@ -137,9 +137,12 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     steps: int = 0
     errors: int = 0
+    last_error: str = ""
 
 
 async def watch(stub, job_id: str, tally: Tally, stop: asyncio.Event) -> None:
+    import grpc
+
     from aragora.training.v1 import trainer_pb2 as pb
 
     last = 0
@@ -161,8 +164,11 @@ async def watch(stub, job_id: str, tally: Tally, stop: asyncio.Event) -> None:
         except asyncio.CancelledError:
             call.cancel()
             raise
-        except Exception:  # noqa: BLE001 (a dropped stream: count it and follow on from the last event)
+        except Exception as exc:  # noqa: BLE001 (a dropped stream: count it and follow on from the last event)
             tally.errors += 1
+            detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else repr(exc)
+            code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
+            tally.last_error = f"{code}: {detail}"[:300]
             await asyncio.sleep(0.5)
 
 
@@ -336,9 +342,10 @@ async def run(args) -> dict:
                     "db_commits_per_second": round((db1["commits"] - db0["commits"]) / dt, 1),
                     "db_rows_inserted_per_second": round((db1["inserted"] - db0["inserted"]) / dt, 1),
                     "db_rows_updated_per_second": round((db1["updated"] - db0["updated"]) / dt, 1),
-                    "db_cpu_percent": round(100 * (db1["cpu"] - db0["cpu"]) / dt, 1),
+                    "db_cpu_percent": round(max(0.0, 100 * (db1["cpu"] - db0["cpu"]) / dt), 1),  # live backends
                     "stream_errors": tally.errors - errors0,
                     "settle_seconds": settle,
+                    "last_stream_error": tally.last_error,
                 }
                 phases.append(phase)
                 print(json.dumps(phase), flush=True)
