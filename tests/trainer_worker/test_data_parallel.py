@@ -21,6 +21,8 @@ import pytest
 
 from tests.trainer_worker.conftest import Worker, make_job, set_resume, sft_records, write_jsonl
 
+pytestmark = pytest.mark.slow
+
 LOSS_REL = 1e-4
 WEIGHT_ABS = 1e-4
 SFT = {"dataset_path": "sft.jsonl", "quantization": "none", "num_epochs": 2, "batch_size": 4,
