@@ -33,6 +33,8 @@ DEFAULT_MAX_SEQ_LENGTH = 2048
 QUANTIZATIONS = ("4bit", "8bit", "none")
 METHODS = ("sft", "dpo", "reward")
 LR_SCHEDULERS = ("linear", "cosine", "constant")
+MAX_NUM_WORKERS = 64
+"""The most data-parallel worker processes one job may ask for (``num_workers``)."""
 
 ADVANCED = {"x-group": "advanced"}
 
@@ -139,6 +141,11 @@ class TrainingSpec(BaseModel):
                                              description="With a warm start: the step of the earlier job's "
                                                          "checkpoint to start from (checkpoint-<step>) instead of "
                                                          "its final adapter")
+    num_workers: int = Field(1, ge=0, le=MAX_NUM_WORKERS, title="Workers (data-parallel)",
+                             json_schema_extra=ADVANCED,
+                             description="Processes the job trains on in parallel, each with a share of every "
+                                         "batch (one per GPU on a GPU machine); at most batch size; 0 or 1: one "
+                                         "process. The optimisation is the same as one process's")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -157,6 +164,21 @@ class TrainingSpec(BaseModel):
         if v is not None and info.data.get("validation_split", 1.0) <= 0:
             raise ValueError("needs a validation set: set validation_split > 0 (e.g. 0.1)")
         return v
+
+    @field_validator("num_workers")
+    @classmethod
+    def _workers_share_a_batch(cls, v: int, info: ValidationInfo):
+        # batch_size is validated before this field; absent from info.data when it was invalid.
+        batch = info.data.get("batch_size")
+        if batch is not None and v > batch:
+            raise ValueError(f"{v} workers exceed batch_size {batch}: each worker takes a share of every batch, "
+                             f"so at most batch_size workers (raise batch_size or lower num_workers)")
+        return v
+
+    @property
+    def world_size(self) -> int:
+        """The number of training processes (``num_workers``, 0 counting as 1)."""
+        return max(1, self.num_workers)
 
     @field_validator("dataset_path", "init_from_job", mode="before")
     @classmethod

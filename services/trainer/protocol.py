@@ -39,6 +39,10 @@ WORKER_MAX_FILE_ENV = "ARAGORA_WORKER_MAX_FILE_BYTES"
 """The largest file the worker may write (RLIMIT_FSIZE it sets on itself); from ``worker_max_file_bytes``."""
 WORKER_HUB_TOKEN_ENV = "ARAGORA_HUB_TOKEN"
 """The model hub token (the trainer's ``hub_token``) a worker that downloads its base model sends to the hub."""
+WORKER_MODULE_ENV = "ARAGORA_WORKER_MODULE"
+"""Test hook: the module the trainer runs as a job's worker (``python -m <module> JOB_DIR``), read from the
+trainer's environment; unset: ``services.trainer.worker``. ``benchmarks/capacity_bench.py`` runs its simulated
+workers (``benchmarks/fake_worker.py``, the same protocol lines on stdout) through it."""
 MAX_MESSAGE_CHARS = 4000
 """The longest message (and free text) the service keeps from a worker line."""
 

@@ -36,7 +36,7 @@ CONFIG_KEYS = {"lora_r", "lora_alpha", "lora_dropout", "num_epochs", "batch_size
                "min_confidence_diff", "target_modules", "max_steps", "seed", "checkpoint_every_steps"}
 CONFIG_KEYS |= {"gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay",
                 "max_grad_norm", "validation_split", "eval_every_steps", "early_stopping_patience",
-                "early_stopping_min_delta", "save_total_limit", "init_from_job", "init_from_checkpoint"}
+                "early_stopping_min_delta", "save_total_limit", "init_from_job", "init_from_checkpoint", "num_workers"}
 
 
 async def test_create_get_list_cancel_as_the_guide_shows(api):

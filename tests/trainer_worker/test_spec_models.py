@@ -40,7 +40,7 @@ def test_defaults_are_the_documented_ones(tmp_path):
         "dataset_path": None, "method": "sft", "beta": 0.1, "min_confidence": 0.7, "min_confidence_diff": 0.0,
         "target_modules": ["q_proj", "v_proj"], "max_steps": None, "seed": 42, "checkpoint_every_steps": None,
         **CONTROL_DEFAULTS,
-        "init_from_job": None, "init_from_checkpoint": None,
+        "init_from_job": None, "init_from_checkpoint": None, "num_workers": 1,
     }
     # The stored dump reads back as the same spec (what the worker does with job.json).
     assert TrainingSpec.model_validate(json.loads(json.dumps(spec.model_dump()))) == spec
@@ -72,6 +72,9 @@ def test_camel_case_aliases_and_ints_for_floats(tmp_path):
     ({"target_modules": ["q proj"]}, "target_modules", "not a module name"),
     ({"max_steps": 0}, "max_steps", "greater than 0"),
     ({"lora_rank": 8}, "lora_rank", "unknown field"),
+    ({"num_workers": 65}, "num_workers", "less than or equal to 64"),
+    ({"num_workers": -1}, "num_workers", "greater than or equal to 0"),
+    ({"num_workers": 4, "batch_size": 2}, "num_workers", "4 workers exceed batch_size 2"),
 ])
 def test_bad_values_name_the_field(tmp_path, raw, field, words):
     got = violations(raw, tmp_path)
@@ -234,7 +237,7 @@ def test_the_json_schema_has_every_default_range_and_name():
         "dataset_path": None, "method": "sft", "beta": 0.1, "min_confidence": 0.7, "min_confidence_diff": 0.0,
         "target_modules": ["q_proj", "v_proj"], "max_steps": None, "seed": 42, "checkpoint_every_steps": None,
         **CONTROL_DEFAULTS,
-        "init_from_job": None, "init_from_checkpoint": None,
+        "init_from_job": None, "init_from_checkpoint": None, "num_workers": 1,
     }
     assert props["lora_dropout"]["minimum"] == 0 and props["lora_dropout"]["exclusiveMaximum"] == 1
     assert props["lora_r"]["exclusiveMinimum"] == 0

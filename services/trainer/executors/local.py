@@ -4,6 +4,7 @@ it and everything it started with one signal to its process group); its stdout c
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 from services.trainer.artifacts import JobLayout
 from services.trainer.config import TrainerSettings
 from services.trainer.orm import Job
+from services.trainer.protocol import WORKER_MODULE_ENV
 from services.trainer.supervisor import MAX_LINE_BYTES, MemoryForensics, cgroup_oom_kills, signal_group
 
 
@@ -100,7 +102,7 @@ class LocalExecutor:
         log_file, oom_kills = await asyncio.to_thread(prepare)
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.trainer.worker", str(layout.root),
+                sys.executable, "-m", os.environ.get(WORKER_MODULE_ENV) or "services.trainer.worker", str(layout.root),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log_file,
                 start_new_session=True, env=env, limit=MAX_LINE_BYTES,
             )

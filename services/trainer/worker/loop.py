@@ -64,12 +64,14 @@ def lr_schedule(kind: str, warmup: int, total_steps: int):
 
 class TrainLoop:
     def __init__(self, job: JobConfig, model, method, schedule: Schedule, events: EventSink,
-                 guard: StopGuard, validation=None) -> None:
+                 guard: StopGuard, validation=None, group=None) -> None:
         """``method``: a ``methods.TrainingMethod`` (its ``lengths`` and ``step``) for ``schedule``;
-        ``validation``: a ``validation.Validation`` or None (no validation during training)."""
+        ``validation``: a ``validation.Validation`` or None (no validation during training); ``group``: this
+        rank's ``distributed.Group`` in a data-parallel job (None: one process)."""
         import torch
 
         self.job, self.model, self.method, self.events, self.guard = job, model, method, events, guard
+        self.group = group
         spec = job.spec
         if schedule.n_examples != len(method):
             raise ValueError(f"schedule for {schedule.n_examples} examples, method has {len(method)}")
@@ -121,6 +123,8 @@ class TrainLoop:
 
     def checkpoint(self, reason: str = "") -> None:
         """Writes a checkpoint of the last finished step (if newer than the last one) and reports it."""
+        if self.group is not None and not self.group.is_main:
+            return  # rank 0 writes the checkpoints (every rank holds the same state)
         with self.guard.lock:
             step = self.state["step"]
             if step == 0 or step <= self.state["last_checkpoint_step"]:
@@ -164,6 +168,8 @@ class TrainLoop:
         state."""
         self.model.train()
         self.guard.set_on_stop(self._checkpoint_on_stop)
+        if self.group is not None:
+            self.group.broadcast_params(self.params)  # every rank starts from rank 0's weights
         start_epoch, skip = divmod(self.state["step"], self.steps_per_epoch)
         val = self.state.get("validation")
         if val and val.get("stopped"):
@@ -197,7 +203,7 @@ class TrainLoop:
         """Measures the validation loss, reports it; True when early stopping ends the run now."""
         spec, st = self.job.spec, self.state
         t0 = time.perf_counter()
-        loss = self.validation.loss(self.model)
+        loss = self.validation.loss(self.model, self.group)
         if not math.isfinite(loss):
             raise WorkerError(f"training diverged: the validation loss is {loss} at step {st['step']}; "
                               "lower training_config.learning_rate")
@@ -220,13 +226,16 @@ class TrainLoop:
 
         t0 = time.perf_counter()
         outs, losses, weights = [], [], []
+        dist = self.group
         for indices in group:
+            if dist is not None and not (indices := dist.shard(indices)):
+                continue  # a batch smaller than the ranks: nothing of it on this rank
             out = self.method.step(self.causal_lm, indices)
             loss = float(out.loss.detach())
             if not math.isfinite(loss):
                 raise WorkerError(f"training diverged: the loss is {loss} at step {self.state['step'] + 1}; "
                                   "lower training_config.learning_rate")
-            if len(group) == 1:
+            if len(group) == 1 and dist is None:
                 out.loss.backward()
             else:
                 # Summed gradients of weight-scaled losses, divided by the total weight below: the gradient
@@ -236,7 +245,11 @@ class TrainLoop:
                 weights.append(w)
             outs.append(out)
             losses.append(loss)
-        if len(group) == 1:
+        if dist is not None:
+            # Every rank's weighted gradients summed and divided by the total weight: one batch of them all.
+            loss, merged = dist.reduce_step(self.params, outs, losses, weights)
+            outs, extra = [merged], dict(merged.extra)
+        elif len(group) == 1:
             loss, extra = losses[0], dict(outs[0].extra)
         else:
             total_w = sum(weights) or 1.0

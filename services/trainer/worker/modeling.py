@@ -68,7 +68,7 @@ def pick_device():
     import torch
 
     if torch.cuda.is_available():
-        dev = torch.device("cuda", 0)
+        dev = torch.device("cuda", torch.cuda.current_device())  # a data-parallel rank's own GPU
         return dev, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.device("cpu"), torch.float32
 

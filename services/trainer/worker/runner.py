@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from services.trainer.artifacts import JobLayout
-from services.trainer.worker import methods, sources
+from services.trainer.worker import distributed, methods, sources
 from services.trainer.worker.events import EventSink
 from services.trainer.worker.job import JobConfig, WorkerError
 from services.trainer.worker.signals import StopGuard
@@ -21,22 +21,42 @@ from services.trainer.worker.validation import split_validation
 METRICS_FILE = JobLayout.METRICS_FILE
 
 
-def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
-    started = time.monotonic()
+def run_job(job_dir: Path, events: EventSink, guard: StopGuard, group=None) -> int:
+    """Runs the job in ``job_dir``. With ``training_config.num_workers`` > 1 this process is rank 0 of a
+    data-parallel group (``distributed.py``; it starts the other ranks) unless ``group`` says which rank it is."""
     job = JobConfig.load(job_dir)
+    if group is None and (job.spec.world_size > 1 or distributed.launched_outside()):
+        group = distributed.setup(job, events)
+    if group is None:
+        return _run(job, events, guard, None)
+    try:
+        code = _run(job, events if group.is_main else distributed.SilentSink(), guard, group)
+    except BaseException:
+        group.close(abort=True)  # the other ranks wait in a collective that will never come: end them now
+        raise
+    group.close()
+    return code
+
+
+def _run(job: JobConfig, events: EventSink, guard: StopGuard, group) -> int:
+    started = time.monotonic()
     spec = job.spec
+    main = group is None or group.is_main
     events.status("preparing", f"preparing job {job.job_id}: base model {job.base_model}, "
                                f"{'resuming' if job.resume else 'fetching training data'}")
     method_cls = methods.get(spec.method)
 
     # Data first: it needs no ML library, so bad data or a dead exporter fails the job within seconds.
-    records, source = sources.load_training_records(job, events, method_cls.records)
+    # (Data-parallel: rank 0 fetches it and sends it to the other ranks.)
+    records, source = sources.load_training_records(job, events, method_cls.records) if main else (None, "")
+    if group is not None:
+        records = group.broadcast_object(records)
     events.log(f"{len(records)} {method_cls.records.many} from {source}")
     # The held-out split for the evaluation after training, fetched now so a data problem shows early.
     from services.trainer.worker.evaluate import EvalSettings
 
     eval_settings = EvalSettings()
-    heldout = sources.load_heldout(job, events, eval_settings)
+    heldout = sources.load_heldout(job, events, eval_settings) if main else None
 
     from services.trainer.worker import modeling
     from services.trainer.worker.batching import Schedule, batch_order, padding_ratio
@@ -49,7 +69,7 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
     from services.trainer.worker.loop import TrainLoop
     from services.trainer.worker.validation import Validation
 
-    threads = modeling.configure_threads(job.num_threads)
+    threads = group.threads if group is not None else modeling.configure_threads(job.num_threads)
     tokenizer = modeling.load_tokenizer(job.model_path)
     encoded, stats = method_cls.encode(tokenizer, records, spec.max_seq_length)
     if stats.template == "fallback":
@@ -65,7 +85,8 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
                           f"{spec.max_seq_length}; raise training_config.max_seq_length")
     if stats.truncated:
         events.log(f"{stats.truncated} records longer than max_seq_length {spec.max_seq_length} were truncated")
-    sources.write_jsonl(job.data_dir / sources.TRAIN_FILE, kept)  # all of them: a resume splits them again
+    if main:
+        sources.write_jsonl(job.data_dir / sources.TRAIN_FILE, kept)  # all of them: a resume splits them again
     # The validation set: a split of the training debates (validation.py says why not the held-out split).
     # ``encoded`` has one example per kept record, in order.
     val_encoded: list = []
@@ -76,7 +97,8 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
                               "cannot be split into training and validation debates; add data or set "
                               "validation_split to 0")
         val_records = [kept[i] for i in val_idx]
-        sources.write_jsonl(job.layout.validation_file, val_records)
+        if main:
+            sources.write_jsonl(job.layout.validation_file, val_records)
         val_encoded = [encoded[i] for i in val_idx]
         kept, encoded = [kept[i] for i in train_idx], [encoded[i] for i in train_idx]
         events.log(f"validation set: {len(val_idx)} {method_cls.records.many} of "
@@ -103,6 +125,8 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
                f"{', '.join(spec.target_modules)}: {loaded.trainable_parameters:,} trainable of "
                f"{loaded.total_parameters:,} parameters; gradient checkpointing "
                f"{'on' if spec.gradient_checkpointing else 'off'}")
+    if group is not None:
+        events.log(f"data-parallel: {group.describe()}; each takes its share of every batch of {spec.batch_size}")
 
     if job.init_weights is not None:  # (a resumed job then continues from its own checkpoint)
         n = load_initial_weights(job.init_weights, loaded.model)
@@ -115,7 +139,7 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
         val_method = method_cls.create(val_encoded, tokenizer.pad_token_id, loaded.device, spec)
         val_method.prepare(loaded.model, events, Schedule(len(val_encoded), spec.batch_size, 1, spec.seed))
         validation = Validation(val_method, spec.batch_size)
-    loop = TrainLoop(job, loaded.model, method, schedule, events, guard, validation)
+    loop = TrainLoop(job, loaded.model, method, schedule, events, guard, validation, group)
     if job.resume:
         folder = latest_checkpoint(job.checkpoints_dir)
         if folder is None:
@@ -126,6 +150,8 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard) -> int:
     events.status("training", f"training {total_steps} steps on {len(kept)} examples "
                               f"(batch {spec.batch_size}, lr {spec.learning_rate:g}, {loaded.device})")
     state = loop.run()
+    if not main:
+        return 0  # rank 0 writes the adapter and metrics and evaluates
 
     with guard.lock:
         guard.set_on_stop(None)  # the last checkpoint is the last step; nothing more to save on a stop

@@ -50,8 +50,9 @@ class Validation:
     def __len__(self) -> int:
         return len(self.method)
 
-    def loss(self, peft_model) -> float:
-        """The method's loss over every validation example (weighted as one batch of them all would be)."""
+    def loss(self, peft_model, group=None) -> float:
+        """The method's loss over every validation example (weighted as one batch of them all would be);
+        data-parallel (``group``, a ``distributed.Group``): each rank takes its share of the batches."""
         import torch
 
         causal_lm = peft_model.get_base_model()
@@ -60,13 +61,15 @@ class Validation:
         total = weight = 0.0
         try:
             with torch.no_grad():
-                for indices in self.batches:
+                for indices in (self.batches if group is None else self.batches[group.rank::group.world]):
                     out = self.method.step(causal_lm, indices)
                     w = float(self.method.loss_weight(out))
                     total += float(out.loss) * w
                     weight += w
         finally:
             peft_model.train(was_training)
+        if group is not None:
+            total, weight = group.sum_floats(total, weight)
         return total / weight if weight else float("nan")
 
 

@@ -62,6 +62,7 @@ export function makeJob(over: Partial<Job> = {}): Job {
       save_total_limit: null,
       init_from_job: null,
       init_from_checkpoint: null,
+      num_workers: 1,
     },
     ...over,
   };

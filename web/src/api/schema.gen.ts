@@ -1952,6 +1952,11 @@ export interface components {
              */
             num_epochs?: number | null;
             /**
+             * Num Workers
+             * @description Processes the job trains on in parallel, each with a share of every batch (one per GPU on a GPU machine); at most batch size; 0 or 1: one process. The optimisation is the same as one process's (default 1)
+             */
+            num_workers?: number | null;
+            /**
              * Quantization
              * @description Quantization level of the base model (4bit, 8bit, none) (default 4bit)
              */
@@ -2112,6 +2117,11 @@ export interface components {
              * @description Training epochs
              */
             num_epochs?: number | null;
+            /**
+             * Num Workers
+             * @description Processes the job trains on in parallel, each with a share of every batch (one per GPU on a GPU machine); at most batch size; 0 or 1: one process. The optimisation is the same as one process's
+             */
+            num_workers?: number | null;
             /**
              * Quantization
              * @description Quantization level of the base model (4bit, 8bit, none)

@@ -82,7 +82,7 @@ EVENT_TYPE_ERROR: EventType
 EVENT_TYPE_DOWNLOAD: EventType
 
 class TrainingConfig(_message.Message):
-    __slots__ = ("lora_r", "lora_alpha", "lora_dropout", "num_epochs", "batch_size", "learning_rate", "max_seq_length", "quantization", "gradient_checkpointing", "dataset_path", "method", "beta", "min_confidence", "min_confidence_diff", "target_modules", "max_steps", "seed", "checkpoint_every_steps", "gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "max_grad_norm", "validation_split", "eval_every_steps", "early_stopping_patience", "early_stopping_min_delta", "save_total_limit", "init_from_job", "init_from_checkpoint")
+    __slots__ = ("lora_r", "lora_alpha", "lora_dropout", "num_epochs", "batch_size", "learning_rate", "max_seq_length", "quantization", "gradient_checkpointing", "dataset_path", "method", "beta", "min_confidence", "min_confidence_diff", "target_modules", "max_steps", "seed", "checkpoint_every_steps", "gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "max_grad_norm", "validation_split", "eval_every_steps", "early_stopping_patience", "early_stopping_min_delta", "save_total_limit", "init_from_job", "init_from_checkpoint", "num_workers")
     LORA_R_FIELD_NUMBER: _ClassVar[int]
     LORA_ALPHA_FIELD_NUMBER: _ClassVar[int]
     LORA_DROPOUT_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class TrainingConfig(_message.Message):
     SAVE_TOTAL_LIMIT_FIELD_NUMBER: _ClassVar[int]
     INIT_FROM_JOB_FIELD_NUMBER: _ClassVar[int]
     INIT_FROM_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     lora_r: int
     lora_alpha: float
     lora_dropout: float
@@ -145,7 +146,8 @@ class TrainingConfig(_message.Message):
     save_total_limit: int
     init_from_job: str
     init_from_checkpoint: int
-    def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., num_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., max_seq_length: _Optional[int] = ..., quantization: _Optional[_Union[Quantization, str]] = ..., gradient_checkpointing: _Optional[bool] = ..., dataset_path: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., beta: _Optional[float] = ..., min_confidence: _Optional[float] = ..., min_confidence_diff: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., max_steps: _Optional[int] = ..., seed: _Optional[int] = ..., checkpoint_every_steps: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., lr_scheduler_type: _Optional[_Union[LrScheduler, str]] = ..., warmup_ratio: _Optional[float] = ..., warmup_steps: _Optional[int] = ..., weight_decay: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., validation_split: _Optional[float] = ..., eval_every_steps: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., early_stopping_min_delta: _Optional[float] = ..., save_total_limit: _Optional[int] = ..., init_from_job: _Optional[str] = ..., init_from_checkpoint: _Optional[int] = ...) -> None: ...
+    num_workers: int
+    def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., num_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., max_seq_length: _Optional[int] = ..., quantization: _Optional[_Union[Quantization, str]] = ..., gradient_checkpointing: _Optional[bool] = ..., dataset_path: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., beta: _Optional[float] = ..., min_confidence: _Optional[float] = ..., min_confidence_diff: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., max_steps: _Optional[int] = ..., seed: _Optional[int] = ..., checkpoint_every_steps: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., lr_scheduler_type: _Optional[_Union[LrScheduler, str]] = ..., warmup_ratio: _Optional[float] = ..., warmup_steps: _Optional[int] = ..., weight_decay: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., validation_split: _Optional[float] = ..., eval_every_steps: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., early_stopping_min_delta: _Optional[float] = ..., save_total_limit: _Optional[int] = ..., init_from_job: _Optional[str] = ..., init_from_checkpoint: _Optional[int] = ..., num_workers: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "name", "vertical", "base_model", "training_config", "status", "progress", "current_epoch", "current_step", "total_steps", "loss", "training_examples", "created_at", "started_at", "completed_at", "error", "owner")
