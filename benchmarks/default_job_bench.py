@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ndefault job, levers on vs off: training {_spread(ratios)}x tokens/s (per repeat: "
               f"{', '.join(f'{x:.2f}' for x in ratios)}), evaluation {_spread(evals)}x faster")
         d = results["default"]
-        print(f"evaluation / training time with the levers: "
+        print("evaluation / training time with the levers: "
               ", ".join(f"{r['eval_seconds'] / r['train_seconds']:.2f}" for r in d))
     if args.json:
         args.json.write_text(json.dumps({"config": cfg, "results": results}, indent=1))
