@@ -48,11 +48,14 @@ ROWS = {
     "default": {"quantization": "4bit", "gradient_checkpointing": True},
     "default-levers-off": {"quantization": "4bit", "gradient_checkpointing": True,
                            "off": ["dequant", "gc-prefix", "eval"]},
-    "default-no-dequant": {"quantization": "4bit", "gradient_checkpointing": True, "off": ["dequant"]},
-    "default-no-gc-prefix": {"quantization": "4bit", "gradient_checkpointing": True, "off": ["gc-prefix"]},
+    "default-no-dequant": {"quantization": "4bit", "gradient_checkpointing": True, "off": ["dequant"],
+                           "train_only": True},
+    "default-no-gc-prefix": {"quantization": "4bit", "gradient_checkpointing": True, "off": ["gc-prefix"],
+                             "train_only": True},
     "default-no-eval-levers": {"quantization": "4bit", "gradient_checkpointing": True, "off": ["eval"]},
-    "bench-config": {"quantization": "none", "gradient_checkpointing": False},
+    "bench-config": {"quantization": "none", "gradient_checkpointing": False, "train_only": True},
 }
+"""``train_only``: the ablation rows of training levers skip the evaluation (TRAINER_EVAL_ENABLED=false)."""
 
 
 def export_data(out: Path, train_n: int, eval_sft: int, eval_pairs: int) -> None:
@@ -103,6 +106,8 @@ def _levers_off(off: list[str]) -> None:
 def run_row(name: str, cfg: dict) -> dict:
     spec = ROWS[name]
     _levers_off(spec.get("off", []))
+    if cfg.get("train_only") or spec.get("train_only"):
+        os.environ["TRAINER_EVAL_ENABLED"] = "false"
     from services.trainer.worker import sources
     from services.trainer.worker.events import EventSink
     from services.trainer.worker.runner import run_job
@@ -145,8 +150,9 @@ def run_row(name: str, cfg: dict) -> dict:
     ev = sink.events
     start = next((t, c) for t, c, e in ev if e["type"] == "status" and e.get("status") == "training")
     steps = [(t, c, e) for t, c, e in ev if e["type"] == "step"]
-    eval_start = next((t, c) for t, c, e in ev if e["type"] == "eval" and e.get("phase") == "start")
-    eval_done = next((t, c) for t, c, e in ev if e["type"] == "eval" and e.get("phase") == "done")
+    end = (steps[-1][0], steps[-1][1])
+    eval_start = next(((t, c) for t, c, e in ev if e["type"] == "eval" and e.get("phase") == "start"), end)
+    eval_done = next(((t, c) for t, c, e in ev if e["type"] == "eval" and e.get("phase") == "done"), end)
     phases: dict[str, float] = {}
     last = eval_start[0]
     for t, _, e in ev:
@@ -164,7 +170,9 @@ def run_row(name: str, cfg: dict) -> dict:
         "losses": [e["loss"] for *_, e in steps], "grad_norms": [e["extra"]["grad_norm"] for *_, e in steps],
         "eval_seconds": eval_done[0] - eval_start[0], "eval_cpu_seconds": eval_done[1] - eval_start[1],
         "eval_phases": phases, "wall_seconds": wall,
-        "heldout_loss": [metrics["base"]["heldout_loss"], metrics["adapter"]["heldout_loss"]],
+        "heldout_loss": [(metrics.get("base") or {}).get("heldout_loss"),
+                         (metrics.get("adapter") or {}).get("heldout_loss")],
+        "eval_records": [metrics.get("eval_sft_records"), metrics.get("eval_dpo_pairs")],
         "sample_answers": [(s["base"], s["adapter"]) for s in samples["samples"]],
     }
     out["tokens_per_second"] = out["tokens"] / out["train_seconds"]
@@ -206,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--train-only", action="store_true",
+                        help="no evaluation after training (TRAINER_EVAL_ENABLED=false)")
     parser.add_argument("--row", help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -226,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = EvalSettings()
     export_data(work / "data", args.train_records, settings.max_sft_records, settings.max_pairs)
     cfg = {"work": str(work), "model_id": args.model, "model_path": str(model_path.resolve()), "steps": args.steps,
-           "threads": args.threads}
+           "threads": args.threads, "train_only": args.train_only}
     config_path = work / "config.json"
     config_path.write_text(json.dumps(cfg))
     print(f"{args.model}, {args.steps} steps of the guide's default job on {args.train_records} sample SFT records, "
