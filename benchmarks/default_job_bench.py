@@ -8,7 +8,8 @@ Rows (each in its own subprocess, its peak RSS its own; ``run_job`` in-process, 
 
 - ``default``: the guide's defaults (``quantization: 4bit``, ``gradient_checkpointing: true``, batch 4, LoRA r=8,
   dropout 0.05) with every lever on.
-- ``default-levers-off``: the same job as before these levers: bitsandbytes' own CPU 4-bit path (which, after
+- ``default-levers-off`` (training only; ``default-levers-off-eval`` with its evaluation, ~25 min): the same
+  job as before these levers: bitsandbytes' own CPU 4-bit path (which, after
   the load's no-grad smoke forward, passes no gradient through the base layers: the loss does not move), the
   shared-prefix path off under checkpointing, and the evaluation as it was (every held-out record and pair
   whatever the job's size, the samples generated one at a time).
@@ -47,7 +48,9 @@ RESULT_PREFIX = "BENCH-RESULT "
 ROWS = {
     "default": {"quantization": "4bit", "gradient_checkpointing": True},
     "default-levers-off": {"quantization": "4bit", "gradient_checkpointing": True,
-                           "off": ["dequant", "gc-prefix", "eval"]},
+                           "off": ["dequant", "gc-prefix", "eval"], "train_only": True},
+    "default-levers-off-eval": {"quantization": "4bit", "gradient_checkpointing": True,
+                                "off": ["dequant", "gc-prefix", "eval"]},
     "default-no-dequant": {"quantization": "4bit", "gradient_checkpointing": True, "off": ["dequant"],
                            "train_only": True},
     "default-no-gc-prefix": {"quantization": "4bit", "gradient_checkpointing": True, "off": ["gc-prefix"],
@@ -249,7 +252,10 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             res = spawn(name, config_path, work / "logs")
             results.setdefault(name, []).append(res)
-            print(f"  {name}: {res['tokens_per_second']:.1f} tokens/s, eval {res['eval_seconds']:.0f} s "
+            phases = ", ".join(f"{k} {v:.0f} s" for k, v in res["eval_phases"].items())
+            print(f"  {name}: {res['tokens_per_second']:.1f} tokens/s ({res['train_seconds']:.0f} s, CPU "
+                  f"{res['train_cpu_seconds']:.0f} s; grad norms {', '.join(f'{g:.3f}' for g in res['grad_norms'])}), "
+                  f"eval {res['eval_seconds']:.0f} s (CPU {res['eval_cpu_seconds']:.0f} s; {phases}) "
                   f"({time.perf_counter() - t:.0f} s, load average {os.getloadavg()[0]:.1f})", flush=True)
     print(f"\n{'row':<24} {'tokens/s':>18} {'train CPU s':>12} {'loss first->last':>17} {'eval s':>18} "
           f"{'eval phases s (loss/pairs/samples)':>36} {'RSS GiB':>8}")

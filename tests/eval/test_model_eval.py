@@ -219,16 +219,17 @@ def test_the_evaluation_of_a_short_job_is_cut_to_the_trainings_cost(tmp_path, lo
 
     _, held = data
     settings = ev.EvalSettings(**SETTINGS)
-    assert ev.budget(held, tokenizer, settings, 128) == (held, None)
-    assert ev.budget(held, tokenizer, settings.model_copy(update={"max_cost_ratio": 0.0}).for_training(10, True),
-                     128) == (held, None)
+    assert ev.budget(held, tokenizer, settings, 128) == (held, settings, None)
+    off = settings.model_copy(update={"max_cost_ratio": 0.0}).for_training(10, True)
+    assert ev.budget(held, tokenizer, off, 128) == (held, off, None)
 
     sft, _ = encode_records(tokenizer, held.sft, 128)
     pairs, _ = encode_pairs(tokenizer, held.pairs, 128)
     full = 2 * (sum(len(e.input_ids) for e in sft) + sum(p.length for p in pairs))
-    short = settings.for_training(full // 12, gradient_checkpointing=True)  # a third of the passes it needs
-    assert short.training_token_passes == 4 * (full // 12)
-    cut, allowed = ev.budget(held, tokenizer, short, 128)
+    short = settings.for_training(full // 9, gradient_checkpointing=True)  # a third of the passes it needs
+    assert short.training_token_passes == 3 * (full // 9)
+    cut, used_settings, allowed = ev.budget(held, tokenizer, short, 128)
+    assert used_settings.samples == 1
     assert allowed == short.training_token_passes
     assert 4 <= len(cut.sft) < len(held.sft) and 4 <= len(cut.pairs) < len(held.pairs)
     # Round-robin across verticals: every vertical keeps its share.
@@ -237,11 +238,12 @@ def test_the_evaluation_of_a_short_job_is_cut_to_the_trainings_cost(tmp_path, lo
     assert abs(len(cut.sft) / len(held.sft) - len(cut.pairs) / len(held.pairs)) < 0.1  # the same share of each
     sft, _ = encode_records(tokenizer, cut.sft, 128)
     pairs, _ = encode_pairs(tokenizer, cut.pairs, 128)
-    assert 2 * (sum(len(e.input_ids) for e in sft) + sum(p.length for p in pairs)) <= allowed
+    samples = 2 * (max(len(e.input_ids) for e in sft) + ev.SAMPLE_TOKEN_PASSES * settings.sample_max_new_tokens)
+    assert 2 * (sum(len(e.input_ids) for e in sft) + sum(p.length for p in pairs)) + samples <= allowed
     assert {v for r in cut.sft for v in [r["metadata"]["vertical"]]} == {"legal", "medical"}
 
     tiny = settings.for_training(1, gradient_checkpointing=False)
-    floor, _ = ev.budget(held, tokenizer, tiny, 128)
+    floor, _, _ = ev.budget(held, tokenizer, tiny, 128)
     assert len(floor.sft) == len(floor.pairs) == ev.MIN_BUDGET_ITEMS
 
     rec = Recorder()
@@ -249,4 +251,4 @@ def test_the_evaluation_of_a_short_job_is_cut_to_the_trainings_cost(tmp_path, lo
     assert f["evaluation"]["cut_by_budget"] and f["evaluation"]["budget_token_passes"] == allowed
     assert f["eval_sft_records"] == len(cut.sft) and f["eval_dpo_pairs"] == len(cut.pairs)
     start = next(e for e in rec.events if e.get("phase") == "start")
-    assert f"cut from {len(held.sft)} and {len(held.pairs)}" in start["message"]
+    assert f"cut from {len(held.sft)} and {len(held.pairs)} (1 of 1 samples)" in start["message"]

@@ -74,9 +74,10 @@ class EvalSettings(BaseSettings):
     """Set by the worker after training (``for_training``): what the training cost, in token forward passes."""
 
     def for_training(self, tokens_seen: int, gradient_checkpointing: bool) -> EvalSettings:
-        """These settings with the training's cost: each trained token took a forward and a backward (about
-        two forwards), and one more forward under gradient checkpointing."""
-        passes = tokens_seen * (4 if gradient_checkpointing else 3)
+        """These settings with the training's cost: each trained token took a forward and a backward through
+        frozen weights (about two forwards), and one more forward under gradient checkpointing (measured on
+        SmolLM2-135M, a CPU: a checkpointed training token took 3.3 evaluation forwards)."""
+        passes = tokens_seen * (3 if gradient_checkpointing else 2)
         return self.model_copy(update={"training_token_passes": passes})
 
 
@@ -280,6 +281,9 @@ def generate_samples(peft_model, tokenizer, held: HeldOut, settings: EvalSetting
 
 MIN_BUDGET_ITEMS = 4
 """A budget never cuts the held-out records or pairs below this many (each; fewer if fewer were fetched)."""
+SAMPLE_TOKEN_PASSES = 10
+"""What one generated token of one sample costs, in token passes: a decoding step reads every weight for a few
+rows (measured on SmolLM2-135M, a CPU: 6 rows x 64 tokens took as long as ~4,600 prompt tokens)."""
 
 
 def _round_robin(records: list[dict]) -> list[dict]:
@@ -291,14 +295,17 @@ def _round_robin(records: list[dict]) -> list[dict]:
     return [q[i] for i in range(max((len(q) for q in queues), default=0)) for q in queues if i < len(q)]
 
 
-def budget(held: HeldOut, tokenizer, settings: EvalSettings, max_len: int) -> tuple[HeldOut, int | None]:
+def budget(held: HeldOut, tokenizer, settings: EvalSettings, max_len: int
+           ) -> tuple[HeldOut, EvalSettings, int | None]:
     """``held`` cut so that the evaluation costs at most ``max_cost_ratio`` x the training's token passes:
     base and adapter each score the SFT records (their tokens) and the pairs (prompt once + both answers), and
-    the samples generate prompt + ``sample_max_new_tokens`` per answer. The records and pairs are cut to the same
-    share of each (the first of a round-robin order across verticals), never below ``MIN_BUDGET_ITEMS``. Returns
-    the held-out data to use and the budget in token passes (None: no budget)."""
+    the samples generate ``sample_max_new_tokens`` per answer (``SAMPLE_TOKEN_PASSES`` each) after their
+    prompt; they take at most half the budget (fewer samples, at least one). The records and pairs are cut to
+    the same share of each (the first of a round-robin order across verticals), never below
+    ``MIN_BUDGET_ITEMS``. Returns the held-out data and settings to use and the budget in token passes (None:
+    no budget)."""
     if settings.max_cost_ratio <= 0 or settings.training_token_passes <= 0:
-        return held, None
+        return held, settings, None
     from services.trainer.worker.encoding import encode_pairs, encode_records
 
     allowed = int(settings.max_cost_ratio * settings.training_token_passes)
@@ -309,23 +316,29 @@ def budget(held: HeldOut, tokenizer, settings: EvalSettings, max_len: int) -> tu
     pairs, _ = encode_pairs(tokenizer, held.pairs, max_len)
     sft_cost = [2 * len(e.input_ids) for e in sft]
     pair_cost = [2 * p.length for p in pairs]
+    longest = max((len(e.input_ids) for e in sft), default=0)
+
+    def sample_cost(n: int) -> int:
+        return 2 * n * (longest + SAMPLE_TOKEN_PASSES * settings.sample_max_new_tokens)
+
     samples = min(settings.samples, len(held.sft))
-    sample_cost = 2 * samples * (sum(sorted(len(e.input_ids) for e in sft)[-samples:]) // max(samples, 1)
-                                 + settings.sample_max_new_tokens) if samples and sft else 0
-    if sum(sft_cost) + sum(pair_cost) + sample_cost <= allowed:
-        return held, allowed
+    while samples > 1 and sample_cost(samples) > allowed / 2:
+        samples -= 1
+    settings = settings.model_copy(update={"samples": samples})
+    if sum(sft_cost) + sum(pair_cost) + sample_cost(samples) <= allowed:
+        return held, settings, allowed
     lo, hi = 0.0, 1.0
     for _ in range(30):  # the largest share that fits
         mid = (lo + hi) / 2
         n_sft = max(min(MIN_BUDGET_ITEMS, len(sft)), int(mid * len(sft)))
         n_pairs = max(min(MIN_BUDGET_ITEMS, len(pairs)), int(mid * len(pairs)))
-        cost = sum(sft_cost[:n_sft]) + sum(pair_cost[:n_pairs]) + sample_cost
+        cost = sum(sft_cost[:n_sft]) + sum(pair_cost[:n_pairs]) + sample_cost(samples)
         lo, hi = (mid, hi) if cost <= allowed else (lo, mid)
     n_sft = max(min(MIN_BUDGET_ITEMS, len(held.sft)), int(lo * len(held.sft)))
     n_pairs = max(min(MIN_BUDGET_ITEMS, len(held.pairs)), int(lo * len(held.pairs)))
     cut = HeldOut(held.sft[:n_sft], held.pairs[:n_pairs], held.available_sft, held.available_pairs, held.source,
                   held.skipped)
-    return cut, allowed
+    return cut, settings, allowed
 
 
 def evaluate(job: JobConfig, peft_model, tokenizer, held: HeldOut, events: EventSink,
@@ -340,13 +353,15 @@ def evaluate(job: JobConfig, peft_model, tokenizer, held: HeldOut, events: Event
         return {"evaluation": {"skipped": held.skipped or "no held-out data"}}
     max_len = job.spec.max_seq_length
     fetched = (len(held.sft), len(held.pairs))
-    held, allowed = budget(held, tokenizer, settings, max_len)
-    cut = fetched != (len(held.sft), len(held.pairs))
+    wanted_samples = settings.samples
+    held, settings, allowed = budget(held, tokenizer, settings, max_len)
+    cut = fetched != (len(held.sft), len(held.pairs)) or settings.samples != wanted_samples
     was_training = peft_model.training
     peft_model.eval()
     events.emit("eval", f"evaluating base model and adapter on {len(held.sft)} held-out SFT records and "
                         f"{len(held.pairs)} held-out DPO pairs (vertical {job.vertical or 'all'})"
-                        + (f"; cut from {fetched[0]} and {fetched[1]} so that the evaluation costs at most "
+                        + (f"; cut from {fetched[0]} and {fetched[1]} ({settings.samples} of {wanted_samples} "
+                           f"samples) so that the evaluation costs at most "
                            f"{settings.max_cost_ratio:g}x the training (TRAINER_EVAL_MAX_COST_RATIO)" if cut else ""),
                 phase="start", done=0, total=len(held.sft) + len(held.pairs), metrics={})
     try:
