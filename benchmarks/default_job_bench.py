@@ -13,7 +13,11 @@ Rows (each in its own subprocess, its peak RSS its own; ``run_job`` in-process, 
   the load's no-grad smoke forward, passes no gradient through the base layers: the loss does not move), the
   shared-prefix path off under checkpointing, and the evaluation as it was (every held-out record and pair
   whatever the job's size, the samples generated one at a time).
-- ``default-no-dequant`` / ``default-no-gc-prefix``: one training lever off each (ablation).
+- ``default-no-dequant`` / ``default-no-gc-prefix``: one training lever off each (ablation; no-dequant is
+  bitsandbytes' CPU path again, which computes no base-layer gradients).
+- ``default-no-cache``: the dequantized forward without the kept copies (``TRAINER_DEQUANTIZED_CACHE=off``:
+  each matmul dequantizes, forward and backward, as bitsandbytes' training path does): what a correct 4-bit
+  step costs at the 4-bit memory footprint.
 - ``bench-config``: ``quantization: none``, ``gradient_checkpointing: false`` (the training benchmark's setup).
 
 The held-out data is the sample debates' held-out split exported in-process (as the exporter serves it); the
@@ -55,6 +59,8 @@ ROWS = {
                            "train_only": True},
     "default-no-gc-prefix": {"quantization": "4bit", "gradient_checkpointing": True, "off": ["gc-prefix"],
                              "train_only": True},
+    "default-no-cache": {"quantization": "4bit", "gradient_checkpointing": True, "train_only": True,
+                         "env": {"TRAINER_DEQUANTIZED_CACHE": "off"}},
     "default-no-eval-levers": {"quantization": "4bit", "gradient_checkpointing": True, "off": ["eval"]},
     "bench-config": {"quantization": "none", "gradient_checkpointing": False, "train_only": True},
 }
@@ -109,7 +115,9 @@ def _levers_off(off: list[str]) -> None:
 def run_row(name: str, cfg: dict) -> dict:
     spec = ROWS[name]
     _levers_off(spec.get("off", []))
-    if cfg.get("train_only") or spec.get("train_only"):
+    os.environ.update(spec.get("env", {}))
+    train_only = cfg.get("train_only") or spec.get("train_only")
+    if train_only:
         os.environ["TRAINER_EVAL_ENABLED"] = "false"
     from services.trainer.worker import sources
     from services.trainer.worker.events import EventSink
@@ -121,7 +129,8 @@ def run_row(name: str, cfg: dict) -> dict:
     held = HeldOut(read_jsonl(data / "heldout_sft.jsonl", SFT_RECORDS, "heldout_sft.jsonl"),
                    read_jsonl(data / "heldout_dpo.jsonl", DPO_PAIRS, "heldout_dpo.jsonl"), source="bench export")
     held.available_sft, held.available_pairs = len(held.sft), len(held.pairs)
-    sources.load_heldout = lambda job, events, settings: held  # the exporter's held-out split, exported above
+    if not train_only:
+        sources.load_heldout = lambda job, events, settings: held  # the exporter's held-out split, exported above
 
     job_dir = Path(cfg["work"]) / f"job-{name}"
     shutil.rmtree(job_dir, ignore_errors=True)
