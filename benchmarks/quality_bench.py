@@ -242,7 +242,8 @@ def main() -> int:
                   TRAINER_MODELS_DIR=str(args.models_dir), TRAINER_DATA_ROOT=str(work / "data"),
                   TRAINER_EXPORTER_ADDRESS=f"127.0.0.1:{ports['exporter']}",
                   TRAINER_EVAL_MAX_PAIRS=str(args.eval_pairs), TRAINER_EVAL_MAX_SFT_RECORDS=str(args.eval_sft),
-                  TRAINER_EVAL_SAMPLES=str(args.samples), TRAINER_EVAL_SAMPLE_MAX_NEW_TOKENS=str(args.sample_tokens))
+                  TRAINER_EVAL_SAMPLES=str(args.samples), TRAINER_EVAL_SAMPLE_MAX_NEW_TOKENS=str(args.sample_tokens),
+                  TRAINER_EVAL_MAX_COST_RATIO="0")
     env_gw = dict(base_env, GATEWAY_PORT=str(ports["gateway"]),
                   GATEWAY_EXPORTER_ADDRESS=f"127.0.0.1:{ports['exporter']}",
                   GATEWAY_TRAINER_ADDRESS=f"127.0.0.1:{ports['trainer']}", GATEWAY_RPC_TIMEOUT_SECONDS="60")

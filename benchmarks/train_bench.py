@@ -96,6 +96,40 @@ def export_samples(out_dir: Path, sft_n: int, dpo_n: int) -> tuple[Path, Path]:
     return sft_path, dpo_path
 
 
+DATASETS = ("sample", "distinct", "long")
+"""SFT data of the rows: ``sample`` (the sample export: every record shares the chat header AND the debate
+instruction, ~61 tokens), ``distinct`` (the same questions and answers with the instruction left out: nothing
+shared beyond the chat header), ``long`` (distinct instructions, answers of 300-600 tokens, several consensus
+answers of the samples joined)."""
+LONG_MAX_SEQ_LENGTH = 768
+
+
+def derived_datasets(out_dir: Path, model_path: Path, seed: int = 0) -> None:
+    """``sft-distinct.jsonl`` and ``sft-long.jsonl`` from ``sft.jsonl`` (see ``DATASETS``)."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    records = [json.loads(x) for x in (out_dir / "sft.jsonl").read_text(encoding="utf-8").splitlines()]
+    distinct = [dict(r, instruction=r["input"] or r["instruction"], input="") for r in records]
+    tok = AutoTokenizer.from_pretrained(model_path)
+    rng = random.Random(seed)
+    long = []
+    for i, r in enumerate(distinct):
+        target = rng.randint(300, 600)
+        parts, n, k = [], 0, i
+        while n < target:
+            text = records[k % len(records)]["output"]
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            take = ids[:target - n]
+            parts.append(tok.decode(take))
+            n += len(take)
+            k += 1
+        long.append(dict(r, output="\n\n".join(parts)))
+    for name, rows in (("sft-distinct.jsonl", distinct), ("sft-long.jsonl", long)):
+        (out_dir / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
 def random_init_model(source: Path, target: Path, seed: int) -> Path:
     """A model folder with the architecture of ``source/config.json``, seeded random weights, and ``source``'s
     tokenizer files (for machines the weights cannot be carried to). Every row loads this same folder."""
@@ -196,7 +230,7 @@ def row_product(cfg: dict, name: str, method: str, quantization: str) -> dict:
     shutil.rmtree(job_dir, ignore_errors=True)
     job_dir.mkdir(parents=True)
     steps = cfg["steps"] if method == "sft" else cfg["dpo_steps"]
-    dataset = "sft.jsonl" if method == "sft" else "dpo.jsonl"
+    dataset = cfg.get("sft_file", "sft.jsonl") if method == "sft" else "dpo.jsonl"
     (job_dir / "job.json").write_text(json.dumps({
         "job_id": f"bench-{name}", "name": name, "vertical": "", "base_model": cfg["model_id"],
         "model_path": cfg["model_path"], "training_config": _training_config(cfg, method, quantization, dataset, steps),
@@ -205,6 +239,15 @@ def row_product(cfg: dict, name: str, method: str, quantization: str) -> dict:
 
     record: dict = {"steps": [], "reference_seconds": None, "reference_tokens": 0}
     calls = {"n": 0}
+    originals = {}
+    from services.trainer.worker import logprobs
+    from services.trainer.worker.loop import TrainLoop
+
+    # Ablation rows: one lever off.
+    if "no-prefix" in name:
+        logprobs.MIN_SHARED_PREFIX = 10**9  # every row runs its whole sequence
+    if "no-packing" in name:
+        logprobs.packing_plan = lambda causal_lm: ("separate", "ablation row")  # the prompt twice per pair
 
     class Recorder(EventSink):
         """The worker's event sink (JSON lines, flushed) writing to /dev/null, with each event's time kept."""
@@ -218,7 +261,7 @@ def row_product(cfg: dict, name: str, method: str, quantization: str) -> dict:
             self.events.append((time.perf_counter(), {"type": type, "message": message, **fields}))
 
     def wrap(cls, fingerprint):
-        original = cls.step
+        original = originals[cls] = cls.step
 
         def step(self, model, indices):
             import torch
@@ -227,10 +270,29 @@ def row_product(cfg: dict, name: str, method: str, quantization: str) -> dict:
             if method == "sft":
                 torch.manual_seed(_step_seed(cfg["seed"], calls["n"]))
             out = original(self, model, indices)
-            record["steps"].append({"tokens": out.tokens, "batch": fingerprint(self, indices)})
+            entry = {"tokens": out.tokens, "batch": fingerprint(self, indices), "trained": out.trained_tokens}
+            if method == "sft":  # the tokens of the batch's shared prefix (run once instead of once per row)
+                entry["prefix_tokens"] = logprobs.batch_prefix_len([self.examples[i] for i in indices]) * len(indices)
+            record["steps"].append(entry)
             return out
 
         cls.step = step
+
+    loop_step = TrainLoop._step
+
+    def counted_step(self, epoch, group):
+        loop_step(self, epoch, group)
+        if self.state["step"] == self.total_steps:
+            # The work actually done, counted on the last batch again after the timed steps (not timed).
+            from torch.utils.flop_counter import FlopCounterMode
+
+            with FlopCounterMode(display=False) as counter:
+                out = originals[type(self.method)](self.method, self.causal_lm, group[0])
+                out.loss.backward()
+            self.optimizer.zero_grad(set_to_none=True)
+            record["flops"] = {"flops": counter.get_total_flops(), "tokens": out.tokens}
+
+    TrainLoop._step = counted_step
 
     wrap(SFTMethod, lambda self, ix: _batch_hash([self.examples[i].input_ids for i in ix]))
     # DPO batches: the chosen sequences of the pairs, then their rejected ones (TRL's layout too).
@@ -288,6 +350,25 @@ def _recording(trainer_cls, record: dict, sampler, pretokenised: bool = False):
             return loss
 
     return Recording
+
+
+def _count_trl_flops(trainer, record: dict) -> None:
+    """The work of one training step of ``trainer`` (its first batch, loss and backward), counted after the timed
+    run with ``FlopCounterMode``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    steps = len(record["steps"])
+    trainer.model.train()
+    with FlopCounterMode(display=False) as counter:
+        loss = trainer.compute_loss(trainer.model, batch)
+        (loss[0] if isinstance(loss, tuple) else loss).backward()
+    trainer.model.zero_grad(set_to_none=True)
+    tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else record["steps"][0]["tokens"]
+    if "chosen_input_ids" in batch or "prompt_input_ids" in batch:
+        tokens = record["steps"][-1]["tokens"]  # (DPO: the pairs' chosen and rejected sequences)
+    del record["steps"][steps:]  # compute_loss recorded the extra call
+    record["flops"] = {"flops": counter.get_total_flops(), "tokens": tokens}
 
 
 def _train_timed(torch, cfg: dict, trainer, clock, record: dict) -> None:
@@ -394,7 +475,8 @@ def row_trl_sft(cfg: dict, name: str, quantization: str, defaults: bool) -> dict
     from services.trainer.worker.modeling import load_tokenizer
     from services.trainer.worker.sources import SFT_RECORDS, read_jsonl
 
-    records = read_jsonl(Path(cfg["work"]) / "data" / "sft.jsonl", SFT_RECORDS, "sft.jsonl")
+    sft_file = cfg.get("sft_file", "sft.jsonl")
+    records = read_jsonl(Path(cfg["work"]) / "data" / sft_file, SFT_RECORDS, sft_file)
     tokenizer = load_tokenizer(Path(cfg["model_path"]))
     record: dict = {"steps": []}
     clock = _trl_recorder(torch, cfg, reseed=not defaults)
@@ -429,6 +511,7 @@ def row_trl_sft(cfg: dict, name: str, quantization: str, defaults: bool) -> dict
     trainer = Timed(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                     peft_config=peft_config, callbacks=[clock])
     _train_timed(torch, cfg, trainer, clock, record)
+    _count_trl_flops(trainer, record)
     record.update(quantization=quantization, bf16=bool(trainer.args.bf16),
                   gradient_checkpointing=bool(trainer.args.gradient_checkpointing))
     return record
@@ -459,9 +542,16 @@ def row_trl_dpo(cfg: dict, name: str) -> dict:
     model = _load_trl_model(torch, dpo_cfg, "none")
 
     Timed = _recording(DPOTrainer, record, sampler, pretokenised=True)
-    args = DPOConfig(**_common_trl_args(dpo_cfg, name, cfg["dpo_steps"]), beta=cfg["beta"])
+    precompute = name.endswith("-precompute")
+    args = DPOConfig(**_common_trl_args(dpo_cfg, name, cfg["dpo_steps"]), beta=cfg["beta"],
+                     precompute_ref_log_probs=precompute)
+    t0 = time.perf_counter()  # with precompute_ref_log_probs, the constructor runs the reference pass
     trainer = Timed(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[clock])
+    if precompute:
+        record["reference_seconds"] = time.perf_counter() - t0
+        record["reference_tokens"] = sum(len(p.prompt) * 2 + len(p.chosen) + len(p.rejected) for p in pairs)
     _train_timed(torch, cfg, trainer, clock, record)
+    _count_trl_flops(trainer, record)
     record.update(quantization="none")
     return record
 
@@ -571,19 +661,27 @@ def row_events(cfg: dict, watchers_list: list[int]) -> dict:
 
 
 ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit",
-        "trl-sft-defaults", "product-dpo", "trl-dpo", "events")
-PAIRED_ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit")
+        "trl-sft-defaults", "product-dpo", "trl-dpo", "trl-dpo-precompute", "events", "product-sft-no-prefix",
+        "product-dpo-no-packing", "product-dpo-no-prefix")
+PAIRED_ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit",
+               "product-dpo", "trl-dpo-precompute", "product-sft-no-prefix")
+"""Rows repeated ``--repeats`` times, interleaved. An SFT row name may end in ``@DATASET`` (``DATASETS``)."""
 """Rows repeated ``--repeats`` times, interleaved."""
 
 
-def run_row(name: str, config_path: Path) -> None:
+def run_row(full_name: str, config_path: Path) -> None:
     cfg = json.loads(config_path.read_text())
     t0 = time.perf_counter()
-    if name == "product-sft":
-        out = row_product(cfg, name, "sft", "none")
+    name, _, dataset = full_name.partition("@")
+    if dataset and dataset != "sample":
+        cfg = dict(cfg, sft_file=f"sft-{dataset}.jsonl",
+                   max_seq_length=max(cfg["max_seq_length"], LONG_MAX_SEQ_LENGTH) if dataset == "long"
+                   else cfg["max_seq_length"])
+    if name in ("product-sft", "product-sft-no-prefix"):
+        out = row_product(cfg, full_name, "sft", "none")
     elif name == "product-sft-4bit":
         out = row_product(cfg, name, "sft", "4bit")
-    elif name == "product-dpo":
+    elif name in ("product-dpo", "product-dpo-no-packing", "product-dpo-no-prefix"):
         out = row_product(cfg, name, "dpo", "none")
     elif name in ("trl-sft-tuned", "trl-sft-tuned-passive"):
         out = row_trl_sft(cfg, name, "none", defaults=False)
@@ -591,13 +689,13 @@ def run_row(name: str, config_path: Path) -> None:
         out = row_trl_sft(cfg, name, "4bit", defaults=False)
     elif name == "trl-sft-defaults":
         out = row_trl_sft(cfg, name, "none", defaults=True)
-    elif name == "trl-dpo":
+    elif name in ("trl-dpo", "trl-dpo-precompute"):
         out = row_trl_dpo(cfg, name)
     elif name == "events":
         out = row_events(cfg, [0, cfg["watchers"]])
     else:
         raise SystemExit(f"unknown row {name}")
-    out["row"] = name
+    out["row"] = full_name
     out["row_seconds"] = time.perf_counter() - t0
     print(RESULT_PREFIX + json.dumps(out), flush=True)
 
@@ -648,6 +746,16 @@ def summarise(result: dict, params: int, peak_gflops: float) -> dict:
         "peak_rss_gib": result["peak_rss_bytes"] / 2**30, "share": 4 * params * tps / 1e9 / peak_gflops,
         "gpu_peak_gib": result.get("gpu_peak_bytes", 0) / 2**30 or None,
     }
+    all_tokens = sum(s["tokens"] for s in steps)
+    if all(s.get("trained") is not None for s in steps) and all_tokens:
+        out["response_share"] = sum(s["trained"] for s in steps) / all_tokens
+    if all(s.get("prefix_tokens") is not None for s in steps) and all_tokens:
+        out["prefix_share"] = sum(s["prefix_tokens"] for s in steps) / all_tokens
+    if result.get("flops"):
+        # The work actually done (FlopCounterMode on a step), per token, at the measured rate.
+        per_token = result["flops"]["flops"] / max(1, result["flops"]["tokens"])
+        out["flops_per_token"] = per_token
+        out["work_share"] = per_token * tps / 1e9 / peak_gflops
     if result.get("reference_seconds") is not None:
         # End to end: the one-off reference pass counts against the product's DPO throughput.
         all_seconds = sum(s["seconds"] for s in steps) + result["reference_seconds"]
@@ -664,7 +772,7 @@ def median_row(runs: list[dict]) -> dict:
         return dict(runs[0])
     out = dict(runs[0])
     for key in ("tokens_per_second", "tokens_per_second_median_step", "seconds_per_step", "first_step_seconds",
-                "peak_rss_gib", "share", "tokens_per_second_with_reference", "reference_seconds"):
+                "peak_rss_gib", "share", "tokens_per_second_with_reference", "reference_seconds", "work_share"):
         values = [r[key] for r in runs if r.get(key) is not None]
         if values:
             out[key] = statistics.median(values)
@@ -698,16 +806,21 @@ def machine_description(device: str) -> str:
 
 
 def print_table(rows: list[dict], device: str) -> None:
-    head = (f"{'row':<22} {'tokens/step':>11} {'tokens/s':>9} {'median':>7} {'s/step':>7} {'1st step s':>10} "
-            f"{'loss first->last':>17} "
-            f"{'peak RSS GiB':>12} {'matmul share':>12}" + (f" {'GPU GiB':>8}" if device == "cuda" else ""))
+    """``tokens/s``: plain-equivalent (every token of the batch counted, as if run in full);
+    ``plain-eq share``: 4 x parameters x tokens/s over the matmul peak (credits work avoided);
+    ``work share``: the FLOPs a step really performs (FlopCounterMode) x steps/s over the peak."""
+    head = (f"{'row':<30} {'tokens/step':>11} {'prefix':>6} {'resp.':>6} {'tokens/s':>9} {'median':>7} "
+            f"{'s/step':>7} {'loss first->last':>17} {'peak RSS GiB':>12} {'plain-eq share':>14} {'work share':>10}"
+            + (f" {'GPU GiB':>8}" if device == "cuda" else ""))
     print(head)
     for r in rows:
         extra = f" {r['gpu_peak_gib'] or 0:>8.2f}" if device == "cuda" else ""
-        print(f"{r['row']:<22} {r['tokens_per_step']:>11.0f} {r['tokens_per_second']:>9.1f} "
+        pct = lambda key, r=r: f"{r[key]:.0%}" if r.get(key) is not None else "-"  # noqa: E731
+        print(f"{r['row']:<30} {r['tokens_per_step']:>11.0f} {pct('prefix_share'):>6} {pct('response_share'):>6} "
+              f"{r['tokens_per_second']:>9.1f} "
               f"{r['tokens_per_second_median_step']:>7.1f} {r['seconds_per_step']:>7.2f} "
-              f"{r['first_step_seconds']:>10.2f} {r['loss_first']:>8.4f} -> {r['loss_last']:<7.4f} "
-              f"{r['peak_rss_gib']:>12.2f} {r['share']:>12.0%}{extra}")
+              f"{r['loss_first']:>8.4f} -> {r['loss_last']:<7.4f} "
+              f"{r['peak_rss_gib']:>12.2f} {r['share']:>14.0%} {pct('work_share'):>10}{extra}")
 
 
 def _positive(text: str) -> int:
@@ -751,6 +864,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lora-dropout", type=_dropout, default=0.05, help="SFT rows (DPO rows use 0, TRL's default)")
     parser.add_argument("--threads", type=_positive, default=2, help="torch threads on CPU")
     parser.add_argument("--repeats", type=_positive, default=1, help="runs of the product and tuned-TRL rows (medians)")
+    parser.add_argument("--datasets", type=lambda t: t.split(","), default=list(DATASETS),
+                        help=f"SFT datasets of the default rows (comma-separated: {', '.join(DATASETS)})")
     parser.add_argument("--rows", default="", help="comma-separated subset of rows to run")
     parser.add_argument("--watchers", type=_positive, default=20)
     parser.add_argument("--event-steps", type=_positive, default=120,
@@ -795,6 +910,8 @@ def main(argv: list[str] | None = None) -> int:
         export_samples(work / "data", args.sft_records, args.dpo_pairs)
         print(f"data: {args.sft_records} SFT records, {args.dpo_pairs} DPO pairs exported from the sample debates "
               f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    if not all((work / "data" / f"sft-{ds}.jsonl").is_file() for ds in DATASETS[1:]):
+        derived_datasets(work / "data", model_path)
     from services.trainer.models import count_parameters
 
     params = count_parameters(model_path)
@@ -814,13 +931,18 @@ def main(argv: list[str] | None = None) -> int:
         paired += ["trl-sft-tuned-passive"]
     if args.rows:  # any rows, 4-bit ones on CPU too (bitsandbytes runs there, slowly)
         wanted = args.rows.split(",")
-        unknown = sorted(set(wanted) - set(ROWS))
+        unknown = sorted({w.partition("@")[0] for w in wanted} - set(ROWS)
+                         | {w for w in wanted if w.partition("@")[2] not in ("", *DATASETS)})
         if unknown:
             parser.error(f"--rows: unknown {', '.join(unknown)} (known: {', '.join(ROWS)})")
-        paired = [r for r in wanted if r in PAIRED_ROWS]
-        once = [r for r in wanted if r not in PAIRED_ROWS]
+        paired = [r for r in wanted if r.partition("@")[0] in PAIRED_ROWS]
+        once = [r for r in wanted if r.partition("@")[0] not in PAIRED_ROWS]
     else:
-        once = ["trl-sft-defaults", "product-dpo", "trl-dpo", "events"]
+        # The SFT pair on every dataset, the DPO headline pair, the ablations; then the rows run once.
+        paired += [f"{row}@{ds}" for ds in args.datasets if ds != "sample"
+                   for row in ("product-sft", "trl-sft-tuned")]
+        paired += ["product-dpo", "trl-dpo-precompute", "product-sft-no-prefix"]
+        once = ["trl-sft-defaults", "trl-dpo", "product-dpo-no-packing", "product-dpo-no-prefix", "events"]
     plan = [r for _ in range(args.repeats) for r in paired] + once
     print(f"machine: {machine_description(device)}; model {args.model} ({params / 1e6:.1f} M parameters"
           f"{', random init' if args.random_init else ''}), batch {args.batch_size}, max_seq_length "
@@ -863,6 +985,38 @@ def main(argv: list[str] | None = None) -> int:
 
     def ratio(a: str, b: str, key: str = "tokens_per_second") -> float | None:
         return by[a][key] / by[b][key] if a in by and b in by and by[b][key] else None
+
+    def spread(a: str, b: str, key: str = "tokens_per_second") -> str:
+        """The ratio of a and b per repeat (runs interleaved in that order): median [min-max]."""
+        if a not in results or b not in results:
+            return ""
+        ra = [summarise(r, params, peak)[key] for r in results[a]]
+        rb = [summarise(r, params, peak)[key] for r in results[b]]
+        xs = [x / y for x, y in zip(ra, rb) if y]
+        if len(xs) < 2:
+            return ""
+        return f"; per repeat {statistics.median(xs):.2f}x [{min(xs):.2f}-{max(xs):.2f}] over {len(xs)}"
+
+    print()
+    for ds in DATASETS:
+        a, b = (f"product-sft@{ds}", f"trl-sft-tuned@{ds}") if ds != "sample" else ("product-sft", "trl-sft-tuned")
+        if ratio(a, b):
+            r = by[a]
+            print(f"SFT on {ds} data (prefix {r.get('prefix_share', 0):.0%}, response {r.get('response_share', 0):.0%}"
+                  f" of the tokens): product {ratio(a, b):.2f}x tuned TRL{spread(a, b)}; real work "
+                  f"{r.get('work_share', 0):.0%} vs TRL {by[b].get('work_share', 0):.0%} of the matmul peak; "
+                  f"peak RSS {r['peak_rss_gib']:.2f} vs {by[b]['peak_rss_gib']:.2f} GiB")
+    e2e = "tokens_per_second_with_reference"
+    if ratio("product-dpo", "trl-dpo-precompute", e2e):
+        print(f"DPO end to end (each side's reference pass included; TRL precompute_ref_log_probs=True, its "
+              f"constructor timed: {by['trl-dpo-precompute']['reference_seconds']:.1f} s; the product's "
+              f"{by['product-dpo']['reference_seconds']:.1f} s): product "
+              f"{ratio('product-dpo', 'trl-dpo-precompute', e2e):.2f}x"
+              f"{spread('product-dpo', 'trl-dpo-precompute', e2e)}")
+    for a, b in (("product-sft-no-prefix", "product-sft"), ("product-dpo-no-packing", "product-dpo"),
+                 ("product-dpo-no-prefix", "product-dpo")):
+        if ratio(a, b):
+            print(f"ablation {a}: {ratio(a, b):.2f}x the tokens/s of {b}{spread(a, b)}")
 
     print()
     for a, b in (("product-sft", "trl-sft-tuned"), ("product-sft", "trl-sft-tuned-passive"),

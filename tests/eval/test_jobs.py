@@ -21,7 +21,8 @@ from tests.trainer.conftest import running_trainer, watch_all
 pytestmark = pytest.mark.slow
 
 EVAL_ENV = {"TRAINER_EVAL_MAX_PAIRS": "10", "TRAINER_EVAL_MAX_SFT_RECORDS": "6", "TRAINER_EVAL_SAMPLES": "1",
-            "TRAINER_EVAL_SAMPLE_MAX_NEW_TOKENS": "4"}
+            "TRAINER_EVAL_SAMPLE_MAX_NEW_TOKENS": "4",
+            "TRAINER_EVAL_MAX_COST_RATIO": "0"}  # the caps alone (no cut to the short jobs' training cost)
 CONFIG = {"quantization": "none", "max_steps": 4, "batch_size": 2, "max_seq_length": 384, "lora_r": 4,
           "lora_alpha": 8, "learning_rate": 5e-3, "gradient_checkpointing": False}
 METRIC_FIELDS = {"job_id", "status", "training_data_examples", "training_data_debates", "final_loss", "elo_rating",

@@ -169,3 +169,86 @@ def test_pairs_are_encoded_like_sft_records(tokenizer):
     assert stats.truncated == 1 and len(short[0].chosen) == len(short[0].rejected) == 3
     none, stats = encode_pairs(tokenizer, [pair], len(encoded.prompt))
     assert none == [] and stats.dropped == [0]
+
+
+def test_batched_samples_are_the_answers_of_one_prompt_at_a_time(tmp_path, lora_model, tokenizer, data):
+    """The samples come from one batched, left-padded ``generate`` of every prompt with the adapter off and on
+    (peft's mixed batch); each answer is the greedy answer of that prompt alone, the adapter disabled for the
+    base as before. The adapter is moved off its zero start so base and adapter differ."""
+    import torch
+
+    from services.trainer.worker.encoding import prompt_and_response
+
+    _, held = data
+    sft = [dict(r, input=r["input"] + " because" * k) for k, r in enumerate(held.sft)]  # prompts of 4 lengths
+    held = HeldOut(sft=sft, pairs=held.pairs)
+    with torch.no_grad():
+        for name, p in lora_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    lora_model.eval()
+    settings = ev.EvalSettings(samples=4, sample_max_new_tokens=12)
+    progress = ev._Progress(Recorder().sink)
+    samples = ev.generate_samples(lora_model, tokenizer, held, settings, 128, progress)
+    records = ev.balanced_take(held.sft, 4)
+    prompts = [tokenizer(prompt_and_response(tokenizer, r)[0], add_special_tokens=False)["input_ids"]
+               for r in records]
+    assert len({len(p) for p in prompts}) > 1  # prompts of different lengths: the batch is padded
+    assert len(samples) == 4
+    differ = 0
+    for record, ids, sample in zip(records, prompts, samples):
+        for which in ("base", "adapter"):
+            ctx = lora_model.disable_adapter() if which == "base" else torch.no_grad()
+            with ctx, torch.no_grad():
+                x = torch.tensor([ids])
+                gen = lora_model.generate(input_ids=x, attention_mask=torch.ones_like(x), do_sample=False,
+                                          max_new_tokens=12, use_cache=True, pad_token_id=tokenizer.pad_token_id,
+                                          eos_token_id=tokenizer.eos_token_id)
+            alone = tokenizer.decode(gen[0, x.shape[1]:], skip_special_tokens=True).strip()
+            assert sample[which] == alone, (which, sample[which], alone)
+        assert sample["reference"] == record["output"]
+        differ += sample["base"] != sample["adapter"]
+    assert differ  # the adapter changes the answers: the mixed batch really ran both
+
+
+def test_the_evaluation_of_a_short_job_is_cut_to_the_trainings_cost(tmp_path, lora_model, tokenizer, data):
+    """With the training's cost known (``for_training``), records and pairs are cut to the same share so that
+    base + adapter passes and the samples fit in ``max_cost_ratio`` x the training's token passes; never below
+    4 of each; the start event and metrics.json say so. Without a training cost (or ratio 0): no cut."""
+    from services.trainer.worker.encoding import encode_pairs, encode_records
+
+    _, held = data
+    settings = ev.EvalSettings(**SETTINGS)
+    assert ev.budget(held, tokenizer, settings, 128) == (held, settings, None)
+    off = settings.model_copy(update={"max_cost_ratio": 0.0}).for_training(10, True)
+    assert ev.budget(held, tokenizer, off, 128) == (held, off, None)
+
+    sft, _ = encode_records(tokenizer, held.sft, 128)
+    pairs, _ = encode_pairs(tokenizer, held.pairs, 128)
+    full = 2 * (sum(len(e.input_ids) for e in sft) + sum(p.length for p in pairs))
+    short = settings.for_training(full // 7, gradient_checkpointing=True)  # about a third of the passes it needs
+    assert short.training_token_passes == int(2.5 * (full // 7))
+    cut, used_settings, allowed = ev.budget(held, tokenizer, short, 128)
+    assert used_settings.samples == 1
+    assert allowed == short.training_token_passes
+    assert 4 <= len(cut.sft) < len(held.sft) and 4 <= len(cut.pairs) < len(held.pairs)
+    # Round-robin across verticals: every vertical keeps its share.
+    assert cut.sft == ev._round_robin(held.sft)[:len(cut.sft)] and cut.pairs == ev._round_robin(held.pairs)[
+        :len(cut.pairs)]
+    assert abs(len(cut.sft) / len(held.sft) - len(cut.pairs) / len(held.pairs)) < 0.1  # the same share of each
+    sft, _ = encode_records(tokenizer, cut.sft, 128)
+    pairs, _ = encode_pairs(tokenizer, cut.pairs, 128)
+    samples = 2 * (max(len(e.input_ids) for e in sft) + ev.SAMPLE_TOKEN_PASSES * settings.sample_max_new_tokens)
+    assert 2 * (sum(len(e.input_ids) for e in sft) + sum(p.length for p in pairs)) + samples <= allowed
+    assert {v for r in cut.sft for v in [r["metadata"]["vertical"]]} == {"legal", "medical"}
+
+    tiny = settings.for_training(1, gradient_checkpointing=False)
+    floor, _, _ = ev.budget(held, tokenizer, tiny, 128)
+    assert len(floor.sft) == len(floor.pairs) == ev.MIN_BUDGET_ITEMS
+
+    rec = Recorder()
+    f = ev.evaluate(fake_job(tmp_path), lora_model, tokenizer, held, rec.sink, short)
+    assert f["evaluation"]["cut_by_budget"] and f["evaluation"]["budget_token_passes"] == allowed
+    assert f["eval_sft_records"] == len(cut.sft) and f["eval_dpo_pairs"] == len(cut.pairs)
+    start = next(e for e in rec.events if e.get("phase") == "start")
+    assert f"cut from {len(held.sft)} and {len(held.pairs)} (1 of 1 samples)" in start["message"]

@@ -205,27 +205,65 @@ def test_shared_prefix_of_dpo_pairs_and_held_out_sequences(tiny_model, monkeypat
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), float((a - b).abs().max())
 
 
-def test_shared_prefix_is_off_with_gradient_checkpointing(tiny_model):
-    """Checkpointed layers drop the key/value cache while training: the plain forward runs, with the same loss."""
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_shared_prefix_under_gradient_checkpointing_has_the_plain_loss_and_gradients(tiny_model, monkeypatch,
+                                                                                    dropout):
+    """With gradient checkpointing the prefix runs once too (unchecked, one row) and the rest runs checkpointed
+    on a read-only view of its cache: the loss and LoRA gradients equal the plain checkpointed batch's and the
+    unchecked shared-prefix batch's; the decoder sees the prefix once. With LoRA dropout the replay draws the
+    same masks (checkpointing restores the RNG), so the checkpointed shared step equals the unchecked one."""
     import torch
 
+    from services.trainer.worker import logprobs as prefix_mod
     from services.trainer.worker.encoding import encode_records
-    from services.trainer.worker.logprobs import can_share
     from services.trainer.worker.methods.sft import SFTMethod
     from services.trainer.worker.modeling import load_tokenizer
 
     tok = load_tokenizer(tiny_model)
-    encoded, _ = encode_records(tok, _long_instruction_records(3, seed=2), max_len=512)
-    model = _lora_model(tiny_model)
+    encoded, _ = encode_records(tok, _long_instruction_records(4, seed=2), max_len=512)
+    model = _lora_model(tiny_model, dropout=dropout)
+    causal = model.get_base_model()
+    params = [p for p in model.parameters() if p.requires_grad]
     objective = SFTMethod(encoded, tok.pad_token_id, torch.device("cpu"))
-    shared = objective.step(model.get_base_model(), [0, 1, 2])
-    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    decoder = model.get_base_model().get_decoder()
-    assert not can_share(decoder)
-    with torch.no_grad():
-        assert can_share(decoder)  # no backward to replay: the cache is kept (reference pass, evaluation)
-    checkpointed = objective.step(model.get_base_model(), [0, 1, 2])
-    assert torch.allclose(shared.loss, checkpointed.loss, rtol=1e-5, atol=1e-6)
+    indices = list(range(len(encoded)))
+    prefix = prefix_mod.batch_prefix_len(encoded)
+    assert prefix >= 20
+    widths: list[int] = []
+    hook = causal.get_decoder().register_forward_hook(
+        lambda module, args, kwargs, out: widths.append(kwargs["input_ids"].numel()), with_kwargs=True)
+
+    def step():
+        torch.manual_seed(5)  # the same dropout masks in every variant (rows share the prefix's mask)
+        out = objective.step(causal, indices)
+        return out.loss, torch.autograd.grad(out.loss, params)
+
+    try:
+        unchecked_loss, unchecked_grads = step()
+        causal.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        decoder = causal.get_decoder()
+        assert prefix_mod.checkpointing(decoder) and prefix_mod.can_share(decoder)
+        widths.clear()
+        shared_loss, shared_grads = step()
+        shared_widths = list(widths)
+        assert all(layer.gradient_checkpointing for layer in decoder.layers)  # restored after the prefix
+        assert not any("_can_checkpoint_with_cache" in layer.__dict__ for layer in decoder.layers)
+        monkeypatch.setattr(prefix_mod, "MIN_SHARED_PREFIX", 10**9)  # sharing off: the plain checkpointed batch
+        widths.clear()
+        plain_loss, plain_grads = step()
+        plain_widths = list(widths)
+    finally:
+        hook.remove()
+    width = max(len(e.input_ids) for e in encoded)
+    assert shared_widths == [prefix, len(encoded) * (width - prefix)]
+    assert plain_widths == [len(encoded) * width]
+    assert any(float(g.abs().max()) > 0 for g in plain_grads)
+    assert torch.allclose(shared_loss, unchecked_loss, rtol=1e-5, atol=1e-6)
+    for a, b in zip(shared_grads, unchecked_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), float((a - b).abs().max())
+    if dropout == 0:  # (with dropout the plain batch draws its own masks for the prefix of each row)
+        assert torch.allclose(shared_loss, plain_loss, rtol=1e-5, atol=1e-6)
+        for a, b in zip(shared_grads, plain_grads):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), float((a - b).abs().max())
 
 
 def test_grouped_batches_train_every_token_once_per_epoch(tiny_model):

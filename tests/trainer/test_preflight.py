@@ -110,7 +110,7 @@ async def test_preflight_warnings_rest_and_refusals(trainer):
         body = r.json()
         warnings = "\n".join(body["warnings"])
         assert "only 10 examples for batch_size 16" in warnings
-        assert "gradient checkpointing disables the shared-prefix path" in warnings
+        assert "gradient checkpointing recomputes every layer" in warnings
         assert "4bit quantization on a CPU" in warnings and "consider quantization none" in warnings
         assert body["total_steps"] == 1 and body["examples"] == 10
         assert [s["trained"] for s in body["example"]] == [False, True]

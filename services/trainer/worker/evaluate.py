@@ -18,7 +18,10 @@ without one). The base model (adapter disabled) and the adapter are measured by 
 - ``eval/samples.json``: a few held-out prompts answered by the base and by the adapter (greedy decoding).
 
 Set sizes are capped (``TRAINER_EVAL_*`` settings) so evaluation stays bounded on a CPU; the caps take records
-round-robin across verticals so every vertical keeps its share. The data evaluated is saved as
+round-robin across verticals so every vertical keeps its share. And the evaluation costs at most
+``max_cost_ratio`` (1 by default) times what the training cost, in token passes (``budget``): a 6-step job is
+evaluated on fewer records and pairs (never fewer than 4 of each) than a long one, the same share of each, and
+the start event and metrics.json (``evaluation.cut_by_budget``) say so. The data evaluated is saved as
 ``data/heldout_sft.jsonl`` and ``data/heldout_dpo.jsonl``.
 """
 
@@ -39,6 +42,8 @@ from services.trainer.worker.job import JobConfig
 from services.trainer.worker.sources import HeldOut, balanced_take
 
 SAMPLES_FILE = JobLayout.EVAL_SAMPLES_FILE
+LEGACY_ENV = "TRAINER_EVAL_LEGACY"
+"""Set by ``benchmarks/default_job_bench.py``'s ablation rows only: samples generated one at a time."""
 ELO_BASE = 1500.0
 ELO_MIN, ELO_MAX = 1000.0, 2000.0
 
@@ -62,6 +67,18 @@ class EvalSettings(BaseSettings):
     """Sequences per forward pass."""
     draw_tolerance: float = 1e-3
     """Margins closer than this (nats per token) make a match a draw."""
+    max_cost_ratio: float = 1.0
+    """The evaluation's model passes cost at most this many times the training's (``budget``); 0: no budget,
+    the caps above alone."""
+    training_token_passes: int = 0
+    """Set by the worker after training (``for_training``): what the training cost, in token forward passes."""
+
+    def for_training(self, tokens_seen: int, gradient_checkpointing: bool) -> EvalSettings:
+        """These settings with the training's cost, counted low so that the evaluation stays within it: a
+        trained token counts 2.5 evaluation passes with gradient checkpointing, 1.75 without (measured on
+        SmolLM2-135M on a CPU: a checkpointed training token took the time of 3.3-4 evaluation forwards)."""
+        passes = int(tokens_seen * (2.5 if gradient_checkpointing else 1.75))
+        return self.model_copy(update={"training_token_passes": passes})
 
 
 # -- pure figures (unit-tested) --------------------------------------------------------------------------------
@@ -191,38 +208,137 @@ def measure(peft_model, tokenizer, held: HeldOut, max_len: int, settings: EvalSe
     return out
 
 
-def generate_samples(peft_model, tokenizer, held: HeldOut, settings: EvalSettings, max_len: int,
-                     progress) -> list[dict]:
-    """A few held-out prompts answered greedily by the base model and by the adapter."""
+def _generate(peft_model, prompts: list[list[int]], adapters: list[str], max_new_tokens: int, pad_id: int,
+              eos_id, device) -> list[list[int]]:
+    """Greedy answers to ``prompts`` in ONE batched ``generate`` (left-padded, key/value cache on), row k with
+    adapter ``adapters[k]`` (``BASE_ADAPTER``: the adapter off; peft's mixed-batch inference). Returns each row's
+    new tokens, up to and without its first end-of-sequence token."""
     import torch
 
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for k, p in enumerate(prompts):
+        ids[k, width - len(p):] = torch.tensor(p)
+        mask[k, width - len(p):] = 1
+    with torch.no_grad():
+        gen = peft_model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                                  max_new_tokens=max_new_tokens, use_cache=True, pad_token_id=pad_id,
+                                  eos_token_id=eos_id, adapter_names=adapters)
+    out = []
+    for row in gen[:, width:].tolist():
+        if eos_id is not None and eos_id in row:
+            row = row[:row.index(eos_id)]
+        out.append(row)
+    return out
+
+
+BASE_ADAPTER = "__base__"
+"""peft's name for "no adapter" in a mixed batch (``adapter_names``)."""
+
+
+def generate_samples(peft_model, tokenizer, held: HeldOut, settings: EvalSettings, max_len: int,
+                     progress) -> list[dict]:
+    """A few held-out prompts answered greedily by the base model and by the adapter.
+
+    Every answer comes from one batched ``generate`` call: each prompt twice, once with the adapter off and once
+    with it on (peft's mixed-batch inference), left-padded, with the key/value cache, at most
+    ``sample_max_new_tokens`` new tokens (``TRAINER_EVAL_SAMPLE_MAX_NEW_TOKENS``). The answers are those of
+    one prompt at a time (``tests/eval/test_model_eval.py``) at the cost of one decoding loop instead of
+    2 x ``samples``."""
     from services.trainer.worker.encoding import prompt_and_response
 
     records = balanced_take(held.sft, settings.samples)
     if not records or settings.sample_max_new_tokens <= 0:
         return []
     device = next(peft_model.parameters()).device
-    out = []
-    total = 2 * len(records)
-    for k, record in enumerate(records):
+    keep = max(1, max_len - settings.sample_max_new_tokens)
+    prompts = []
+    for record in records:
         prompt, _ = prompt_and_response(tokenizer, record)
-        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        ids = ids[:, -max(1, max_len - settings.sample_max_new_tokens):].to(device)
-        answers = {}
-        for j, which in enumerate(("base", "adapter")):
-            ctx = peft_model.disable_adapter() if which == "base" else contextlib.nullcontext()
-            with ctx, torch.no_grad():
-                gen = peft_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                          max_new_tokens=settings.sample_max_new_tokens, use_cache=True,
-                                          pad_token_id=tokenizer.pad_token_id,
-                                          eos_token_id=tokenizer.eos_token_id)
-            answers[which] = tokenizer.decode(gen[0, ids.shape[1]:], skip_special_tokens=True).strip()
-            progress("samples", 2 * k + j + 1, total)
+        prompts.append(tokenizer(prompt, add_special_tokens=False)["input_ids"][-keep:])
+    adapter = peft_model.active_adapter
+    total = 2 * len(records)
+    progress("samples", 0, total, force=True)
+    if os.environ.get(LEGACY_ENV):  # benchmarks/default_job_bench.py: the way it was, for its ablation row
+        answers = [_generate(peft_model, [p], [which], settings.sample_max_new_tokens, tokenizer.pad_token_id,
+                             tokenizer.eos_token_id, device)[0]
+                   for which in (BASE_ADAPTER, adapter) for p in prompts]
+    else:
+        answers = _generate(peft_model, prompts + prompts, [BASE_ADAPTER] * len(prompts) + [adapter] * len(prompts),
+                            settings.sample_max_new_tokens, tokenizer.pad_token_id, tokenizer.eos_token_id, device)
+    progress("samples", total, total)
+    out = []
+    for k, record in enumerate(records):
+        base, tuned = (tokenizer.decode(answers[j], skip_special_tokens=True).strip()
+                       for j in (k, len(records) + k))
         out.append({"debate_id": (record.get("metadata") or {}).get("debate_id"),
                     "vertical": (record.get("metadata") or {}).get("vertical"),
                     "prompt": record.get("input") or record.get("instruction"), "reference": record["output"],
-                    "base": answers["base"], "adapter": answers["adapter"]})
+                    "base": base, "adapter": tuned})
     return out
+
+
+MIN_BUDGET_ITEMS = 4
+"""A budget never cuts the held-out records or pairs below this many (each; fewer if fewer were fetched)."""
+SAMPLE_TOKEN_PASSES = 25
+"""What one generated token of one sample costs, in token passes: a decoding step reads every weight for a few
+rows (measured on SmolLM2-135M on a CPU: 6 rows x 64 tokens took as long as 4,600-10,500 scored tokens)."""
+
+
+def _round_robin(records: list[dict]) -> list[dict]:
+    """The records in round-robin order across verticals (each vertical's in their given order)."""
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(str((r.get("metadata") or {}).get("vertical") or ""), []).append(r)
+    queues = [groups[k] for k in sorted(groups)]
+    return [q[i] for i in range(max((len(q) for q in queues), default=0)) for q in queues if i < len(q)]
+
+
+def budget(held: HeldOut, tokenizer, settings: EvalSettings, max_len: int
+           ) -> tuple[HeldOut, EvalSettings, int | None]:
+    """``held`` cut so that the evaluation costs at most ``max_cost_ratio`` x the training's token passes:
+    base and adapter each score the SFT records (their tokens) and the pairs (prompt once + both answers), and
+    the samples generate ``sample_max_new_tokens`` per answer (``SAMPLE_TOKEN_PASSES`` each) after their
+    prompt; they take at most a third of the budget (fewer samples, at least one). The records and pairs are cut to
+    the same share of each (the first of a round-robin order across verticals), never below
+    ``MIN_BUDGET_ITEMS``. Returns the held-out data and settings to use and the budget in token passes (None:
+    no budget)."""
+    if settings.max_cost_ratio <= 0 or settings.training_token_passes <= 0:
+        return held, settings, None
+    from services.trainer.worker.encoding import encode_pairs, encode_records
+
+    allowed = int(settings.max_cost_ratio * settings.training_token_passes)
+    # Round-robin across verticals, so that any first n keep every vertical's share.
+    held = HeldOut(_round_robin(held.sft), _round_robin(held.pairs), held.available_sft, held.available_pairs,
+                   held.source, held.skipped)
+    sft, _ = encode_records(tokenizer, held.sft, max_len)
+    pairs, _ = encode_pairs(tokenizer, held.pairs, max_len)
+    sft_cost = [2 * len(e.input_ids) for e in sft]
+    pair_cost = [2 * p.length for p in pairs]
+    longest = max((len(e.input_ids) for e in sft), default=0)
+
+    def sample_cost(n: int) -> int:
+        return 2 * n * (longest + SAMPLE_TOKEN_PASSES * settings.sample_max_new_tokens)
+
+    samples = min(settings.samples, len(held.sft))
+    while samples > 1 and sample_cost(samples) > allowed / 3:
+        samples -= 1
+    settings = settings.model_copy(update={"samples": samples})
+    if sum(sft_cost) + sum(pair_cost) + sample_cost(samples) <= allowed:
+        return held, settings, allowed
+    lo, hi = 0.0, 1.0
+    for _ in range(30):  # the largest share that fits
+        mid = (lo + hi) / 2
+        n_sft = max(min(MIN_BUDGET_ITEMS, len(sft)), int(mid * len(sft)))
+        n_pairs = max(min(MIN_BUDGET_ITEMS, len(pairs)), int(mid * len(pairs)))
+        cost = sum(sft_cost[:n_sft]) + sum(pair_cost[:n_pairs]) + sample_cost(samples)
+        lo, hi = (mid, hi) if cost <= allowed else (lo, mid)
+    n_sft = max(min(MIN_BUDGET_ITEMS, len(held.sft)), int(lo * len(held.sft)))
+    n_pairs = max(min(MIN_BUDGET_ITEMS, len(held.pairs)), int(lo * len(held.pairs)))
+    cut = HeldOut(held.sft[:n_sft], held.pairs[:n_pairs], held.available_sft, held.available_pairs, held.source,
+                  held.skipped)
+    return cut, settings, allowed
 
 
 def evaluate(job: JobConfig, peft_model, tokenizer, held: HeldOut, events: EventSink,
@@ -236,10 +352,17 @@ def evaluate(job: JobConfig, peft_model, tokenizer, held: HeldOut, events: Event
     if held.skipped or not (held.sft or held.pairs):
         return {"evaluation": {"skipped": held.skipped or "no held-out data"}}
     max_len = job.spec.max_seq_length
+    fetched = (len(held.sft), len(held.pairs))
+    wanted_samples = settings.samples
+    held, settings, allowed = budget(held, tokenizer, settings, max_len)
+    cut = fetched != (len(held.sft), len(held.pairs)) or settings.samples != wanted_samples
     was_training = peft_model.training
     peft_model.eval()
     events.emit("eval", f"evaluating base model and adapter on {len(held.sft)} held-out SFT records and "
-                        f"{len(held.pairs)} held-out DPO pairs (vertical {job.vertical or 'all'})",
+                        f"{len(held.pairs)} held-out DPO pairs (vertical {job.vertical or 'all'})"
+                        + (f"; cut from {fetched[0]} and {fetched[1]} ({settings.samples} of {wanted_samples} "
+                           f"samples) so that the evaluation costs at most "
+                           f"{settings.max_cost_ratio:g}x the training (TRAINER_EVAL_MAX_COST_RATIO)" if cut else ""),
                 phase="start", done=0, total=len(held.sft) + len(held.pairs), metrics={})
     try:
         results = {which: measure(peft_model, tokenizer, held, max_len, settings, progress, which)
@@ -277,6 +400,8 @@ def evaluate(job: JobConfig, peft_model, tokenizer, held: HeldOut, events: Event
             "split": "heldout", "vertical": job.vertical or "all", "source": held.source,
             "available_sft_records": held.available_sft, "available_dpo_pairs": held.available_pairs,
             "max_sft_records": settings.max_sft_records, "max_pairs": settings.max_pairs,
+            "max_cost_ratio": settings.max_cost_ratio, "budget_token_passes": allowed,
+            "cut_by_budget": cut,
             "wins": games["wins"], "draws": games["draws"], "losses": games["losses"],
             "draw_tolerance": settings.draw_tolerance, "elo_clamp": [ELO_MIN, ELO_MAX],
             "samples_file": SAMPLES_FILE if samples else None, "seconds": round(seconds, 2),

@@ -14,9 +14,14 @@ prefix. Gradients flow through the cache into the prefix's computation, so the L
 gradients as from the plain padded batch (``tests/speed/test_equivalence.py``), for (batch - 1) x prefix fewer
 tokens of work.
 
-Not with gradient checkpointing while training (transformers drops the cache inside checkpointed layers), nor
-for a sliding-window model whose rows are longer than its window (its cache keeps only the window): the plain
-forward runs then.
+With gradient checkpointing while training, transformers would drop the cache inside checkpointed layers
+(a layer replayed in the backward pass would append its keys and values a second time). The prefix then runs
+without checkpointing (one row of prefix tokens: its activations are small), and the rest runs checkpointed on
+a READ-ONLY view of the prefix's cache (each layer's ``update`` returns prefix + new keys/values and stores
+nothing), so the replay reads exactly what the first pass read: the same loss and gradients as the plain
+checkpointed batch (``tests/speed/test_equivalence.py``). Not for a sliding-window model whose rows are longer
+than its window (its cache keeps only the window), nor under checkpointing for a decoder whose layers are not
+transformers' ``GradientCheckpointingLayer``: the plain forward runs then.
 
 The packed DPO row (``pair_logps``) needs a custom 4-D mask, which transformers hands to the attention as is.
 ``packing_plan`` decides, per model, how that is made right (or that it cannot be):
@@ -47,6 +52,7 @@ expected loss and gradient are unchanged; only the rows' noise on the prefix is 
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager, nullcontext
 from functools import cache
 
 from services.trainer.worker.encoding import IGNORE_INDEX, Encoded, EncodedPair, collate
@@ -76,18 +82,70 @@ def _takes_cache(decoder_class: type) -> bool:
     return "cache" in inspect.signature(decoder_class.forward).parameters
 
 
-def can_share(decoder, width: int = 0) -> bool:
-    """False where the cache would be dropped (gradient checkpointing in a training forward), where the decoder
-    takes no ``cache`` argument (an architecture outside transformers' current cache API), or where a sliding
-    window shorter than the rows (``width``) would crop the cached prefix."""
+def checkpointing(decoder) -> bool:
+    """Whether this forward of ``decoder`` runs its layers under gradient checkpointing (training, with grad)."""
     import torch
 
-    if getattr(decoder, "gradient_checkpointing", False) and decoder.training and torch.is_grad_enabled():
+    return bool(getattr(decoder, "gradient_checkpointing", False) and decoder.training and torch.is_grad_enabled())
+
+
+def _checkpoint_layers(decoder) -> list | None:
+    """The decoder's layers when all are transformers' ``GradientCheckpointingLayer`` (which can keep a
+    read-only cache under checkpointing), else None."""
+    try:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+    except ImportError:
+        return None
+    layers = list(getattr(decoder, "layers", None) or [])
+    return layers if layers and all(isinstance(layer, GradientCheckpointingLayer) for layer in layers) else None
+
+
+def can_share(decoder, width: int = 0) -> bool:
+    """False where the decoder takes no ``cache`` argument (an architecture outside transformers' current cache
+    API), where a sliding window shorter than the rows (``width``) would crop the cached prefix, or under
+    gradient checkpointing where the layers cannot keep a read-only cache."""
+    if checkpointing(decoder) and _checkpoint_layers(decoder) is None:
         return False
     window = sliding_window(decoder.config)
     if window and width > window:
         return False
     return _takes_cache(type(decoder))
+
+
+@contextmanager
+def _prefix_without_checkpointing(decoder):
+    """Checkpointing paused on the decoder and its layers (the prefix's forward keeps its activations)."""
+    modules = [decoder] + _checkpoint_layers(decoder)
+    saved = [m.gradient_checkpointing for m in modules]
+    try:
+        for m in modules:
+            m.gradient_checkpointing = False
+        yield
+    finally:
+        for m, was in zip(modules, saved):
+            m.gradient_checkpointing = was
+
+
+@contextmanager
+def _checkpointed_on_read_only_cache(decoder, cache):
+    """The cache's layers made read-only (``update`` returns cached + new keys/values, stores nothing) and the
+    decoder's layers allowed to keep it under checkpointing: the backward replay reads what the forward read."""
+    import torch
+
+    for layer in cache.layers:
+        if getattr(layer, "is_initialized", True) and getattr(layer, "keys", None) is not None:
+            def update(key_states, value_states, *args, _k=layer.keys, _v=layer.values, **kwargs):
+                return torch.cat([_k, key_states], dim=-2), torch.cat([_v, value_states], dim=-2)
+
+            layer.update = update
+    layers = _checkpoint_layers(decoder)
+    try:
+        for layer in layers:
+            layer._can_checkpoint_with_cache = True  # an instance attribute over the class's False
+        yield
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("_can_checkpoint_with_cache", None)
 
 
 # -- the packed row's mask, per kind of attention ---------------------------------------------------------------
@@ -195,8 +253,10 @@ def decoder_hidden(causal_lm, input_ids, attention_mask=None, position_ids=None,
     if position_ids is None:
         position_ids = torch.arange(width, device=device).unsqueeze(0).expand(batch, width)
     cache = DynamicCache(config=decoder.config)
-    decoder(input_ids=input_ids[:1, :prefix_len], position_ids=position_ids[:1, :prefix_len], cache=cache,
-            use_cache=True)
+    checkpointed = checkpointing(decoder)
+    with _prefix_without_checkpointing(decoder) if checkpointed else nullcontext():
+        decoder(input_ids=input_ids[:1, :prefix_len], position_ids=position_ids[:1, :prefix_len], cache=cache,
+                use_cache=True)
     cache.batch_repeat_interleave(batch)
     if isinstance(attention_mask, dict):
         mask = {k: m[:, :, prefix_len:, :] for k, m in attention_mask.items()}
@@ -206,8 +266,10 @@ def decoder_hidden(causal_lm, input_ids, attention_mask=None, position_ids=None,
         mask = attention_mask  # 2-D over prefix + rest, as transformers expects with a cache
     else:
         mask = None
-    return decoder(input_ids=input_ids[:, prefix_len:], attention_mask=mask,
-                   position_ids=position_ids[:, prefix_len:], cache=cache, use_cache=True).last_hidden_state
+    with _checkpointed_on_read_only_cache(decoder, cache) if checkpointed else nullcontext():
+        return decoder(input_ids=input_ids[:, prefix_len:], attention_mask=mask,
+                       position_ids=position_ids[:, prefix_len:], cache=cache,
+                       use_cache=not checkpointed).last_hidden_state  # (the cache is read all the same)
 
 
 def lm_head_logits(causal_lm, hidden):

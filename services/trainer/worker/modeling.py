@@ -140,6 +140,7 @@ def _load_quantized(model_path: Path, quantization: str, dtype, device, auto_cla
     this device, a kernel missing at the first forward; ``NotImplementedError`` included), or a model in which
     no layer was quantized. Everything else propagates.
     """
+    import torch
     from transformers import AutoModelForCausalLM
 
     stage = "loading the model quantized"
@@ -152,6 +153,11 @@ def _load_quantized(model_path: Path, quantization: str, dtype, device, auto_cla
         if not layers.get(wanted):
             raise QuantizationUnavailable(f"no layer of {Path(model_path).name} was quantized (no bitsandbytes "
                                           f"{wanted} in the loaded model)")
+        if quantization == "4bit" and torch.device(device).type == "cpu":
+            # bitsandbytes' CPU path passes no gradient once its inference layout is in use (quantized.py)
+            from services.trainer.worker.quantized import use_dequantized_forward
+
+            model.dequantized_forward = use_dequantized_forward(model, dtype)
         stage = "the first quantized forward"
         _smoke_forward(model, device)
     except (ImportError, RuntimeError) as exc:
@@ -198,6 +204,11 @@ def load_model(model_path: Path, spec, tokenizer, events: EventSink, auto_class=
                                                                          **model_kwargs).to(device)
         except Exception as exc:
             raise WorkerError(f"cannot load the base model from {model_path}: {exc}") from None
+    dequantized = getattr(model, "dequantized_forward", None)
+    if dequantized and dequantized["layers"]:
+        events.log(f"4-bit layers on the CPU: NF4 weights dequantized to {str(dtype).removeprefix('torch.')} "
+                   + (f"once and kept ({dequantized['cache_bytes'] / 2**20:.0f} MiB, fits in memory)"
+                      if dequantized["cached"] else "at each matmul (copies would not fit in memory)"))
     if getattr(model.config, "use_cache", None) is not None:
         model.config.use_cache = False
     total = model.num_parameters()  # counts 4-bit packed weights as their real parameter count

@@ -177,13 +177,12 @@ def run_preflight(job_dir: Path, events: EventSink) -> int:
         full = loaded.total_parameters * 4
         available = psutil.virtual_memory().available
         if full + lora_state + activations + logits < 0.5 * available:
-            warnings.append(f"{spec.quantization} quantization on a CPU: every quantized layer is dequantized at "
-                            f"every step, which is slower than full precision, and {job.base_model} fits in full "
+            warnings.append(f"{spec.quantization} quantization on a CPU saves no time: the quantized weights are "
+                            f"dequantized to compute, and {job.base_model} fits in full "
                             f"precision here ({_gib(full)} of weights, {_gib(available)} free): consider "
                             "quantization none")
     if spec.gradient_checkpointing:
-        warnings.append("gradient checkpointing disables the shared-prefix path (a batch's common prompt prefix "
-                        "computed once) and recomputes every layer in the backward pass: turn it off where "
+        warnings.append("gradient checkpointing recomputes every layer in the backward pass: turn it off where "
                         f"memory allows (estimated {_gib(estimate)} with it)")
 
     result = {

@@ -158,7 +158,8 @@ def _run(job: JobConfig, events: EventSink, guard: StopGuard, group) -> int:
         validated = _best_adapter(job, loop, loaded.model, events, load_adapter_weights)
         save_final_adapter(job.adapter_dir, loaded.model, tokenizer, job.base_model)
     # Base vs adapter on the held-out split, before the result (a stop now resumes to a re-evaluation).
-    evaluation = method.evaluate(job, loaded.model, tokenizer, heldout, events, eval_settings)
+    evaluation = method.evaluate(job, loaded.model, tokenizer, heldout, events,
+                                 eval_settings.for_training(state["tokens_seen"], spec.gradient_checkpointing))
     losses = state["losses"]
     final_loss = losses[-1]["loss"] if losses else None
     last_epoch = [x["loss"] for x in losses if x["step"] > state["step"] - spe]
