@@ -1,8 +1,10 @@
 """Inference speed: time to first token and decode tokens/s, base model vs adapter, served by the trainer's
-InferenceService over gRPC, against plain ``transformers`` ``generate`` in the same run as the floor.
+InferenceService over gRPC, against plain ``transformers`` ``generate`` in the same run as the floor, and
+optionally llama.cpp on the GGUF the product exports from the same adapter.
 
     .venv/bin/python -m services.trainer provision          # once: SmolLM2-135M-Instruct into var/models
     .venv/bin/python benchmarks/inference_bench.py           # 64 new tokens, 8 concurrent streams, 2 threads
+    .venv/bin/python benchmarks/inference_bench.py --llamacpp-python /work/llamavenv/bin/python   # + llama.cpp
 
 1. Makes a LoRA adapter for the model (r=16 on every linear layer of every block, lora_B filled with small
    random values, so the adapter is real work and changes the answers) and registers it as a completed job in
@@ -10,14 +12,19 @@ InferenceService over gRPC, against plain ``transformers`` ``generate`` in the s
 2. Starts the trainer as its own process (``python -m services.trainer``) with
    ``TRAINER_INFERENCE_THREADS=--threads`` and streams Generate over gRPC: greedy, the same prompt, for the
    base model and for the job's adapter, ``--repeats`` times each after a warm-up; then ``--streams``
-   concurrent streams (half base, half adapter, sampled with different seeds).
+   concurrent streams (half base, half adapter, sampled with different seeds), which the trainer decodes as
+   one batch (continuous batching, per-row adapters: docs/inference.md).
 3. The floor, in this process after the trainer's runs (so they never share the CPU): ``model.generate`` of
    the same base model (greedy, same prompt, same threads), timed for 1 and for N new tokens.
+4. With ``--llamacpp-python`` (a Python with ``llama-cpp-python``, in a venv of its own: it compiles llama.cpp
+   at install time and is not a project requirement): the job is exported as GGUF by the product's own export
+   process (``python -m services.trainer.model_export JOB_DIR gguf_f16``: merge, then GGUF) and
+   ``benchmarks/llamacpp_decode.py`` times it in llama.cpp, single stream, same prompt ids, same threads.
 
 Time to first token (TTFT) is from sending the request to the first text; decode tokens/s counts the tokens
 after the first over the time after the first. Goals: adapter decode within 10% of base; single-stream base
 decode >= 0.9x the floor; the concurrent streams finish without error and their aggregate tokens/s exceeds a
-single stream's. Exit status 0 when all are met.
+single stream's (end to end: tokens over wall time, TTFT included, for both). Exit status 0 when all are met.
 """
 
 from __future__ import annotations
@@ -90,6 +97,37 @@ def completed_job(db_url: str, jobs_dir: Path, adapter: Path) -> str:
     db.dispose()
     shutil.copytree(adapter, jobs_dir / job.id / "adapter")
     return job.id
+
+
+def export_gguf(model_dir: Path, job_dir: Path, qtype: str) -> Path:
+    """The job exported as GGUF by the product's export process (merged into the base first)."""
+    import json
+
+    (job_dir / "job.json").write_text(json.dumps({"job_id": job_dir.name, "name": "bench-adapter",
+                                                  "base_model": MODEL, "model_path": str(model_dir)}))
+    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'generated'}")
+    proc = subprocess.run([sys.executable, "-m", "services.trainer.model_export", str(job_dir), f"gguf_{qtype}"],
+                          env=env, capture_output=True, text=True, timeout=1800)
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    result = next((x for x in lines if x["type"] == "result"), None)
+    if proc.returncode or result is None:
+        raise RuntimeError(f"GGUF export failed ({proc.returncode}): {lines[-1:] or proc.stderr[-500:]}")
+    return job_dir / next(f for f in result["files"] if f.endswith(".gguf"))
+
+
+def llamacpp(python: str, gguf: Path, model_dir: Path, args) -> dict:
+    import json
+
+    from transformers import AutoTokenizer
+
+    ids = AutoTokenizer.from_pretrained(model_dir).apply_chat_template(
+        [{"role": "user", "content": PROMPT}], add_generation_prompt=True, return_dict=True)["input_ids"]
+    proc = subprocess.run([python, str(REPO / "benchmarks" / "llamacpp_decode.py"), str(gguf), json.dumps(list(ids)),
+                           str(args.max_new_tokens), str(args.repeats), str(args.threads)],
+                          capture_output=True, text=True, timeout=1800)
+    if proc.returncode:
+        raise RuntimeError(f"llama.cpp run failed ({proc.returncode}): {proc.stderr[-800:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 async def one_stream(stub, model: str, max_new: int, seed: int | None = None) -> dict:
@@ -173,6 +211,9 @@ def main() -> int:
     p.add_argument("--streams", type=int, default=8)
     p.add_argument("--threads", type=int, default=2, help="torch threads (trainer's inference and the floor)")
     p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--llamacpp-python", default="",
+                   help="a Python with llama-cpp-python: adds llama.cpp on the exported GGUF as a row")
+    p.add_argument("--gguf", choices=("f16", "q8_0"), default="f16", help="the GGUF export llama.cpp runs")
     args = p.parse_args()
     for name in ("max_new_tokens", "repeats", "streams", "threads", "lora_r"):
         if getattr(args, name) < 1:
@@ -202,12 +243,20 @@ def main() -> int:
 
         asyncio.run(ready())
         served = asyncio.run(serve_runs(address, job_id, args))
+        proc.terminate()
+        proc.wait(30)
+        proc = None
+        plain = floor(model_dir, args.max_new_tokens, args.repeats, args.threads)
+        cpp = None
+        if args.llamacpp_python:
+            gguf = export_gguf(model_dir.absolute(), work / "jobs" / job_id, args.gguf)
+            cpp = llamacpp(args.llamacpp_python, gguf, model_dir, args)
+            cpp["file"], cpp["mb"] = gguf.name, gguf.stat().st_size / 1e6
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(30)
         shutil.rmtree(work, ignore_errors=True)
-    plain = floor(model_dir, args.max_new_tokens, args.repeats, args.threads)
 
     b, a, c = served["base"], served["adapter"], served["concurrent"]
     adapter_cost = b["decode"] / a["decode"] - 1 if a["decode"] else float("inf")
@@ -220,8 +269,16 @@ def main() -> int:
           f"{plain['tokens']} |")
     print(f"| served base (gRPC stream) | {b['ttft'] * 1000:.0f} | {b['decode']:.1f} | {b['tokens']} |")
     print(f"| served adapter (gRPC stream) | {a['ttft'] * 1000:.0f} | {a['decode']:.1f} | {a['tokens']} |")
-    print(f"| {c['streams']} concurrent streams (half adapter) | {c['ttft_median'] * 1000:.0f} (median) | "
+    print(f"| {c['streams']} concurrent streams (half adapter, batched) | {c['ttft_median'] * 1000:.0f} (median) | "
           f"{c['aggregate']:.1f} aggregate | {c['tokens']} in {c['wall']:.1f} s, {c['errors']} errors |")
+    if cpp is not None:
+        print(f"| llama.cpp {cpp['llama_cpp']}, adapter merged, {args.gguf} GGUF ({cpp['mb']:.0f} MB) | "
+              f"{cpp['ttft'] * 1000:.0f} | {cpp['decode']:.1f} | {cpp['tokens']} |")
+    single = served["single_tokens_per_s"]
+    print(f"ratios: served base / floor {vs_floor:.2f}x; adapter / base decode {a['decode'] / b['decode']:.2f}x; "
+          f"{c['streams']} streams aggregate / single stream end to end {c['aggregate'] / single:.2f}x "
+          f"({c['aggregate']:.1f} vs {single:.1f} tokens/s)"
+          + (f"; llama.cpp / floor {cpp['decode'] / plain['decode']:.2f}x" if cpp is not None else ""))
     goals = {
         f"adapter costs <= 10% over base ({adapter_cost:+.1%})": adapter_cost <= 0.10,
         f"single-stream decode >= 0.9x floor ({vs_floor:.2f}x)": vs_floor >= 0.9,
