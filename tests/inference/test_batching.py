@@ -67,10 +67,12 @@ def _alone(engine: Engine, target: Target, prompt: list[int], sampling: Sampling
         engine.release(loaded)
 
 
-def _together(engine: Engine, jobs: list[tuple[Target, list[int], Sampling]], cancel_after: dict[int, int]):
+def _together(engine: Engine, jobs: list[tuple[Target, list[int], Sampling]], cancel_after: dict[int, int],
+              raising: frozenset[int] = frozenset()):
     """Runs every job in its own thread, all submitted while the model is held, so that they decode as one
     batch; ``cancel_after[i]``: job i cancels itself once that many tokens were emitted. Returns each job's
-    outcome and, for cancelled ones, the token count when it cancelled."""
+    outcome (or the exception it raised) and, for cancelled ones, the token count when it cancelled; the
+    ``emit`` of the jobs in ``raising`` raises."""
     loaded = engine.acquire(jobs[0][0])
     outcomes: list = [None] * len(jobs)
     seen: dict[int, int] = {}
@@ -81,12 +83,17 @@ def _together(engine: Engine, jobs: list[tuple[Target, list[int], Sampling]], ca
                 cancel = threading.Event()
 
                 def emit(text: str, n: int, i=i, cancel=cancel) -> None:
+                    if i in raising:
+                        raise RuntimeError(f"stream {i}'s client is gone")
                     if i in cancel_after and n >= cancel_after[i] and not cancel.is_set():
                         seen[i] = n
                         cancel.set()
 
                 def work(i=i, target=target, prompt=prompt, sampling=sampling, cancel=cancel, emit=emit) -> None:
-                    outcomes[i] = engine.generate(loaded, target, prompt, sampling, cancel, emit)
+                    try:
+                        outcomes[i] = engine.generate(loaded, target, prompt, sampling, cancel, emit)
+                    except RuntimeError as exc:
+                        outcomes[i] = exc
 
                 threads.append(threading.Thread(target=work))
                 threads[-1].start()
@@ -159,3 +166,20 @@ def test_a_cancelled_row_leaves_within_a_step_and_the_others_go_on(setup):
     assert alone[0].text.startswith(cancelled.text)
     assert outcomes[1:] == alone[1:]
     assert engine.running == 0 and ("cancelled", seen[0]) in engine.finished[-3:]
+
+
+def test_a_stream_whose_emit_fails_gets_the_error_and_the_batch_goes_on(setup):
+    engine, t = setup
+    loaded = engine.acquire(t["base"])
+    try:
+        p = _prompt(engine, loaded, PROMPTS["market"])
+    finally:
+        engine.release(loaded)
+    jobs = [(t["base"], p, Sampling(max_new_tokens=12, temperature=0.0)),
+            (t["b"], p, Sampling(max_new_tokens=12, temperature=0.0)),
+            (t["a"], p, Sampling(max_new_tokens=12, temperature=0.0))]
+    alone = [_alone(engine, *job) for job in jobs]
+    outcomes, _ = _together(engine, jobs, {}, raising=frozenset({1}))
+    assert isinstance(outcomes[1], RuntimeError) and "stream 1" in str(outcomes[1])
+    assert [outcomes[0], outcomes[2]] == [alone[0], alone[2]]
+    assert engine.running == 0

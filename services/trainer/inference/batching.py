@@ -115,11 +115,16 @@ class Batcher:
                 if not arrived and not self.groups:
                     self._thread = None
                     return
-            for row in arrived:
-                self._start(row)
-            for group in list(self.groups):
-                self._step(group)
-            self.groups = [g for g in self.groups if g.rows]
+            try:
+                for row in arrived:
+                    self._start(row)
+                for group in list(self.groups):
+                    self._step(group)
+                self.groups = [g for g in self.groups if g.rows]
+            except BaseException as exc:  # noqa: BLE001 - a fault outside a forward: no stream is left waiting
+                self._fail([r for g in self.groups for r in g.rows] + [r for r in arrived if not r.done.is_set()],
+                           exc)
+                self.groups = []
 
     def _start(self, row: Row) -> None:
         """Prefills ``row`` alone, takes its first token, and joins it to a group (unless it already ended)."""
@@ -218,8 +223,9 @@ class Batcher:
     def _fail(rows: list[Row], exc: BaseException) -> None:
         log.warning("inference: a decoding step failed for %d stream(s): %r", len(rows), exc)
         for row in rows:
-            row.error = exc
-            row.done.set()
+            if not row.done.is_set():
+                row.error = exc
+                row.done.set()
 
     # -- the groups and their caches -----------------------------------------------------------------------
 
