@@ -50,6 +50,11 @@ class Loaded:
     peft: object | None = None  # the PeftModel over ``model`` once an adapter is attached
     adapters: dict[str, Path] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held for every forward (and while adapters are attached)."""
+    render_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held while a prompt is encoded: a fast tokenizer must not encode in two threads at once. Not ``lock``:
+    the batcher takes that back at once after each step, so a new stream waiting for it to render its prompt
+    could wait many steps before joining the batch."""
     users: int = 0
     active: str | None = None
     adapters_on: bool = True
@@ -213,7 +218,7 @@ class Engine:
     # -- prompts -------------------------------------------------------------------------------------------
 
     def prompt_ids(self, loaded: Loaded, messages: list[dict]) -> list[int]:
-        with loaded.lock:  # a fast tokenizer must not encode in two threads at once ("Already borrowed")
+        with loaded.render_lock:  # a fast tokenizer must not encode in two threads at once ("Already borrowed")
             ids = self._render(loaded, messages)
         if len(ids) >= loaded.context:
             raise InvalidArgument(f"the prompt is {len(ids)} tokens; the model's context is {loaded.context} "
