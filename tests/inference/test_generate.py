@@ -149,3 +149,25 @@ async def test_each_adapter_answers_as_plain_peft_does(served, tiny_models_dir):
                                      (job.id, 0, folder / "adapter"), (TINY, 0, None)):
         _, text, _ = await generate(infer, model, checkpoint_step=step, messages=prompt, sampling=sampling)
         assert text == reference(adapter_dir), (model, step)
+
+
+async def test_concurrent_streams_answer_as_they_do_alone(served):
+    """Streams sent at once (the base, the adapter, a checkpoint; greedy and seeded sampling), which the engine
+    decodes in shared batches as they overlap, give each the answer it gives alone. (That they do share
+    forwards is pinned down without gRPC timing in test_batching.py.)"""
+    import asyncio
+
+    infer, job = served["infer"], served["job"]
+    runs = [
+        dict(model=TINY, messages=chat("Is the clause void?")),
+        dict(model=job.id, messages=chat("Should the court rule on the contract, given the statute?")),
+        dict(model=job.id, checkpoint_step=3, messages=chat("Why?")),
+        dict(model=job.id, base_only=True, messages=chat("What is the risk of the trial?"),
+             sampling=ipb.SamplingParams(max_new_tokens=14, temperature=0.9, top_p=0.95, seed=21)),
+        dict(model=TINY, messages=chat("What is the risk of the trial?"),
+             sampling=ipb.SamplingParams(max_new_tokens=6, temperature=0.0)),
+    ]
+    alone = [await generate(infer, **dict(kw)) for kw in runs]
+    together = await asyncio.gather(*[generate(infer, **dict(kw)) for kw in runs])
+    for one, many in zip(alone, together, strict=True):
+        assert many[1] == one[1] and many[2] == one[2]

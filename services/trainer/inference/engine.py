@@ -1,14 +1,17 @@
-"""Loaded models and the decoding loop.
+"""Loaded models and their decoding.
 
-One base model is loaded once and every adapter of it is attached to that same copy (PEFT multi-adapter):
-a generation selects its adapter (or disables adapters for the base) under the model's lock for each
-decoding step, so streams of different adapters interleave on one copy of the weights. Loaded bases are
-kept under a memory budget (``TRAINER_INFERENCE_MEMORY_BYTES``): loading one more evicts the least recently
-used idle ones, and a model larger than the budget is refused.
+One base model is loaded once and every adapter of it is attached to that same copy (PEFT multi-adapter).
+The streams of one base are decoded together by its ``Batcher`` (``batching.py``): continuous batching, one
+forward per step over every running stream, rows of different adapters (and of the base) in the same forward
+with PEFT's per-row adapter selection. Loaded bases are kept under a memory budget
+(``TRAINER_INFERENCE_MEMORY_BYTES``): loading one more evicts the least recently used idle ones, and a model
+larger than the budget is refused.
 
-Everything here runs in worker threads (never on the event loop). The loop checks its cancel flag before
-every step, so a client that goes away costs at most one more step. torch's intra-op threads in this process
-are bounded by ``TRAINER_INFERENCE_THREADS`` so that a training worker on the same machine keeps the rest.
+Everything here runs in worker threads (never on the event loop): a stream's own thread renders its prompt,
+hands it to the batcher and waits; the batcher's thread runs the forwards. A stream's cancel flag is read
+before every step, so a client that goes away costs at most the step under way. torch's intra-op threads in
+this process are bounded by ``TRAINER_INFERENCE_THREADS`` so that a training worker on the same machine keeps
+the rest.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from pathlib import Path
 
 from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from services.trainer import models
+from services.trainer.inference.batching import BASE, CANCELLED, LENGTH, STOP, Batcher, Outcome, Row
 from services.trainer.inference.planner import Plan, Sampling, Target
 
 log = logging.getLogger(__name__)
 
-STOP, LENGTH, CANCELLED = "stop", "length", "cancelled"
+__all__ = ["CANCELLED", "LENGTH", "STOP", "Engine", "Loaded", "Outcome"]
 
 
 @dataclass
@@ -46,20 +50,19 @@ class Loaded:
     peft: object | None = None  # the PeftModel over ``model`` once an adapter is attached
     adapters: dict[str, Path] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held for every forward (and while adapters are attached)."""
+    render_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held while a prompt is encoded: a fast tokenizer must not encode in two threads at once. Not ``lock``:
+    the batcher takes that back at once after each step, so a new stream waiting for it to render its prompt
+    could wait many steps before joining the batch."""
     users: int = 0
     active: str | None = None
     adapters_on: bool = True
-    """Whether the LoRA layers are enabled. Switched only when a step for the base follows one for an adapter
-    (or the other way round): PEFT's ``disable_adapter()`` context walks every layer twice per step, which
-    made a base-model stream ~40% slower than plain ``generate``."""
-
-
-@dataclass
-class Outcome:
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-    text: str
+    """Whether the LoRA layers are enabled. Switched only when a forward for the base alone follows one with an
+    adapter (or the other way round): PEFT's ``disable_adapter()`` context walks every layer twice per step,
+    which made a base-model stream ~40% slower than plain ``generate``. A forward mixing adapters per row
+    needs them enabled (the base's rows are ``"__base__"``)."""
+    batcher: Batcher | None = None
 
 
 def default_threads() -> int:
@@ -98,6 +101,12 @@ class Engine:
         """Generations in their decoding loop now (tests wait for it to drop after a cancel)."""
         self.finished: list[tuple[str, int]] = []
         """(finish reason, completion tokens) of the latest generations, newest last (at most 100)."""
+        self.steps = 0
+        """Decoding forwards run (each over a whole batch)."""
+        self.largest_batch = 0
+        """The most streams decoded by one forward so far."""
+        self.mixed_steps = 0
+        """Decoding forwards whose rows used different adapters (or the base and an adapter)."""
 
     # -- the cache -----------------------------------------------------------------------------------------
 
@@ -182,6 +191,7 @@ class Engine:
         nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
         loaded = Loaded(target.base_model, target.base_path, model, tokenizer, self.device, nbytes, context,
                         frozenset(eos), users=1)
+        loaded.batcher = Batcher(loaded, self._forward, self._pick, self._on_step)
         with self._cache_lock:
             self._models[target.base_model] = loaded
         log.info("inference: loaded %s (%d bytes) in %.1fs", target.base_model, nbytes, time.monotonic() - started)
@@ -208,7 +218,7 @@ class Engine:
     # -- prompts -------------------------------------------------------------------------------------------
 
     def prompt_ids(self, loaded: Loaded, messages: list[dict]) -> list[int]:
-        with loaded.lock:  # a fast tokenizer must not encode in two threads at once ("Already borrowed")
+        with loaded.render_lock:  # a fast tokenizer must not encode in two threads at once ("Already borrowed")
             ids = self._render(loaded, messages)
         if len(ids) >= loaded.context:
             raise InvalidArgument(f"the prompt is {len(ids)} tokens; the model's context is {loaded.context} "
@@ -230,24 +240,39 @@ class Engine:
 
     # -- decoding ------------------------------------------------------------------------------------------
 
-    def _forward(self, loaded: Loaded, key: str | None, input_ids, past):
+    @staticmethod
+    def _forward(loaded: Loaded, keys: list[str | None], **kwargs):
+        """The model over a batch whose row i uses the adapter ``keys[i]`` (None: the base)."""
         import torch
 
         with loaded.lock, torch.inference_mode():
             if loaded.peft is None:
-                return loaded.model(input_ids=input_ids, cache=past, use_cache=True, logits_to_keep=1)
-            if key is None:
+                return loaded.model(**kwargs)
+            first = keys[0]
+            if any(k != first for k in keys):  # rows of different adapters: PEFT selects per row
+                if not loaded.adapters_on:
+                    loaded.peft.base_model.enable_adapter_layers()
+                    loaded.adapters_on = True
+                return loaded.peft(**kwargs, adapter_names=[BASE if k is None else k for k in keys])
+            if first is None:
                 if loaded.adapters_on:
                     loaded.peft.base_model.disable_adapter_layers()
                     loaded.adapters_on = False
-                return loaded.peft(input_ids=input_ids, cache=past, use_cache=True, logits_to_keep=1)
+                return loaded.peft(**kwargs)
             if not loaded.adapters_on:
                 loaded.peft.base_model.enable_adapter_layers()
                 loaded.adapters_on = True
-            if loaded.active != key:
-                loaded.peft.set_adapter(key)
-                loaded.active = key
-            return loaded.peft(input_ids=input_ids, cache=past, use_cache=True, logits_to_keep=1)
+            if loaded.active != first:
+                loaded.peft.set_adapter(first)
+                loaded.active = first
+            return loaded.peft(**kwargs)
+
+    def _on_step(self, rows: list[Row]) -> None:
+        with self._cache_lock:
+            self.steps += 1
+            self.largest_batch = max(self.largest_batch, len(rows))
+            if len({r.key for r in rows}) > 1:
+                self.mixed_steps += 1
 
     @staticmethod
     def _pick(logits, sampling: Sampling, generator) -> int:
@@ -266,54 +291,26 @@ class Engine:
 
     def generate(self, loaded: Loaded, target: Target, prompt: list[int], sampling: Sampling,
                  cancel: threading.Event, emit: Callable[[str, int], None]) -> Outcome:
-        """Decodes until EOS, a stop string, max_new_tokens, a full context or ``cancel``; ``emit(text,
-        completion_tokens)`` gets each new piece of text as soon as it cannot be part of a stop string."""
+        """Decodes until EOS, a stop string, max_new_tokens, a full context or ``cancel``, batched with the
+        other streams of the same base; ``emit(text, completion_tokens)`` gets each new piece of text as soon
+        as it cannot be part of a stop string (called from the batcher's thread)."""
         import torch
 
-        generator = torch.Generator(device="cpu").manual_seed(sampling.seed)
-        key = target.adapter_key
-        tok = loaded.tokenizer
-        out_ids: list[int] = []
-        sent = 0
-        text = ""
-        reason = LENGTH
-        past = None
-        next_input = torch.tensor([prompt], device=loaded.device)
-        budget = min(sampling.max_new_tokens, loaded.context - len(prompt))
+        row = Row(key=target.adapter_key, prompt=list(prompt), sampling=sampling,
+                  budget=min(sampling.max_new_tokens, loaded.context - len(prompt)), cancel=cancel, emit=emit,
+                  generator=torch.Generator(device="cpu").manual_seed(sampling.seed))
         with self._cache_lock:
             self.running += 1
         try:
-            while len(out_ids) < budget:
-                if cancel.is_set():
-                    reason = CANCELLED
-                    break
-                result = self._forward(loaded, key, next_input, past)
-                past = result.cache
-                token = self._pick(result.logits[0, -1].to("cpu"), sampling, generator)
-                if token in loaded.eos_ids:
-                    reason = STOP
-                    break
-                out_ids.append(token)
-                next_input = torch.tensor([[token]], device=loaded.device)
-                text = tok.decode(out_ids, skip_special_tokens=True)
-                cut = _find_stop(text, sampling.stop, sent)
-                if cut is not None:
-                    text = text[:cut]
-                    reason = STOP
-                    break
-                ready = len(text) - _held_back(text, sampling.stop)
-                if ready > sent:
-                    emit(text[sent:ready], len(out_ids))
-                    sent = ready
-            if reason != CANCELLED and len(text) > sent:
-                emit(text[sent:], len(out_ids))
-            elif reason == CANCELLED:
-                text = text[:sent]
-            return Outcome(reason, len(prompt), len(out_ids), text)
+            loaded.batcher.submit(row)
+            row.done.wait()
+            if row.error is not None:
+                raise row.error
+            return row.outcome
         finally:
             with self._cache_lock:
                 self.running -= 1
-                self.finished.append((reason, len(out_ids)))
+                self.finished.append((row.reason or CANCELLED, len(row.out_ids)))
                 del self.finished[:-100]
 
     def run(self, plan: Plan, cancel: threading.Event, on_start: Callable[[Target, int], None],
@@ -328,26 +325,3 @@ class Engine:
         finally:
             self.release(loaded)
 
-
-def _find_stop(text: str, stops: tuple[str, ...], sent: int) -> int | None:
-    """Where the first stop string starts in ``text`` (searching from what may still change), or None."""
-    best = None
-    for s in stops:
-        i = text.find(s, max(0, sent - len(s)))
-        if i >= 0 and (best is None or i < best):
-            best = i
-    return best
-
-
-def _held_back(text: str, stops: tuple[str, ...]) -> int:
-    """Characters at the end of ``text`` not to send yet: a possible start of a stop string, or an
-    incomplete character (the decoder's replacement mark)."""
-    hold = 0
-    for s in stops:
-        for k in range(min(len(s) - 1, len(text)), 0, -1):
-            if text.endswith(s[:k]):
-                hold = max(hold, k)
-                break
-    if text.endswith("\ufffd"):
-        hold = max(hold, 1)
-    return hold
