@@ -113,8 +113,13 @@ HTTP_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_
 
 
 async def _http_error_handler(request: Request, exc: StarletteHTTPException):
-    """FastAPI's own errors under /api/ (an unknown route, a wrong method) in the one body; elsewhere (the
-    dashboard's pages) FastAPI's default answer."""
+    """FastAPI's own errors (an unknown route, a wrong method): under /api/ in the one body, under /v1/ in
+    OpenAI's shape; elsewhere (the dashboard's pages) FastAPI's default answer."""
+    if request.url.path.startswith("/v1/"):
+        # The OpenAI-compatible surface (an unknown route, a model id that matches no route): OpenAI's shape.
+        from services.gateway.routers.openai_compat import openai_error
+
+        return openai_error(exc.status_code, exc.detail if isinstance(exc.detail, str) else str(exc.detail))
     if not request.url.path.startswith("/api/"):
         return await http_exception_handler(request, exc)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)

@@ -20,7 +20,10 @@ from tests.support.services import ServiceProcess, base_env, grpc_ready, trainer
 from tests.support.wait import until
 from tests.trainer.conftest import FAST, create_request, watch_all, write_dataset
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+
+STEPS = 600
 
 
 async def test_a_trainer_restart_reattaches_to_the_job_still_running_on_the_cluster(cluster, tiny_models_dir,
@@ -34,7 +37,9 @@ async def test_a_trainer_restart_reattaches_to_the_job_still_running_on_the_clus
     await grpc_ready(trainer, address)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
-        config = dict(FAST, num_epochs=20, max_steps=120, checkpoint_every_steps=8)
+        # Long enough that both stops land mid-training on a quiet machine (13 steps/s there; 120 steps were done
+        # before the second stop).
+        config = dict(FAST, num_epochs=100, max_steps=STEPS, checkpoint_every_steps=8)
         job = (await stub.CreateJob(create_request("outlives-its-trainer", **config))).job
         await stub.StartJob(pb.StartJobRequest(job_id=job.id))
         await reaches(stub, job.id, pb.JOB_STATUS_TRAINING)
@@ -56,7 +61,7 @@ async def test_a_trainer_restart_reattaches_to_the_job_still_running_on_the_clus
             trainer.start()
             await grpc_ready(trainer, address)
 
-        done = await reaches(stub, job.id, pb.JOB_STATUS_COMPLETED, pb.JOB_STATUS_FAILED)
+        done = await reaches(stub, job.id, pb.JOB_STATUS_COMPLETED, pb.JOB_STATUS_FAILED, timeout=900)
         _, events = await watch_all(stub, job.id)
         messages = [e.message for e in events]
         assert done.status == pb.JOB_STATUS_COMPLETED, messages[-5:]
@@ -64,7 +69,7 @@ async def test_a_trainer_restart_reattaches_to_the_job_still_running_on_the_clus
         assert sum("following it again" in m for m in messages) == 2, messages
         # Nothing lost or repeated across the cuts: sequences 1..N, every training step exactly once.
         assert [e.sequence for e in events] == list(range(1, len(events) + 1))
-        assert [e.step.step for e in events if e.type == pb.EVENT_TYPE_STEP] == list(range(1, 121))
+        assert [e.step.step for e in events if e.type == pb.EVENT_TYPE_STEP] == list(range(1, STEPS + 1))
     trainer.stop()
     await until(lambda: free_cpus() == 2.0, 10, "the job's CPU to be free again")
 
