@@ -220,8 +220,10 @@ class KeyStore:
     def revoke(self, key_id: str) -> KeyInfo:
         """Revokes a key (idempotent); ``NotFound`` for an unknown id."""
         db = self._open()
-        with (db.session() if db is not None else _nothing()) as s:
-            row = s.get(ApiKeyRow, key_id) if s is not None else None
+        if db is None:
+            raise NotFound(f"key {key_id!r} not found")
+        with db.session() as s:
+            row = s.get(ApiKeyRow, key_id)
             if row is None:
                 raise NotFound(f"key {key_id!r} not found")
             if row.revoked_at is None:
@@ -280,14 +282,6 @@ class KeyStore:
                              .limit(max(1, limit)))
             entries = [AuditEntry(r.id, r.time, r.actor, r.role, r.action, r.target, r.detail) for r in rows]
             return entries, int(s.scalar(select(func.count()).select_from(AuditRow)) or 0)
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 _SERVICE_KEYS: dict[tuple[str, str], str] = {}

@@ -259,14 +259,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
 
 class _AuthClient:
-    """Adds ``authorization: Bearer <token>`` to a call's metadata."""
+    """Adds ``authorization: <authorization()>`` to a call's metadata (nothing when it returns None)."""
 
-    def __init__(self, token: str) -> None:
-        self._pair = auth_metadata(token)[0]
+    def __init__(self, authorization: Callable[[], str | None]) -> None:
+        self._authorization = authorization
 
     def _details(self, details):
+        value = self._authorization()
+        if value is None:
+            return details
         metadata = grpc.aio.Metadata(*(tuple(details.metadata) if details.metadata else ()))
-        metadata.add(*self._pair)
+        metadata.add("authorization", value)
         return details._replace(metadata=metadata)
 
 
@@ -291,11 +294,18 @@ class _AuthStreamStream(_AuthClient, grpc.aio.StreamStreamClientInterceptor):
         return await continuation(self._details(client_call_details), request_iterator)
 
 
+def authorization_interceptors(authorization: Callable[[], str | None]) -> list:
+    """Interceptors for a ``grpc.aio`` channel that send the ``authorization`` metadata ``authorization()``
+    returns at each call (nothing when it returns None)."""
+    return [kind(authorization) for kind in (_AuthUnaryUnary, _AuthUnaryStream, _AuthStreamUnary, _AuthStreamStream)]
+
+
 def client_interceptors(token: str | None) -> list:
     """Interceptors for a ``grpc.aio`` channel that send ``token`` with every call (none without a token)."""
     if not token:
         return []
-    return [kind(token) for kind in (_AuthUnaryUnary, _AuthUnaryStream, _AuthStreamUnary, _AuthStreamStream)]
+    value = f"Bearer {token}"
+    return authorization_interceptors(lambda: value)
 
 
 @dataclass

@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 
-import grpc
 from fastapi import Request
 from fastapi.exceptions import HTTPException
 
 from services.auth import policy
 from services.auth.authn import Authenticator, Unauthenticated
+from services.common.grpc_server import authorization_interceptors
 from services.gateway import errors
 
 _forwarded: contextvars.ContextVar[str | None] = contextvars.ContextVar("forwarded_authorization", default=None)
@@ -91,41 +91,8 @@ async def authorize(request: Request) -> None:
 # -- forwarding to the backends ----------------------------------------------------------------------------------
 
 
-class _Forward:
-    """Adds the caller's ``authorization`` (else the gateway's own ``api_token``) to a call's metadata."""
-
-    def __init__(self, api_token: str | None) -> None:
-        self._fallback = f"Bearer {api_token}" if api_token else None
-
-    def _details(self, details):
-        value = _forwarded.get() or self._fallback
-        if value is None:
-            return details
-        metadata = grpc.aio.Metadata(*(tuple(details.metadata) if details.metadata else ()))
-        metadata.add("authorization", value)
-        return details._replace(metadata=metadata)
-
-
-class _UnaryUnary(_Forward, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
-        return await continuation(self._details(client_call_details), request)
-
-
-class _UnaryStream(_Forward, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, client_call_details, request):
-        return await continuation(self._details(client_call_details), request)
-
-
-class _StreamUnary(_Forward, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        return await continuation(self._details(client_call_details), request_iterator)
-
-
-class _StreamStream(_Forward, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
-        return await continuation(self._details(client_call_details), request_iterator)
-
-
 def forward(api_token: str | None) -> list:
-    """Client interceptors for the backends' channels: every call carries the caller's key."""
-    return [kind(api_token) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
+    """Client interceptors for the backends' channels: every call carries the caller's ``authorization`` (else
+    the gateway's own ``api_token``)."""
+    fallback = f"Bearer {api_token}" if api_token else None
+    return authorization_interceptors(lambda: _forwarded.get() or fallback)

@@ -19,6 +19,8 @@ from grpc_status import rpc_status
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.common.errors import DomainError
+
 log = logging.getLogger(__name__)
 
 GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
@@ -86,6 +88,13 @@ async def _grpc_error_handler(request: Request, exc: grpc.aio.AioRpcError) -> JS
     if http >= 500:
         log.warning("%s %s -> %s: %s", request.method, request.url.path, exc.code().name, exc.details())
     return JSONResponse(body, status_code=http)
+
+
+async def _domain_error_handler(request: Request, exc: DomainError) -> JSONResponse:
+    """A domain error the gateway raised itself (its own routes over a store: the admin's keys), by the same
+    table as a backend's status."""
+    violations = [{"field": v.field, "reason": v.reason} for v in getattr(exc, "violations", ())]
+    return response(GRPC_TO_HTTP.get(exc.code, 502), exc.message, exc.code.name, violations)
 
 
 def _field_path(loc: tuple | list) -> str:
@@ -176,6 +185,7 @@ def _document_errors(app: FastAPI) -> None:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(grpc.aio.AioRpcError, _grpc_error_handler)
+    app.add_exception_handler(DomainError, _domain_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     _document_errors(app)

@@ -10,12 +10,9 @@ import asyncio
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.auth.store import NAME_MAX, KeyStore
-from services.common.errors import InvalidArgument, NotFound
-from services.gateway import errors
 from services.gateway.auth import principal_of
 
 router = APIRouter(tags=["admin"])
@@ -76,13 +73,6 @@ def _store(request: Request) -> KeyStore:
     return request.app.state.auth.store
 
 
-def _domain_error(exc: Exception) -> JSONResponse:
-    if isinstance(exc, InvalidArgument):
-        return errors.response(422, exc.message, "INVALID_ARGUMENT",
-                               [{"field": v.field, "reason": v.reason} for v in exc.violations])
-    return errors.response(404, exc.message, "NOT_FOUND")
-
-
 @router.get("/api/auth/me", response_model=Me)
 async def read_me(request: Request):
     """Who the caller is, and whether keys are required."""
@@ -102,10 +92,7 @@ async def list_keys(request: Request):
 async def create_key(body: NewKey, request: Request):
     """A new key for a person or a service account; the key is in this answer only."""
     store, principal = _store(request), principal_of(request)
-    try:
-        info, key = await asyncio.to_thread(store.create, body.name, body.role, body.kind, principal.name)
-    except InvalidArgument as exc:
-        return _domain_error(exc)
+    info, key = await asyncio.to_thread(store.create, body.name, body.role, body.kind, principal.name)
     await asyncio.to_thread(store.audit, principal, "key.create", info.id, f"{info.name} ({info.role})")
     return {**info.to_dict(), "key": key}
 
@@ -114,10 +101,7 @@ async def create_key(body: NewKey, request: Request):
 async def revoke_key(key_id: str, request: Request):
     """Revokes a key at once (calls with it get 401 from then on)."""
     store, principal = _store(request), principal_of(request)
-    try:
-        info = await asyncio.to_thread(store.revoke, key_id)
-    except NotFound as exc:
-        return _domain_error(exc)
+    info = await asyncio.to_thread(store.revoke, key_id)
     await asyncio.to_thread(store.audit, principal, "key.revoke", info.id, f"{info.name} ({info.role})")
     return info.to_dict()
 
