@@ -119,23 +119,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
             return call
 
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                wrap_unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                wrap_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
-            )
-        return handler
+        return _replace_behavior(handler, wrap_unary, wrap_stream)
 
 
 def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
@@ -153,7 +137,9 @@ def _replace_behavior(handler, unary, stream):
         return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), deser, ser)
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream), deser, ser)
-    return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), deser, ser)
+    if handler.stream_stream:
+        return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), deser, ser)
+    return handler
 
 
 AUDITED = {
