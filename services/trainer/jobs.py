@@ -50,6 +50,17 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 _VERTICAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+def resume_point(layout: JobLayout, job: Job) -> tuple[str, dict]:
+    """Where a job that is resumed continues (its newest checkpoint), for its event, and the job fields that
+    say so (no worker, the checkpoint's step and progress)."""
+    found = layout.latest_checkpoint()
+    step = found[0] if found else 0
+    total = job.total_steps or 0
+    where = (f"from {found[1].name} (step {step}" + (f" of {total})" if total else ")")
+             if found else "from the beginning (no checkpoint yet)")
+    return where, dict(pid=None, current_step=step, progress=min(1.0, step / total) if total else 0.0)
+
+
 class JobManager:
     """Jobs: their lifecycle, their worker processes, their event logs and watchers."""
 
@@ -77,7 +88,7 @@ class JobManager:
         self.events = EventLog(store, self.hub, self.layout)
         from services.trainer.executors import make_executor
 
-        self.executor = make_executor(settings, self.jobs_dir)
+        self.executor = make_executor(settings)
         """Where the workers run (``settings.executor``: this machine, or a Ray cluster)."""
         self._calls = self.events.calls
         self._runs: dict[str, WorkerSupervisor] = {}
@@ -117,9 +128,9 @@ class JobManager:
                 crashed = False  # the worker ran on the cluster: the trainer's crash did not stop it
             else:
                 crashed = job.pid is not None  # a trainer that stopped cleanly cleared the pid of its workers
-            if job.pid and not self.executor.reattaches and is_our_worker(job.pid, layout.root):
-                log.warning("stopping orphaned worker pid %s of %s", job.pid, job.id)
-                stop_orphan(job.pid, KILL_AFTER_SECONDS)
+                if job.pid and is_our_worker(job.pid, layout.root):
+                    log.warning("stopping orphaned worker pid %s of %s", job.pid, job.id)
+                    stop_orphan(job.pid, KILL_AFTER_SECONDS)
             self.events.sync_file(job.id)
             layout.remove_temporaries()
             handled.append(job.id)
@@ -130,18 +141,13 @@ class JobManager:
                                            f"(TRAINER_MAX_RESUMES is {limit})", pid=None)
                 log.warning("job %s: the trainer crashed %d times while it ran: failed", job.id, crashes)
                 continue
-            found = layout.latest_checkpoint()
-            step = found[0] if found else 0
-            total = job.total_steps or 0
-            where = (f"from {found[1].name} (step {step}" + (f" of {total})" if total else ")")
-                     if found else "from the beginning (no checkpoint yet)")
+            where, fields = resume_point(layout, job)
             if crashed:
                 text = (f"{CRASH_PREFIX} while the job was {job.status} (restart {crashes} of at most {limit}); "
                         f"resuming {where}")
             else:
                 text = f"the trainer restarted while the job was {job.status}; resuming {where}"
-            self.events.append_now(job.id, EventType.WARNING if crashed else EventType.LOG, text,
-                                   pid=None, current_step=step, progress=min(1.0, step / total) if total else 0.0)
+            self.events.append_now(job.id, EventType.WARNING if crashed else EventType.LOG, text, **fields)
             self._resume.append(job.id)
             log.warning("job %s was %s when the trainer stopped: resuming %s", job.id, job.status, where)
         return handled
@@ -530,15 +536,10 @@ class JobManager:
                                          f"{LOST_PREFIX}, {losses} times: not resuming it again "
                                          f"(TRAINER_MAX_RESUMES is {limit})", pid=None)
             return
-        found = await asyncio.to_thread(layout.latest_checkpoint)
-        step = found[0] if found else 0
-        total = job.total_steps or 0
-        where = (f"from {found[1].name} (step {step}" + (f" of {total})" if total else ")")
-                 if found else "from the beginning (no checkpoint yet)")
+        where, fields = await asyncio.to_thread(resume_point, layout, job)
         await asyncio.to_thread(layout.remove_temporaries)
         await self.events.append(job_id, EventType.WARNING,
                                  f"{LOST_PREFIX} while the job was {job.status} (resume {losses} of at most {limit}); "
-                                 f"resuming {where} on a node that is still there",
-                                 pid=None, current_step=step, progress=min(1.0, step / total) if total else 0.0)
+                                 f"resuming {where} on a node that is still there", **fields)
         log.warning("job %s: its worker was lost with its node; resuming %s", job_id, where)
         self._resume.insert(0, job_id)

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 KILL_AFTER_SECONDS = 5.0
 """How long a worker has to exit after SIGTERM before it gets SIGKILL (cancel and shutdown)."""
 MAX_LINE_BYTES = 1 << 20
+LINE_DROPPED = "the worker sent a line over 1 MiB; it was dropped"
+"""The warning a line over ``MAX_LINE_BYTES`` leaves instead of itself."""
 LOW_MEMORY_SHARE = 0.05
 """The machine counts as short of memory when less than this share of its RAM is available."""
 PEAK_RSS_SHARE = 0.9
@@ -312,8 +314,7 @@ class WorkerSupervisor:
             async for seq, raw in worker.lines():
                 self._line_fields = {"worker_seq": seq} if seq else {}
                 if raw is None:
-                    await self._append(self.job_id, EventType.WARNING,
-                                       "the worker sent a line over 1 MiB; it was dropped")
+                    await self._append(self.job_id, EventType.WARNING, LINE_DROPPED)
                 else:
                     try:
                         await self.handle(parse_line(raw))

@@ -13,7 +13,6 @@ the workers a previous trainer left running.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -36,7 +35,6 @@ class Worker(Protocol):
     """Where it runs, for the job's log: ``pid 1234`` (``pid 1234 on node 10.0.0.5`` on a cluster)."""
     attempt: str | None
     """The id of this launch, where its lines travel over the network (stored with the job)."""
-    """Where it runs, for the job's log: ``pid 1234`` (``on node 10.0.0.5`` on a cluster)."""
     memory: MemoryForensics
     """What was seen of its memory (to explain a SIGKILL); empty where the executor cannot see it."""
     detached: bool
@@ -86,11 +84,11 @@ class Executor(Protocol):
         ...
 
 
-def make_executor(settings: TrainerSettings, jobs_dir: Path) -> Executor:
+def make_executor(settings: TrainerSettings) -> Executor:
     if settings.executor == "ray":
         from services.trainer.executors.ray import RayExecutor
 
-        return RayExecutor(settings, jobs_dir)
+        return RayExecutor(settings)
     from services.trainer.executors.local import LocalExecutor
 
     return LocalExecutor(settings)

@@ -51,7 +51,7 @@ from services.trainer.protocol import (
     WORKER_TOKEN_ENV,
     encode_line,
 )
-from services.trainer.supervisor import MAX_LINE_BYTES, MemoryForensics
+from services.trainer.supervisor import LINE_DROPPED, MAX_LINE_BYTES, MemoryForensics, signal_group
 
 log = logging.getLogger(__name__)
 
@@ -182,14 +182,11 @@ class JobRelay:
             if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
                 while raw and not raw.endswith(b"\n"):  # the rest of the long line
                     raw = self.proc.stdout.readline(MAX_LINE_BYTES)
-                self._add(encode_line("warning", "the worker sent a line over 1 MiB; it was dropped"))
+                self._add(encode_line("warning", LINE_DROPPED))
                 continue
             self._add(raw.decode("utf-8", errors="replace").rstrip("\n"))
         rc = self.proc.wait()
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers the worker started in its group
-        except (ProcessLookupError, PermissionError):
-            pass
+        signal_group(self.proc.pid, signal.SIGKILL)  # stragglers the worker started in its group
         self._add("", rc)
 
     def _add(self, line: str, exit_code: int | None = None) -> None:
@@ -226,14 +223,13 @@ class JobRelay:
         backoff = 0.2
         while True:
             with self._cond:
-                while not self._done and not any(seq > self._acked for seq, _, _ in self._pending):
-                    self._cond.wait(1.0)
+                # ``_pending`` holds only lines not acknowledged yet (``_add`` numbers past the ack, the ack
+                # drops what it covers); ``_add`` and the end notify.
+                self._cond.wait_for(lambda: self._done or self._pending)
                 if self._done:
                     return
                 batch, size = [], 0
                 for record in self._pending:
-                    if record[0] <= self._acked:
-                        continue
                     size += len(record[1])
                     if batch and (len(batch) >= BATCH_LINES or size > BATCH_BYTES):
                         break
@@ -297,11 +293,8 @@ class JobRelay:
     def wait_done(self, timeout: float) -> bool:
         """Whether the relay is done (the trainer acknowledged the worker's exit, or told it to stop), waiting
         at most ``timeout`` s: a caller polls, so a trainer that died while waiting holds no thread for long."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while not self._done and time.monotonic() < deadline:
-                self._cond.wait(max(0.0, min(5.0, deadline - time.monotonic())))
-            return self._done
+            return self._cond.wait_for(lambda: self._done, timeout)
 
     def stop(self, kill_after: float) -> int | None:
         """SIGTERM to the worker's process group (it checkpoints), SIGKILL after ``kill_after`` s."""
@@ -312,10 +305,7 @@ class JobRelay:
         for sig, wait in ((signal.SIGTERM, kill_after), (signal.SIGKILL, 10.0)):
             if proc.poll() is not None:
                 break
-            try:
-                os.killpg(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                break
+            signal_group(proc.pid, sig)
             try:
                 proc.wait(wait)
             except subprocess.TimeoutExpired:
@@ -346,9 +336,7 @@ class RayWorker:
                  on_release=None) -> None:
         self.job_id, self.attempt, self.actor, self.group = job_id, attempt, actor, group
         self._on_release = on_release
-        self.pid: int | None = None
-        self.node = self.node_id = self.where = ""
-        self.located(info)
+        self.located(info)  # pid, node, node_id, where, outcome_lines
         self.memory = MemoryForensics()
         self.detached = False
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -473,9 +461,8 @@ class RayExecutor:
     name = "ray"
     reattaches = True
 
-    def __init__(self, settings: TrainerSettings, jobs_dir: Path) -> None:
+    def __init__(self, settings: TrainerSettings) -> None:
         self.settings = settings
-        self.jobs_dir = jobs_dir
         self.models_dir = Path(settings.models_dir).absolute()
         self._own_connection = not ray.is_initialized()
         if self._own_connection:

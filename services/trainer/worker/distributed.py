@@ -234,11 +234,8 @@ def _init(rank: int, world: int, local_rank: int, threads: int, store=None) -> G
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
-    if not dist.is_initialized():
-        if store is not None:
-            dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=TIMEOUT)
-        else:
-            dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=TIMEOUT)
+    if not dist.is_initialized():  # (without a store torch reads the env:// variables)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=TIMEOUT)
     return Group(rank, world, local_rank, dist.get_backend(), device, threads)
 
 

@@ -25,7 +25,7 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard, group=None) -> i
     """Runs the job in ``job_dir``. With ``training_config.num_workers`` > 1 this process is rank 0 of a
     data-parallel group (``distributed.py``; it starts the other ranks) unless ``group`` says which rank it is."""
     job = JobConfig.load(job_dir)
-    if group is None and (job.spec.world_size > 1 or distributed.launched_outside()):
+    if group is None:
         group = distributed.setup(job, events)
     if group is None:
         return _run(job, events, guard, None)

@@ -61,7 +61,7 @@ class Validation:
         total = weight = 0.0
         try:
             with torch.no_grad():
-                for indices in (self.batches if group is None else self.batches[group.rank::group.world]):
+                for indices in (self.batches if group is None else group.shard(self.batches)):
                     out = self.method.step(causal_lm, indices)
                     w = float(self.method.loss_weight(out))
                     total += float(out.loss) * w
