@@ -47,7 +47,6 @@ if str(REPO) not in sys.path:
 
 from services.trainer.models import DEFAULT_MODEL_ID  # noqa: E402  (after the path)
 
-SAMPLES = REPO / "services" / "exporter" / "samples" / "debates.jsonl"
 RESULT_PREFIX = "BENCH-RESULT "
 ROWS = {
     "default": {"quantization": "4bit", "gradient_checkpointing": True},
@@ -70,27 +69,15 @@ ROWS = {
 def export_data(out: Path, train_n: int, eval_sft: int, eval_pairs: int) -> None:
     """SFT train records and the held-out SFT records and DPO pairs, from the sample debates (in-process
     exporter on a temporary SQLite store, the filters a default job uses)."""
-    from services.exporter.exports import Exporter, ExportFilter
-    from services.exporter.importer import import_lines
-    from services.exporter.store import DebateStore
     from services.trainer.worker.sources import balanced_take
+    from tests.support.sample_exports import sample_records
 
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bench-exporter-") as tmp:
-        store = DebateStore(f"sqlite:///{tmp}/debates.db")
-        try:
-            with open(SAMPLES, "rb") as fh:
-                import_lines(store, fh)
-            exporter = Exporter(store, Path(tmp) / "exports")
-
-            def take(fmt, **kw):
-                return [r for page in exporter.records(fmt, ExportFilter(**kw)) for r in page]
-
-            train = take("sft", limit=train_n, split="train", min_confidence=0.7)
-            held_sft = balanced_take(take("sft", split="heldout", min_confidence=0.7), eval_sft)
-            held_dpo = balanced_take(take("dpo", split="heldout", min_confidence_diff=0.0), eval_pairs)
-        finally:
-            store.close()
+    train, held_sft, held_dpo = sample_records(
+        ("sft", {"limit": train_n, "split": "train", "min_confidence": 0.7}),
+        ("sft", {"split": "heldout", "min_confidence": 0.7}),
+        ("dpo", {"split": "heldout", "min_confidence_diff": 0.0}))
+    held_sft, held_dpo = balanced_take(held_sft, eval_sft), balanced_take(held_dpo, eval_pairs)
     for name, rows in (("sft.jsonl", train), ("heldout_sft.jsonl", held_sft), ("heldout_dpo.jsonl", held_dpo)):
         (out / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 

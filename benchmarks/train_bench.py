@@ -49,7 +49,6 @@ if str(REPO) not in sys.path:
 
 from services.trainer.models import DEFAULT_MODEL_ID as DEFAULT_MODEL  # noqa: E402  (after the path)
 
-SAMPLES = REPO / "services" / "exporter" / "samples" / "debates.jsonl"
 RESULT_PREFIX = "BENCH-RESULT "
 DROPOUT_SEED = 7919  # per-step reseeding so both trainers draw the same LoRA-dropout masks (see _step_seed)
 
@@ -75,21 +74,10 @@ def _batch_hash(rows: list[list[int]]) -> str:
 def export_samples(out_dir: Path, sft_n: int, dpo_n: int) -> tuple[Path, Path]:
     """The sample debates through an in-process exporter (real store on SQLite, real import and export code):
     the first ``sft_n`` SFT records and ``dpo_n`` DPO pairs of the train split, as JSONL files."""
-    from services.exporter.exports import Exporter, ExportFilter
-    from services.exporter.importer import import_lines
-    from services.exporter.store import DebateStore
+    from tests.support.sample_exports import sample_records
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bench-exporter-") as tmp:
-        store = DebateStore(f"sqlite:///{tmp}/debates.db")
-        try:
-            with open(SAMPLES, "rb") as fh:
-                import_lines(store, fh)
-            exporter = Exporter(store, Path(tmp) / "exports")
-            sft = [r for page in exporter.records("sft", ExportFilter(limit=sft_n, split="train")) for r in page]
-            dpo = [r for page in exporter.records("dpo", ExportFilter(limit=dpo_n, split="train")) for r in page]
-        finally:
-            store.close()
+    sft, dpo = sample_records(("sft", {"limit": sft_n, "split": "train"}), ("dpo", {"limit": dpo_n, "split": "train"}))
     sft_path, dpo_path = out_dir / "sft.jsonl", out_dir / "dpo.jsonl"
     sft_path.write_text("".join(json.dumps(r) + "\n" for r in sft), encoding="utf-8")
     dpo_path.write_text("".join(json.dumps(r) + "\n" for r in dpo), encoding="utf-8")
