@@ -153,9 +153,8 @@ def _load_quantized(model_path: Path, quantization: str, dtype, device, auto_cla
         if not layers.get(wanted):
             raise QuantizationUnavailable(f"no layer of {Path(model_path).name} was quantized (no bitsandbytes "
                                           f"{wanted} in the loaded model)")
-        if quantization == "4bit" and torch.device(device).type == "cpu" and auto_class is None:
+        if quantization == "4bit" and torch.device(device).type == "cpu":
             # bitsandbytes' CPU path passes no gradient once its inference layout is in use (quantized.py).
-            # Causal LMs only: a reward model's encoder (a sequence classifier) keeps bitsandbytes' own path.
             from services.trainer.worker.quantized import use_dequantized_forward
 
             model.dequantized_forward = use_dequantized_forward(model, dtype)

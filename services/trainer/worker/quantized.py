@@ -76,6 +76,12 @@ def _forward(self, x):
     return out.to(x.dtype)
 
 
+def _float_forward(self, x):
+    import torch
+
+    return torch.nn.functional.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
+
+
 def available_memory() -> int:
     """Bytes this process can still allocate: the machine's available memory, or less under a cgroup limit."""
     import psutil
@@ -92,7 +98,8 @@ def available_memory() -> int:
 
 
 def use_dequantized_forward(model, dtype) -> dict:
-    """Gives every bitsandbytes ``Linear4bit`` of ``model`` the dequantized forward (see the module's text).
+    """Gives every bitsandbytes ``Linear4bit`` of ``model`` the dequantized forward (see the module's text); one
+    whose weight was never quantized (a layer drawn at load) computes as a plain ``nn.Linear``.
 
     Returns ``{"layers": n, "cached": bool, "cache_bytes": size of the dequantized copies}`` (layers 0 where the
     model has none)."""
@@ -101,7 +108,14 @@ def use_dequantized_forward(model, dtype) -> dict:
     import bitsandbytes as bnb
     import torch
 
-    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    layers, unquantized = [], []
+    for m in model.modules():
+        if isinstance(m, bnb.nn.Linear4bit):
+            (layers if getattr(m.weight, "quant_state", None) is not None else unquantized).append(m)
+    for m in unquantized:
+        # A layer the checkpoint lacks, drawn at load (a sequence classifier's pooler and head), holds a plain float
+        # weight that was never quantized: bitsandbytes' own forward fails on it; it computes as an nn.Linear.
+        m.forward = types.MethodType(_float_forward, m)
     if not layers:
         return {"layers": 0, "cached": False, "cache_bytes": 0}
     size = torch.tensor([], dtype=dtype).element_size()
