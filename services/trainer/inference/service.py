@@ -67,12 +67,13 @@ class Inference:
         if not model:
             raise planner.InvalidArgument("must name a deployment, a job id or a base model", field="model")
         deployment = self.deployments.get(model)
-        if deployment is not None and not self.visible_deployment(deployment):
-            deployment = None  # another user's: as if it did not exist
-        if deployment is not None:
-            model = deployment.job_id
         job = None
-        if deployment is not None or model.startswith("job-"):
+        if deployment is not None:
+            try:
+                job = self.visible_job(deployment.job_id)
+            except NotFound:
+                pass  # another user's: as if it did not exist
+        if job is None and model.startswith("job-"):
             job = self.visible_job(model)  # NotFound for an unknown job (or another user's)
         if job is not None:
             return planner.job_target(job, self.jobs_dir / job.id, self.models_dir, checkpoint_step, base_only)
@@ -113,7 +114,8 @@ class Inference:
         """The deployments the caller may see (of ``job_id`` only: ``NotFound`` for an unknown job)."""
         if job_id:
             self.visible_job(job_id)
-        return [d for d in self.deployments.list(job_id) if self.visible_deployment(d)]
+            return self.deployments.list(job_id)
+        return [d for d in self.deployments.list() if self.visible_deployment(d)]
 
     def deploy(self, job_id: str, name: str) -> Deployment:
         job = self.visible_job(job_id)
