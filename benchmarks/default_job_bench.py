@@ -95,7 +95,11 @@ def _levers_off(off: list[str]) -> None:
         logprobs.can_share = lambda decoder, width=0: (not logprobs.checkpointing(decoder)
                                                         and can_share(decoder, width))
     if "eval" in off:
-        os.environ["TRAINER_EVAL_LEGACY"] = "1"  # samples one at a time (evaluate.LEGACY_ENV)
+        from services.trainer.worker import evaluate
+
+        batched = evaluate._generate  # samples one at a time, each its own generate
+        evaluate._generate = lambda model, prompts, adapters, *args: [
+            batched(model, [p], [a], *args)[0] for p, a in zip(prompts, adapters, strict=True)]
         os.environ["TRAINER_EVAL_MAX_COST_RATIO"] = "0"  # every held-out record and pair, whatever the job's size
 
 

@@ -42,8 +42,6 @@ from services.trainer.worker.job import JobConfig
 from services.trainer.worker.sources import HeldOut, balanced_take
 
 SAMPLES_FILE = JobLayout.EVAL_SAMPLES_FILE
-LEGACY_ENV = "TRAINER_EVAL_LEGACY"
-"""Set by ``benchmarks/default_job_bench.py``'s ablation rows only: samples generated one at a time."""
 ELO_BASE = 1500.0
 ELO_MIN, ELO_MAX = 1000.0, 2000.0
 
@@ -260,13 +258,8 @@ def generate_samples(peft_model, tokenizer, held: HeldOut, settings: EvalSetting
     adapter = peft_model.active_adapter
     total = 2 * len(records)
     progress("samples", 0, total, force=True)
-    if os.environ.get(LEGACY_ENV):  # benchmarks/default_job_bench.py: the way it was, for its ablation row
-        answers = [_generate(peft_model, [p], [which], settings.sample_max_new_tokens, tokenizer.pad_token_id,
-                             tokenizer.eos_token_id, device)[0]
-                   for which in (BASE_ADAPTER, adapter) for p in prompts]
-    else:
-        answers = _generate(peft_model, prompts + prompts, [BASE_ADAPTER] * len(prompts) + [adapter] * len(prompts),
-                            settings.sample_max_new_tokens, tokenizer.pad_token_id, tokenizer.eos_token_id, device)
+    answers = _generate(peft_model, prompts + prompts, [BASE_ADAPTER] * len(prompts) + [adapter] * len(prompts),
+                        settings.sample_max_new_tokens, tokenizer.pad_token_id, tokenizer.eos_token_id, device)
     progress("samples", total, total)
     out = []
     for k, record in enumerate(records):
