@@ -119,14 +119,12 @@ def export_gguf(model_dir: Path, job_dir: Path, qtype: str) -> Path:
     return job_dir / next(f for f in result["files"] if f.endswith(".gguf"))
 
 
-def llamacpp(python: str, gguf: Path, model_dir: Path, args) -> dict:
+def llamacpp(python: str, gguf: Path, ids: list[int], args) -> dict:
+    """llama.cpp on ``gguf`` (``llamacpp_decode.py`` under ``python``), from the prompt ``ids`` the other rows
+    decode."""
     import json
 
-    from transformers import AutoTokenizer
-
-    ids = AutoTokenizer.from_pretrained(model_dir).apply_chat_template(
-        [{"role": "user", "content": PROMPT}], add_generation_prompt=True, return_dict=True)["input_ids"]
-    proc = subprocess.run([python, str(REPO / "benchmarks" / "llamacpp_decode.py"), str(gguf), json.dumps(list(ids)),
+    proc = subprocess.run([python, str(REPO / "benchmarks" / "llamacpp_decode.py"), str(gguf), json.dumps(ids),
                            str(args.max_new_tokens), str(args.repeats), str(args.threads)],
                           capture_output=True, text=True, timeout=1800)
     if proc.returncode:
@@ -274,6 +272,7 @@ def main() -> int:
         asyncio.run(ready())
         plain = Floor(model_dir, args.threads)
         served = asyncio.run(rounds(address, job_id, args, proc.pid, plain))
+        prompt_ids = plain.ids["input_ids"][0].tolist()
         del plain
         proc.terminate()
         proc.wait(30)
@@ -281,7 +280,7 @@ def main() -> int:
         cpp = None
         if args.llamacpp_python:
             gguf = export_gguf(model_dir.absolute(), work / "jobs" / job_id, args.gguf)
-            cpp = llamacpp(args.llamacpp_python, gguf, model_dir, args)
+            cpp = llamacpp(args.llamacpp_python, gguf, prompt_ids, args)
             cpp["file"], cpp["mb"] = gguf.name, gguf.stat().st_size / 1e6
     finally:
         if proc is not None:
