@@ -654,7 +654,6 @@ ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4b
 PAIRED_ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit",
                "product-dpo", "trl-dpo-precompute", "product-sft-no-prefix")
 """Rows repeated ``--repeats`` times, interleaved. An SFT row name may end in ``@DATASET`` (``DATASETS``)."""
-"""Rows repeated ``--repeats`` times, interleaved."""
 
 
 def run_row(full_name: str, config_path: Path) -> None:
