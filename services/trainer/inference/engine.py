@@ -28,6 +28,7 @@ from pathlib import Path
 from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from services.trainer import models
 from services.trainer.inference.batching import BASE, CANCELLED, LENGTH, STOP, Batcher, Outcome, Row
+from services.trainer.inference.lora import LeanLora
 from services.trainer.inference.planner import Plan, Sampling, Target
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class Loaded:
     which made a base-model stream ~40% slower than plain ``generate``. A forward mixing adapters per row
     needs them enabled (the base's rows are ``"__base__"``)."""
     batcher: Batcher | None = None
+    lean: LeanLora | None = None
+    """The lean LoRA forward on ``peft``'s layers (``lora.py``); PEFT's own forward runs only for adapters it
+    does not implement, under the ``adapters_on`` / ``active`` switching."""
 
 
 def default_threads() -> int:
@@ -211,6 +215,10 @@ class Engine:
             loaded.peft.eval()
             if not loaded.adapters_on:  # a new adapter's layers start enabled: keep one state for all
                 loaded.peft.base_model.disable_adapter_layers()
+            if loaded.lean is None:
+                loaded.lean = LeanLora(loaded.peft)
+            else:
+                loaded.lean.install()
             loaded.adapters[key] = path
         with self._cache_lock:
             loaded.nbytes += _folder_bytes(path)
@@ -247,6 +255,8 @@ class Engine:
 
         with loaded.lock, torch.inference_mode():
             if loaded.peft is None:
+                return loaded.model(**kwargs)
+            if loaded.lean.select(keys, loaded.device):  # the LoRA layers read the selection themselves
                 return loaded.model(**kwargs)
             first = keys[0]
             if any(k != first for k in keys):  # rows of different adapters: PEFT selects per row
