@@ -13,7 +13,7 @@ optionally llama.cpp on the GGUF the product exports from the same adapter.
    ``TRAINER_INFERENCE_THREADS=--threads`` and runs ``--repeats`` rounds (after a warm-up), each of: the floor,
    plain ``model.generate`` of the same base model in this process (greedy, same prompt, same threads; the
    trainer is idle meanwhile); a Generate stream over gRPC for the base model; one for the job's adapter
-   (greedy, same prompt); and ``--streams`` concurrent streams (half base, half adapter, sampled with
+   (greedy, same prompt), twice each in the order base, adapter, adapter, base; and ``--streams`` concurrent streams (half base, half adapter, sampled with
    different seeds), which the trainer decodes as one batch (continuous batching, per-row adapters:
    docs/inference.md). Interleaving the rows means that a machine shared with other work slows them alike;
    each row reports the median over the rounds.
@@ -24,7 +24,8 @@ optionally llama.cpp on the GGUF the product exports from the same adapter.
    same threads.
 
 Time to first token (TTFT) is from sending the request to the first text; decode tokens/s counts the tokens
-after the first over the time after the first. Goals: adapter decode within 10% of base; single-stream base
+after the first over the time after the first. Goals: adapter decode within 10% of base (the median over rounds
+of each round's base / adapter decode ratio: a round's two ABBA pairs cancel a drift in the machine's load); single-stream base
 decode >= 0.9x the floor; the concurrent streams finish without error and their aggregate tokens/s exceeds a
 single stream's (end to end: tokens over wall time, TTFT included, for both). Tokens per CPU-second (the
 process's user + system time: the trainer's, this process's for the floor) is printed beside the wall-clock
@@ -208,17 +209,22 @@ async def rounds(address: str, job_id: str, args, pid: int, plain: Floor) -> dic
         for model in (MODEL, job_id):  # warm-up: loads the base, attaches the adapter
             await one_stream(stub, model, 4)
         runs: dict[str, list[dict]] = {"floor": [], "base": [], "adapter": [], "concurrent": []}
+        adapter_rounds: list[float] = []
         for _ in range(args.repeats):
             first, _, _ = plain.timed(1)
             total, n, cpu = plain.timed(args.max_new_tokens)
             runs["floor"].append({"ttft": first, "decode": (n - 1) / max(total - first, 1e-9), "tokens": n,
                                   "cpu": cpu, "per_cpu": n / cpu, "e2e": n / total})
-            for label, model in (("base", MODEL), ("adapter", job_id)):
+            paired: dict[str, list[float]] = {"base": [], "adapter": []}
+            for label, model in (("base", MODEL), ("adapter", job_id), ("adapter", job_id), ("base", MODEL)):
                 c0 = cpu_seconds(pid)
                 r = await one_stream(stub, model, args.max_new_tokens)
                 r["cpu"] = cpu_seconds(pid) - c0
                 r["per_cpu"], r["e2e"] = r["tokens"] / max(r["cpu"], 1e-9), r["tokens"] / r["wall"]
                 runs[label].append(r)
+                paired[label].append(r["decode"])
+            # base / adapter decode of this round, its two of each in ABBA order (drift within a round cancels)
+            adapter_rounds.append(statistics.mean(paired["base"]) / statistics.mean(paired["adapter"]))
             runs["concurrent"].append(await concurrent(stub, job_id, args, pid))
     out = {}
     for label, rs in runs.items():
@@ -227,8 +233,44 @@ async def rounds(address: str, job_id: str, args, pid: int, plain: Floor) -> dic
     c["errors"] = sum(r["errors"] for r in runs["concurrent"])
     c["first_error"] = next((r["first_error"] for r in runs["concurrent"] if r["first_error"]), "")
     c["streams"] = args.streams
-    c["rounds"] = [(r["aggregate"], b["e2e"]) for r, b in zip(runs["concurrent"], runs["base"], strict=True)]
+    c["rounds"] = [(r["aggregate"], statistics.mean(b["e2e"] for b in runs["base"][2 * i:2 * i + 2]))
+                   for i, r in enumerate(runs["concurrent"])]
+    out["adapter"]["rounds"] = adapter_rounds
     return out
+
+
+def forward_cost(model_dir: Path, adapter: Path, prompt: list[int], args) -> dict:
+    """The model's forward alone, base vs adapter: the trainer's ``Engine`` in this process (no gRPC, no
+    sampling, no text), each decoding forward timed, ``--repeats`` rounds of base, adapter, adapter, base
+    greedy generations; the median forward of each."""
+    import threading
+
+    from services.trainer.inference.engine import Engine
+    from services.trainer.inference.planner import Sampling, Target
+
+    engine = Engine(memory_bytes=8 << 30, threads=args.threads)
+    base = Target(base_model=MODEL, base_path=model_dir)
+    tuned = Target(base_model=MODEL, base_path=model_dir, job_id="bench", adapter_path=adapter)
+    loaded = engine.acquire(base)
+    engine.release(engine.acquire(tuned))
+    times: dict[str | None, list[float]] = {None: [], tuned.adapter_key: []}
+    forward = engine._forward
+
+    def timed(model, keys, **kwargs):
+        t = time.perf_counter()
+        out = forward(model, keys, **kwargs)
+        if kwargs["input_ids"].shape[1] == 1:  # decoding steps, not the prefill
+            times[keys[0]].append(time.perf_counter() - t)
+        return out
+
+    loaded.batcher.forward = timed
+    greedy = Sampling(max_new_tokens=args.max_new_tokens, temperature=0.0)
+    for _ in range(args.repeats):
+        for target in (base, tuned, tuned, base):
+            engine.generate(loaded, target, prompt, greedy, threading.Event(), lambda text, n: None)
+    engine.release(loaded)
+    b, a = statistics.median(times[None]), statistics.median(times[tuned.adapter_key])
+    return {"base_ms": b * 1000, "adapter_ms": a * 1000, "cost": a / b - 1, "forwards": len(times[None])}
 
 
 def main() -> int:
@@ -277,6 +319,7 @@ def main() -> int:
         proc.terminate()
         proc.wait(30)
         proc = None
+        forwards = forward_cost(model_dir, work / "adapter", prompt_ids, args)
         cpp = None
         if args.llamacpp_python:
             gguf = export_gguf(model_dir.absolute(), work / "jobs" / job_id, args.gguf)
@@ -289,7 +332,8 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     f, b, a, c = served["floor"], served["base"], served["adapter"], served["concurrent"]
-    adapter_cost = b["decode"] / a["decode"] - 1 if a["decode"] else float("inf")
+    # the median over rounds of each round's paired (ABBA) base / adapter decode ratio
+    adapter_cost = statistics.median(a["rounds"]) - 1
     vs_floor = b["decode"] / f["decode"]
     single = b["e2e"]
     print(f"SmolLM2-135M-Instruct, CPU, {args.threads} threads, greedy, {args.max_new_tokens} new tokens max, "
@@ -309,11 +353,15 @@ def main() -> int:
         print(f"| llama.cpp {cpp['llama_cpp']}, adapter merged, {args.gguf} GGUF ({cpp['mb']:.0f} MB), after the "
               f"rounds | {cpp['ttft'] * 1000:.0f} | {cpp['decode']:.1f} | {cpp['per_cpu']:.1f} | {cpp['tokens']} |")
     print(f"ratios: served base / floor decode {vs_floor:.2f}x; "
-          f"adapter / base decode {a['decode'] / b['decode']:.2f}x; "
+          f"adapter cost over base (per round, ABBA pairs): "
+          + ", ".join(f"{x - 1:+.1%}" for x in a["rounds"]) + "; "
           f"{c['streams']} streams aggregate / single stream end to end {c['aggregate'] / single:.2f}x "
           f"({c['aggregate']:.1f} vs {single:.1f} tokens/s; per round: "
           + ", ".join(f"{x / y:.2f}x" for x, y in c["rounds"]) + f"); per CPU-second {c['per_cpu'] / b['per_cpu']:.2f}x"
           + (f"; llama.cpp / floor decode {cpp['decode'] / f['decode']:.2f}x (not interleaved)" if cpp else ""))
+    print(f"the model's forward alone (the engine in process, {forwards['forwards']} decoding forwards each, ABBA "
+          f"rounds): base {forwards['base_ms']:.1f} ms, adapter {forwards['adapter_ms']:.1f} ms per token, "
+          f"adapter cost {forwards['cost']:+.1%}")
     goals = {
         f"adapter costs <= 10% over base ({adapter_cost:+.1%})": adapter_cost <= 0.10,
         f"single-stream decode >= 0.9x floor ({vs_floor:.2f}x)": vs_floor >= 0.9,

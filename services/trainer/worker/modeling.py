@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,22 +40,44 @@ class Loaded:
         return self.model.get_base_model()
 
 
-def configure_threads(num_threads: int | None) -> int:
-    """Torch threads = the CPUs this process may use (affinity/cgroup-aware), one inter-op thread.
+def other_running(samples: int = 10, interval: float = 0.02) -> float:
+    """How many threads of OTHER processes are running or runnable on the machine right now: the mean over
+    ``samples`` readings of ``/proc/stat``'s ``procs_running`` (which counts this one too), 0.0 where there is
+    no ``/proc``."""
+    readings = []
+    for i in range(samples):
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                line = next(x for x in f if x.startswith("procs_running"))
+        except (OSError, StopIteration):
+            return 0.0
+        readings.append(int(line.split()[1]) - 1)
+        if i + 1 < samples:
+            time.sleep(interval)
+    return sum(readings) / len(readings)
 
-    Call it before anything imports torch: idle OpenMP threads then wait passively (``OMP_WAIT_POLICY=PASSIVE``
-    unless the environment sets a policy), which libgomp reads once, when torch loads it.
+
+def configure_threads(num_threads: int | None) -> int:
+    """Torch threads = the CPUs this process may use (affinity/cgroup-aware), one inter-op thread, and the
+    OpenMP wait policy for how busy the machine is.
+
+    Call it before anything imports torch: libgomp reads ``OMP_WAIT_POLICY`` once, when torch loads it.
+    Unless the environment sets a policy: idle OpenMP threads wait PASSIVELY when other processes are running
+    on at least half the CPUs this process may use, and spin (libgomp's default) otherwise.
     """
     import sys
 
-    if "torch" not in sys.modules:
-        # By default an OpenMP thread spins between parallel regions, burning the time slices the partner thread
-        # of the same region needs whenever other processes share the cores. On the shared 2-core dev box
-        # (load 5-8) a step ran 2.5x faster with passive waiting (benchmarks/train_bench.py, docs/performance.md).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    n = num_threads or len(os.sched_getaffinity(0)) or 1
+    if "torch" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
+        # By default an OpenMP thread spins between parallel regions. When other processes share the cores,
+        # it burns the time slices the partner thread of the same region needs: on the shared 2-core dev box
+        # (load 5-8) a step ran 2.4x faster with passive waiting. On a quiet machine spinning is faster: each
+        # of a step's ~10,000 operations wakes the sleeping threads again (an SFT step 1.2x faster spinning
+        # there). Measured in benchmarks/train_bench.py; docs/performance.md.
+        if other_running() >= max(1.0, n / 2):
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     import torch
 
-    n = num_threads or len(os.sched_getaffinity(0)) or 1
     torch.set_num_threads(n)
     try:
         torch.set_num_interop_threads(1)
@@ -182,6 +205,8 @@ def load_model(model_path: Path, spec, tokenizer, events: EventSink, auto_class=
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
+    from services.trainer.worker import dropout
+
     device, dtype = pick_device()
     quantization = spec.quantization
     model, layers = None, {}
@@ -232,6 +257,7 @@ def load_model(model_path: Path, spec, tokenizer, events: EventSink, auto_class=
     if callable(lora_config):
         lora_config = lora_config(model)
     peft_model = get_peft_model(model, lora_config or spec.to_lora_config())
+    dropout.install(peft_model, device)  # on the CPU: the same LoRA dropout from raw random bits (dropout.py)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     return Loaded(peft_model, tokenizer, device, dtype, quantization, trainable, total, layers)
 
