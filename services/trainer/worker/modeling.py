@@ -205,8 +205,6 @@ def load_model(model_path: Path, spec, tokenizer, events: EventSink, auto_class=
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
-    from services.trainer.worker import dropout
-
     device, dtype = pick_device()
     quantization = spec.quantization
     model, layers = None, {}
@@ -257,7 +255,6 @@ def load_model(model_path: Path, spec, tokenizer, events: EventSink, auto_class=
     if callable(lora_config):
         lora_config = lora_config(model)
     peft_model = get_peft_model(model, lora_config or spec.to_lora_config())
-    dropout.install(peft_model, device)  # on the CPU: the same LoRA dropout from raw random bits (dropout.py)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     return Loaded(peft_model, tokenizer, device, dtype, quantization, trainable, total, layers)
 
