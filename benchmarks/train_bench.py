@@ -650,9 +650,9 @@ def row_events(cfg: dict, watchers_list: list[int]) -> dict:
 
 ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit",
         "trl-sft-defaults", "product-dpo", "trl-dpo", "trl-dpo-precompute", "events", "product-sft-no-prefix",
-        "product-dpo-no-packing", "product-dpo-no-prefix")
+        "product-dpo-no-packing", "product-dpo-no-prefix", "product-sft-passive")
 PAIRED_ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit",
-               "product-dpo", "trl-dpo-precompute", "product-sft-no-prefix")
+               "product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive")
 """Rows repeated ``--repeats`` times, interleaved. An SFT row name may end in ``@DATASET`` (``DATASETS``)."""
 
 
@@ -664,7 +664,7 @@ def run_row(full_name: str, config_path: Path) -> None:
         cfg = dict(cfg, sft_file=f"sft-{dataset}.jsonl",
                    max_seq_length=max(cfg["max_seq_length"], LONG_MAX_SEQ_LENGTH) if dataset == "long"
                    else cfg["max_seq_length"])
-    if name in ("product-sft", "product-sft-no-prefix"):
+    if name in ("product-sft", "product-sft-no-prefix", "product-sft-passive"):
         out = row_product(cfg, full_name, "sft", "none")
     elif name == "product-sft-4bit":
         out = row_product(cfg, name, "sft", "4bit")
@@ -696,9 +696,9 @@ def spawn_row(name: str, config_path: Path, device: str, log_dir: Path) -> dict:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU row stays on the CPU even on a GPU machine
-    if name.endswith("-passive"):
-        # TRL given the OpenMP setting the product's worker uses (modeling.configure_threads), to separate the
-        # effect of that setting from the rest of the product's path.
+    if name.partition("@")[0].endswith("-passive"):
+        # TRL given the OpenMP setting the product's worker takes on a busy machine (modeling.configure_threads),
+        # and the product forced to it on a quiet one, to separate the effect of that setting from the rest.
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     log = log_dir / f"{name}.log"
     with open(log, "ab") as fh:
@@ -928,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
         # The SFT pair on every dataset, the DPO headline pair, the ablations; then the rows run once.
         paired += [f"{row}@{ds}" for ds in args.datasets if ds != "sample"
                    for row in ("product-sft", "trl-sft-tuned")]
-        paired += ["product-dpo", "trl-dpo-precompute", "product-sft-no-prefix"]
+        paired += ["product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive"]
         once = ["trl-sft-defaults", "trl-dpo", "product-dpo-no-packing", "product-dpo-no-prefix", "events"]
     plan = [r for _ in range(args.repeats) for r in paired] + once
     print(f"machine: {machine_description(device)}; model {args.model} ({params / 1e6:.1f} M parameters"
@@ -1000,8 +1000,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{by['product-dpo']['reference_seconds']:.1f} s): product "
               f"{ratio('product-dpo', 'trl-dpo-precompute', e2e):.2f}x"
               f"{spread('product-dpo', 'trl-dpo-precompute', e2e)}")
-    for a, b in (("product-sft-no-prefix", "product-sft"), ("product-dpo-no-packing", "product-dpo"),
-                 ("product-dpo-no-prefix", "product-dpo")):
+    for a, b in (("product-sft-no-prefix", "product-sft"), ("product-sft-passive", "product-sft"),
+                 ("product-dpo-no-packing", "product-dpo"), ("product-dpo-no-prefix", "product-dpo")):
         if ratio(a, b):
             print(f"ablation {a}: {ratio(a, b):.2f}x the tokens/s of {b}{spread(a, b)}")
 
