@@ -12,11 +12,11 @@ optionally llama.cpp on the GGUF the product exports from the same adapter.
 2. Starts the trainer as its own process (``python -m services.trainer``) with
    ``TRAINER_INFERENCE_THREADS=--threads`` and runs ``--repeats`` rounds (after a warm-up), each of: the floor,
    plain ``model.generate`` of the same base model in this process (greedy, same prompt, same threads; the
-   trainer is idle meanwhile); a Generate stream over gRPC for the base model; one for the job's adapter
-   (greedy, same prompt), twice each in the order base, adapter, adapter, base; and ``--streams`` concurrent streams (half base, half adapter, sampled with
-   different seeds), which the trainer decodes as one batch (continuous batching, per-row adapters:
-   docs/inference.md). Interleaving the rows means that a machine shared with other work slows them alike;
-   each row reports the median over the rounds.
+   trainer is idle meanwhile); a Generate stream over gRPC for the base model and one for the job's adapter
+   (greedy, same prompt), twice each in the order base, adapter, adapter, base; and ``--streams`` concurrent
+   streams (half base, half adapter, sampled with different seeds), which the trainer decodes as one batch
+   (continuous batching, per-row adapters: docs/inference.md). Interleaving the rows means that a machine
+   shared with other work slows them alike; each row reports the median over the rounds.
 3. With ``--llamacpp-python`` (a Python with ``llama-cpp-python``, in a venv of its own: it compiles llama.cpp
    at install time and is not a project requirement): after the rounds, the job is exported as GGUF by the
    product's own export process (``python -m services.trainer.model_export JOB_DIR gguf_f16``: merge, then
@@ -25,11 +25,15 @@ optionally llama.cpp on the GGUF the product exports from the same adapter.
 
 Time to first token (TTFT) is from sending the request to the first text; decode tokens/s counts the tokens
 after the first over the time after the first. Goals: adapter decode within 10% of base (the median over rounds
-of each round's base / adapter decode ratio: a round's two ABBA pairs cancel a drift in the machine's load); single-stream base
-decode >= 0.9x the floor; the concurrent streams finish without error and their aggregate tokens/s exceeds a
-single stream's (end to end: tokens over wall time, TTFT included, for both). Tokens per CPU-second (the
-process's user + system time: the trainer's, this process's for the floor) is printed beside the wall-clock
-figures, as it moves less with other work on the machine. Exit status 0 when all are met.
+of each round's base / adapter decode ratio: a round's ABBA pairs cancel a drift in the machine's load);
+single-stream base decode >= 0.9x the floor; the concurrent streams finish without error and their aggregate
+tokens/s exceeds a single stream's (end to end: tokens over wall time, TTFT included, for both). Tokens per
+CPU-second (the process's user + system time: the trainer's, this process's for the floor) is printed beside
+the wall-clock figures, as it moves less with other work on the machine. Exit status 0 when all are met.
+
+4. After the rounds (the trainer stopped): the model's forward alone, in this process, base and adapter
+   decoding forwards alternating one by one, with the engine's lean LoRA forward and then with PEFT's own
+   (``forward_cost``): what the adapter costs with no gRPC, sampling or text around it.
 """
 
 from __future__ import annotations
@@ -241,36 +245,52 @@ async def rounds(address: str, job_id: str, args, pid: int, plain: Floor) -> dic
 
 def forward_cost(model_dir: Path, adapter: Path, prompt: list[int], args) -> dict:
     """The model's forward alone, base vs adapter: the trainer's ``Engine`` in this process (no gRPC, no
-    sampling, no text), each decoding forward timed, ``--repeats`` rounds of base, adapter, adapter, base
-    greedy generations; the median forward of each."""
-    import threading
+    sampling, no text), one decoding forward at a time alternating between a base and an adapter stream (each
+    on its own KV cache, in ABBA order), ``--repeats`` x 40 forwards of each; the median forward of each. Then
+    the same with PEFT's own LoRA forward instead of the engine's lean one (``inference/lora.py``)."""
+    import torch
 
     from services.trainer.inference.engine import Engine
-    from services.trainer.inference.planner import Sampling, Target
+    from services.trainer.inference.planner import Target
 
     engine = Engine(memory_bytes=8 << 30, threads=args.threads)
     base = Target(base_model=MODEL, base_path=model_dir)
     tuned = Target(base_model=MODEL, base_path=model_dir, job_id="bench", adapter_path=adapter)
     loaded = engine.acquire(base)
     engine.release(engine.acquire(tuned))
-    times: dict[str | None, list[float]] = {None: [], tuned.adapter_key: []}
-    forward = engine._forward
+    keys = (None, tuned.adapter_key)
+    ids = torch.tensor([prompt])
 
-    def timed(model, keys, **kwargs):
-        t = time.perf_counter()
-        out = forward(model, keys, **kwargs)
-        if kwargs["input_ids"].shape[1] == 1:  # decoding steps, not the prefill
-            times[keys[0]].append(time.perf_counter() - t)
-        return out
+    def measure() -> tuple[float, float]:
+        state, times = {}, {k: [] for k in keys}
 
-    loaded.batcher.forward = timed
-    greedy = Sampling(max_new_tokens=args.max_new_tokens, temperature=0.0)
-    for _ in range(args.repeats):
-        for target in (base, tuned, tuned, base):
-            engine.generate(loaded, target, prompt, greedy, threading.Event(), lambda text, n: None)
+        def step(key, input_ids, cache):
+            out = engine._forward(loaded, [key], input_ids=input_ids, past_key_values=cache, use_cache=True)
+            state[key] = (out.logits[:, -1].argmax(-1, keepdim=True), out.past_key_values)
+
+        for key in keys:
+            step(key, ids, None)
+        for i in range(args.repeats * 20):
+            for key in (keys + keys[::-1]) if i % 2 == 0 else (keys[::-1] + keys):
+                if state[key][1].get_seq_length() >= len(prompt) + args.max_new_tokens:
+                    step(key, ids, None)  # back to the prompt: every forward sees the contexts a stream sees
+                token, cache = state[key]
+                t = time.perf_counter()
+                step(key, token, cache)
+                times[key].append(time.perf_counter() - t)
+        return statistics.median(times[None]), statistics.median(times[tuned.adapter_key])
+
+    lean = measure()
+    select = loaded.lean.select
+    loaded.lean.select = lambda rows, device: (loaded.lean.defer(), False)[1]  # PEFT's forward, switched once
+    try:
+        peft = measure()
+    finally:
+        loaded.lean.select = select
     engine.release(loaded)
-    b, a = statistics.median(times[None]), statistics.median(times[tuned.adapter_key])
-    return {"base_ms": b * 1000, "adapter_ms": a * 1000, "cost": a / b - 1, "forwards": len(times[None])}
+    return {"base_ms": lean[0] * 1000, "adapter_ms": lean[1] * 1000, "cost": lean[1] / lean[0] - 1,
+            "peft_base_ms": peft[0] * 1000, "peft_adapter_ms": peft[1] * 1000, "peft_cost": peft[1] / peft[0] - 1,
+            "forwards": args.repeats * 40}
 
 
 def main() -> int:
@@ -359,9 +379,10 @@ def main() -> int:
           f"({c['aggregate']:.1f} vs {single:.1f} tokens/s; per round: "
           + ", ".join(f"{x / y:.2f}x" for x, y in c["rounds"]) + f"); per CPU-second {c['per_cpu'] / b['per_cpu']:.2f}x"
           + (f"; llama.cpp / floor decode {cpp['decode'] / f['decode']:.2f}x (not interleaved)" if cpp else ""))
-    print(f"the model's forward alone (the engine in process, {forwards['forwards']} decoding forwards each, ABBA "
-          f"rounds): base {forwards['base_ms']:.1f} ms, adapter {forwards['adapter_ms']:.1f} ms per token, "
-          f"adapter cost {forwards['cost']:+.1%}")
+    print(f"the model's forward alone (the engine in process, {forwards['forwards']} decoding forwards each, base "
+          f"and adapter alternating, medians): base {forwards['base_ms']:.1f} ms, adapter {forwards['adapter_ms']:.1f}"
+          f" ms per token: adapter cost {forwards['cost']:+.1%}; with PEFT's own LoRA forward "
+          f"{forwards['peft_base_ms']:.1f} vs {forwards['peft_adapter_ms']:.1f} ms: {forwards['peft_cost']:+.1%}")
     goals = {
         f"adapter costs <= 10% over base ({adapter_cost:+.1%})": adapter_cost <= 0.10,
         f"single-stream decode >= 0.9x floor ({vs_floor:.2f}x)": vs_floor >= 0.9,

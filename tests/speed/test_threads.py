@@ -26,7 +26,8 @@ print(os.environ.get("OMP_WAIT_POLICY"), n, torch.get_num_threads(), torch.get_n
 
 def _probe(threads, others=None, **env) -> list[str]:
     base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", PROBE.format(threads=threads, others=others)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", PROBE.format(threads=threads, others=others)], capture_output=True,
+                         text=True,
                          cwd=REPO, env={**base, **env}, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.split()

@@ -119,9 +119,10 @@ def _run(job: JobConfig, events: EventSink, guard: StopGuard, group) -> int:
     events.log(f"loading {job.base_model} ({spec.quantization} quantization requested)")
     loaded = method_cls.load_model(job.model_path, spec, tokenizer, events)
     layers = "".join(f" ({n} bitsandbytes {name} layers)" for name, n in loaded.quantized_layers.items())
+    passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" and str(loaded.device) == "cpu"
+    sleeping = " (idle OpenMP threads wait passively: the machine was busy, or OMP_WAIT_POLICY says so)" if passive else ""
     events.log(f"model ready: {loaded.quantization} weights{layers}, compute "
-               f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, {threads} threads"
-               f"{' (idle OpenMP threads sleep: other processes were running)' if os.environ.get('OMP_WAIT_POLICY') == 'PASSIVE' and loaded.device.type == 'cpu' else ''}; "
+               f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, {threads} threads{sleeping}; "
                f"LoRA r={spec.lora_r} alpha={spec.lora_alpha:g} on "
                f"{', '.join(spec.target_modules)}: {loaded.trainable_parameters:,} trainable of "
                f"{loaded.total_parameters:,} parameters; gradient checkpointing "
