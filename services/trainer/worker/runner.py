@@ -120,7 +120,7 @@ def _run(job: JobConfig, events: EventSink, guard: StopGuard, group) -> int:
     loaded = method_cls.load_model(job.model_path, spec, tokenizer, events)
     layers = "".join(f" ({n} bitsandbytes {name} layers)" for name, n in loaded.quantized_layers.items())
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" and str(loaded.device) == "cpu"
-    sleeping = " (idle OpenMP threads wait passively: the machine was busy, or OMP_WAIT_POLICY says so)" if passive else ""
+    sleeping = " (idle OpenMP threads wait passively: a busy machine, or OMP_WAIT_POLICY)" if passive else ""
     events.log(f"model ready: {loaded.quantization} weights{layers}, compute "
                f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, {threads} threads{sleeping}; "
                f"LoRA r={spec.lora_r} alpha={spec.lora_alpha:g} on "
