@@ -67,3 +67,21 @@ async def generate(infer, model: str, **kw) -> tuple[ipb.GenerationStarted, str,
 
 
 __all__ = ["TINY", "chat", "generate"]
+
+
+def make_adapter(base_dir, out, seed: int, modules: list[str], **lora):
+    """A LoRA adapter of ``base_dir`` saved to ``out``: seeded, ``lora_B`` (and a DoRA magnitude) drawn so that
+    it changes the answers; ``lora`` goes to ``LoraConfig`` (``use_dora=True``, say)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=modules, **lora))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name or "lora_magnitude" in name:
+                p.normal_(0, 0.3)
+    peft_model.save_pretrained(out)
+    return out

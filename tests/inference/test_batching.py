@@ -10,25 +10,9 @@ import pytest
 
 from services.trainer.inference.engine import Engine
 from services.trainer.inference.planner import Sampling, Target
-from tests.inference.conftest import TINY
+from tests.inference.conftest import TINY, make_adapter
 
 pytestmark = pytest.mark.slow
-
-
-def _adapter(base_dir, out, seed: int, modules: list[str]):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=modules))
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.3)
-    peft_model.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +21,9 @@ def setup(tmp_path_factory, tiny_models_dir):
     base_dir = tiny_models_dir / TINY.replace("/", "--")
     base = Target(base_model=TINY, base_path=base_dir)
     a = Target(base_model=TINY, base_path=base_dir, job_id="job-a",
-               adapter_path=_adapter(base_dir, tmp / "a", 1, ["q_proj", "v_proj"]))
+               adapter_path=make_adapter(base_dir, tmp / "a", 1, ["q_proj", "v_proj"]))
     b = Target(base_model=TINY, base_path=base_dir, job_id="job-b",
-               adapter_path=_adapter(base_dir, tmp / "b", 2, ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj"]))
+               adapter_path=make_adapter(base_dir, tmp / "b", 2, ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj"]))
     engine = Engine(memory_bytes=1 << 30, threads=1)
     for target in (base, a, b):
         engine.release(engine.acquire(target))

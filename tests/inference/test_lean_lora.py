@@ -9,25 +9,9 @@ import pytest
 from services.trainer.inference.engine import Engine
 from services.trainer.inference.lora import DEFERRED
 from services.trainer.inference.planner import Target
-from tests.inference.conftest import TINY
+from tests.inference.conftest import TINY, make_adapter
 
 pytestmark = pytest.mark.slow
-
-
-def _adapter(base_dir, out, seed: int, modules: list[str], **extra):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=modules, **extra))
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name or "lora_magnitude" in name:
-                p.normal_(0, 0.3)
-    peft_model.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +20,10 @@ def loaded(tmp_path_factory, tiny_models_dir):
     base_dir = tiny_models_dir / TINY.replace("/", "--")
     engine = Engine(memory_bytes=1 << 30, threads=1)
     targets = [Target(base_model=TINY, base_path=base_dir, job_id=f"job-{name}", adapter_path=path)
-               for name, path in (("a", _adapter(base_dir, tmp / "a", 1, ["q_proj", "v_proj"])),
-                                  ("b", _adapter(base_dir, tmp / "b", 2, ["q_proj", "k_proj", "o_proj", "up_proj",
+               for name, path in (("a", make_adapter(base_dir, tmp / "a", 1, ["q_proj", "v_proj"])),
+                                  ("b", make_adapter(base_dir, tmp / "b", 2, ["q_proj", "k_proj", "o_proj", "up_proj",
                                                                           "down_proj"])),
-                                  ("dora", _adapter(base_dir, tmp / "dora", 3, ["q_proj"], use_dora=True)))]
+                                  ("dora", make_adapter(base_dir, tmp / "dora", 3, ["q_proj"], use_dora=True)))]
     result = None
     for target in targets:
         result = engine.acquire(target)

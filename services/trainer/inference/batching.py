@@ -12,10 +12,10 @@ joins the running batch. Then one forward decodes the next token of every row of
   string, ``max_new_tokens``, full context) or are cancelled leave after the step; the columns every
   remaining row pads are cut off. A batch whose rows need no padding is decoded without a mask, like a lone
   stream.
-- **Per-row adapters.** Rows of different adapters of the same base (and rows of the base itself,
-  ``"__base__"``) go in the same forward with PEFT's per-row ``adapter_names``; a batch whose rows all use one
-  adapter (or all the base) selects it once instead (``Loaded.adapters_on`` / ``active``: switched only on
-  change).
+- **Per-row adapters.** Rows of different adapters of the same base (and rows of the base itself) go in the
+  same forward: the engine's lean LoRA forward (``lora.py``) applies each row's delta to its rows; adapters it
+  does not implement run PEFT's per-row ``adapter_names`` (``"__base__"`` for the base), or, for a batch of one
+  adapter, PEFT's forward with it selected once (``Loaded.adapters_on`` / ``active``: switched only on change).
 - **Per-row sampling.** Each row keeps its sampling values, its ``torch.Generator`` (seeded with its seed),
   stop strings, budget and finish reason; its pieces of text are emitted from the batcher's thread.
 

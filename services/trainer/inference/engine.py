@@ -59,8 +59,9 @@ class Loaded:
     users: int = 0
     active: str | None = None
     adapters_on: bool = True
-    """Whether the LoRA layers are enabled. Switched only when a forward for the base alone follows one with an
-    adapter (or the other way round): PEFT's ``disable_adapter()`` context walks every layer twice per step,
+    """Whether PEFT's LoRA layers are enabled, for the forwards PEFT runs itself (``lean`` deferred: DoRA and
+    other variants). Switched only when a forward for the base alone follows one with an adapter (or the other
+    way round): PEFT's ``disable_adapter()`` context walks every layer twice per step,
     which made a base-model stream ~40% slower than plain ``generate``. A forward mixing adapters per row
     needs them enabled (the base's rows are ``"__base__"``)."""
     batcher: Batcher | None = None
