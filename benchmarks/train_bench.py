@@ -146,7 +146,8 @@ def random_init_model(source: Path, target: Path, seed: int) -> Path:
 
 def matmul_tflops(device: str, threads: int) -> dict:
     """The machine's dense matmul throughput now: fp32 with ``threads`` threads on CPU (a square 2048 GEMM and a
-    step-shaped one, 1024 tokens x 576 -> 1536), bf16 4096^3 on CUDA. GFLOP/s of each; ``peak`` is the best."""
+    step-shaped one, 1024 tokens x 576 -> 1536, by torch's ``@`` and by oneDNN where the worker uses it), bf16
+    4096^3 on CUDA. GFLOP/s of each; ``peak`` is the best."""
     import torch
 
     out = {}
@@ -155,22 +156,29 @@ def matmul_tflops(device: str, threads: int) -> dict:
     else:
         torch.set_num_threads(threads)
         shapes, dtype = {"2048^3 fp32": (2048, 2048, 2048), "1024x576x1536 fp32": (1024, 576, 1536)}, torch.float32
+    kernels = {"": lambda a, b: a @ b}
+    if device == "cpu":
+        from services.trainer.worker import cpu_linear
+
+        if cpu_linear.backend()[0] == "onednn":  # the product's frozen layers compute by oneDNN: its rate counts
+            kernels[" oneDNN"] = lambda a, b: cpu_linear._onednn(a, b.t())  # a @ b
     for label, (m, k, n) in shapes.items():
         a = torch.randn(m, k, device=device, dtype=dtype)
         b = torch.randn(k, n, device=device, dtype=dtype)
-        for _ in range(3):
-            a @ b
-        reps, elapsed = 0, 0.0
-        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-        sync()
-        t0 = time.perf_counter()
-        while elapsed < (0.5 if device == "cuda" else 1.5):
-            for _ in range(10 if device == "cuda" else 2):
-                a @ b
-                reps += 1
+        for suffix, mm in kernels.items():
+            for _ in range(3):
+                mm(a, b)
+            reps, elapsed = 0, 0.0
+            sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
             sync()
-            elapsed = time.perf_counter() - t0
-        out[label] = 2 * m * k * n * reps / elapsed / 1e9
+            t0 = time.perf_counter()
+            while elapsed < (0.5 if device == "cuda" else 1.5):
+                for _ in range(10 if device == "cuda" else 2):
+                    mm(a, b)
+                    reps += 1
+                sync()
+                elapsed = time.perf_counter() - t0
+            out[label + suffix] = 2 * m * k * n * reps / elapsed / 1e9
     out["peak"] = max(out.values())
     return out
 
@@ -281,6 +289,7 @@ def row_product(cfg: dict, name: str, method: str, quantization: str) -> dict:
             record["flops"] = {"flops": counter.get_total_flops(), "tokens": out.tokens}
 
     TrainLoop._step = counted_step
+    _count_onednn_flops()
 
     wrap(SFTMethod, lambda self, ix: _batch_hash([self.examples[i].input_ids for i in ix]))
     # DPO batches: the chosen sequences of the pairs, then their rejected ones (TRL's layout too).
@@ -314,6 +323,23 @@ def row_product(cfg: dict, name: str, method: str, quantization: str) -> dict:
         record["gpu_peak_bytes"] = torch.cuda.max_memory_allocated()
     shutil.rmtree(job_dir / "checkpoints", ignore_errors=True)
     return record
+
+
+def _count_onednn_flops() -> None:
+    """``FlopCounterMode`` counts oneDNN's linear (``worker/cpu_linear.py``) like ``mm``: 2 x rows x in x out."""
+    import torch
+    from torch.utils.flop_counter import register_flop_formula
+
+    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    if op is None:
+        return
+
+    @register_flop_formula(op)
+    def linear_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        rows = 1
+        for d in x_shape[:-1]:
+            rows *= d
+        return 2 * rows * x_shape[-1] * w_shape[0]
 
 
 def _recording(trainer_cls, record: dict, sampler, pretokenised: bool = False):
@@ -650,9 +676,10 @@ def row_events(cfg: dict, watchers_list: list[int]) -> dict:
 
 ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit",
         "trl-sft-defaults", "product-dpo", "trl-dpo", "trl-dpo-precompute", "events", "product-sft-no-prefix",
-        "product-dpo-no-packing", "product-dpo-no-prefix", "product-sft-passive")
+        "product-dpo-no-packing", "product-dpo-no-prefix", "product-sft-passive", "product-sft-no-onednn")
 PAIRED_ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit",
-               "product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive")
+               "product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive",
+               "product-sft-no-onednn")
 """Rows repeated ``--repeats`` times, interleaved. An SFT row name may end in ``@DATASET`` (``DATASETS``)."""
 
 
@@ -664,7 +691,7 @@ def run_row(full_name: str, config_path: Path) -> None:
         cfg = dict(cfg, sft_file=f"sft-{dataset}.jsonl",
                    max_seq_length=max(cfg["max_seq_length"], LONG_MAX_SEQ_LENGTH) if dataset == "long"
                    else cfg["max_seq_length"])
-    if name in ("product-sft", "product-sft-no-prefix", "product-sft-passive"):
+    if name in ("product-sft", "product-sft-no-prefix", "product-sft-passive", "product-sft-no-onednn"):
         out = row_product(cfg, full_name, "sft", "none")
     elif name == "product-sft-4bit":
         out = row_product(cfg, name, "sft", "4bit")
@@ -700,6 +727,8 @@ def spawn_row(name: str, config_path: Path, device: str, log_dir: Path) -> dict:
         # TRL given the OpenMP setting the product's worker takes on a busy machine (modeling.configure_threads),
         # and the product forced to it on a quiet one, to separate the effect of that setting from the rest.
         env["OMP_WAIT_POLICY"] = "PASSIVE"
+    if name.partition("@")[0].endswith("-no-onednn"):
+        env["TRAINER_CPU_LINEAR"] = "torch"  # the frozen layers by torch's BLAS (worker/cpu_linear.py)
     log = log_dir / f"{name}.log"
     with open(log, "ab") as fh:
         proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--row", name,
@@ -928,7 +957,8 @@ def main(argv: list[str] | None = None) -> int:
         # The SFT pair on every dataset, the DPO headline pair, the ablations; then the rows run once.
         paired += [f"{row}@{ds}" for ds in args.datasets if ds != "sample"
                    for row in ("product-sft", "trl-sft-tuned")]
-        paired += ["product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive"]
+        paired += ["product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive",
+                   "product-sft-no-onednn@distinct"]
         once = ["trl-sft-defaults", "trl-dpo", "product-dpo-no-packing", "product-dpo-no-prefix", "events"]
     plan = [r for _ in range(args.repeats) for r in paired] + once
     print(f"machine: {machine_description(device)}; model {args.model} ({params / 1e6:.1f} M parameters"
@@ -1001,6 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{ratio('product-dpo', 'trl-dpo-precompute', e2e):.2f}x"
               f"{spread('product-dpo', 'trl-dpo-precompute', e2e)}")
     for a, b in (("product-sft-no-prefix", "product-sft"), ("product-sft-passive", "product-sft"),
+                 ("product-sft-no-onednn@distinct", "product-sft@distinct"),
                  ("product-dpo-no-packing", "product-dpo"), ("product-dpo-no-prefix", "product-dpo")):
         if ratio(a, b):
             print(f"ablation {a}: {ratio(a, b):.2f}x the tokens/s of {b}{spread(a, b)}")

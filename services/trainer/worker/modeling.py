@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.trainer.worker.cpu_linear import use_onednn_linears
 from services.trainer.worker.events import EventSink
 from services.trainer.worker.job import WorkerError
 
@@ -33,6 +34,8 @@ class Loaded:
     total_parameters: int
     quantized_layers: dict = field(default_factory=dict)
     """bitsandbytes layers of the base model by class name (``{"Linear4bit": 14}``); empty in full precision."""
+    cpu_linear: dict = field(default_factory=dict)
+    """How the frozen linear layers compute on a CPU (``cpu_linear.use_onednn_linears``); empty on a GPU."""
 
     @property
     def causal_lm(self):
@@ -256,7 +259,8 @@ def load_model(model_path: Path, spec, tokenizer, events: EventSink, auto_class=
         lora_config = lora_config(model)
     peft_model = get_peft_model(model, lora_config or spec.to_lora_config())
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    return Loaded(peft_model, tokenizer, device, dtype, quantization, trainable, total, layers)
+    cpu = use_onednn_linears(peft_model) if torch.device(device).type == "cpu" else {}
+    return Loaded(peft_model, tokenizer, device, dtype, quantization, trainable, total, layers, cpu)
 
 
 def _linear_names(model) -> str:

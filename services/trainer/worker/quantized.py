@@ -17,13 +17,16 @@ trains against, as with bitsandbytes. When the dequantized copies of all layers 
 ``CACHE_SHARE`` of the memory available at load time they are made once and kept (the arithmetic of a
 full-precision layer, at the memory of the full-precision weights on top of the 4-bit ones); otherwise each
 matmul dequantizes its weight, and the backward dequantizes it again rather than holding it (the memory of the
-4-bit model, bitsandbytes' cost). ``tests/speed/test_quantized_cpu.py`` checks both against a model whose layers
+4-bit model, bitsandbytes' cost). The matmuls take ``cpu_linear.linear`` (oneDNN where it applies), like the
+model's full-precision frozen layers. ``tests/speed/test_quantized_cpu.py`` checks both against a model whose layers
 are plain ``nn.Linear`` holding the dequantized weights: same loss, same LoRA gradients.
 """
 
 from __future__ import annotations
 
 import os
+
+from services.trainer.worker.cpu_linear import linear
 
 CACHE_SHARE = 0.25
 """The dequantized copies are cached when they take at most this share of the memory available at load time."""
@@ -52,23 +55,21 @@ def _matmul_class():
         @staticmethod
         def forward(ctx, x, module):
             ctx.module = module
-            return torch.nn.functional.linear(x, _dequantize(module, x.dtype))
+            return linear(x, _dequantize(module, x.dtype))
 
         @staticmethod
         def backward(ctx, grad):
-            return grad @ _dequantize(ctx.module, grad.dtype), None
+            return linear(grad, _dequantize(ctx.module, grad.dtype).t()), None
 
     return DequantizedMatmul
 
 
 def _forward(self, x):
-    import torch
-
     weight = self.__dict__.get("_dequantized")
     if weight is None and self.__dict__.get("_keep_dequantized"):
         weight = self.__dict__["_dequantized"] = _dequantize(self, x.dtype)
     if weight is not None:
-        out = torch.nn.functional.linear(x.to(weight.dtype), weight)
+        out = linear(x.to(weight.dtype), weight)
     else:
         out = self.__dict__["_matmul"].apply(x, self)
     if self.bias is not None:

@@ -121,6 +121,10 @@ def _run(job: JobConfig, events: EventSink, guard: StopGuard, group) -> int:
     layers = "".join(f" ({n} bitsandbytes {name} layers)" for name, n in loaded.quantized_layers.items())
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" and str(loaded.device) == "cpu"
     sleeping = " (idle OpenMP threads wait passively: a busy machine, or OMP_WAIT_POLICY)" if passive else ""
+    cpu = loaded.cpu_linear
+    if cpu:
+        sleeping += (f"; frozen linear layers by oneDNN ({cpu['layers']})" if cpu["backend"] == "onednn"
+                     else f"; frozen linear layers by torch's BLAS ({cpu['reason']})")
     events.log(f"model ready: {loaded.quantization} weights{layers}, compute "
                f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, {threads} threads{sleeping}; "
                f"LoRA r={spec.lora_r} alpha={spec.lora_alpha:g} on "
@@ -191,6 +195,7 @@ def _run(job: JobConfig, events: EventSink, guard: StopGuard, group) -> int:
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "threads": threads,
+        "cpu_linear": loaded.cpu_linear.get("backend"),
         "trainable_parameters": loaded.trainable_parameters,
         "total_parameters": loaded.total_parameters,
         "training_config": spec.model_dump(mode="json"),
