@@ -48,8 +48,13 @@ def _lora_model(model_path: Path, dropout: float = 0.0):
     return peft_model
 
 
-def test_response_only_loss_has_the_plain_causal_lm_loss_and_gradients(tiny_model):
+@pytest.mark.parametrize("chunk_rows", [128, 7])  # 7: many chunks of the LM head, the last one partial
+def test_response_only_loss_has_the_plain_causal_lm_loss_and_gradients(tiny_model, monkeypatch, chunk_rows):
     import torch
+
+    from services.trainer.worker import logprobs
+
+    monkeypatch.setattr(logprobs, "LM_HEAD_CHUNK_ROWS", chunk_rows)
 
     from services.trainer.worker.encoding import collate, encode_records
     from services.trainer.worker.logprobs import response_only_loss
@@ -69,10 +74,34 @@ def test_response_only_loss_has_the_plain_causal_lm_loss_and_gradients(tiny_mode
     plain_grads = torch.autograd.grad(plain, params)
 
     assert trained == sum(len(e.input_ids) - e.prompt_len for e in encoded)
+    if chunk_rows < 128:
+        assert trained > 2 * chunk_rows and trained % chunk_rows  # several chunks, the last one partial
+    assert "ChunkedCrossEntropy" in type(fast.grad_fn).__name__
     assert torch.allclose(fast, plain, rtol=1e-5, atol=1e-6), (float(fast), float(plain))
     assert any(float(g.abs().max()) > 0 for g in plain_grads)
     for a, b in zip(fast_grads, plain_grads):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-7), float((a - b).abs().max())
+
+
+def test_a_trained_lm_head_takes_the_plain_loss(tiny_model):
+    """A head that takes a gradient (``modules_to_save``) is not the frozen head ``chunked_cross_entropy`` is
+    for: the loss is the plain one and the head's weight gets its gradient."""
+    import torch
+
+    from services.trainer.worker.encoding import collate, encode_records
+    from services.trainer.worker.logprobs import response_only_loss
+    from services.trainer.worker.modeling import load_tokenizer
+
+    tok = load_tokenizer(tiny_model)
+    encoded, _ = encode_records(tok, sft_records(4, seed=2), max_len=512)
+    batch = collate(encoded, tok.pad_token_id)
+    causal = _lora_model(tiny_model).get_base_model()
+    head = causal.get_output_embeddings()
+    head.weight.requires_grad_(True)
+    loss, _ = response_only_loss(causal, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    assert "ChunkedCrossEntropy" not in type(loss.grad_fn).__name__
+    (grad,) = torch.autograd.grad(loss, [head.weight])
+    assert float(grad.abs().max()) > 0
 
 
 def test_shared_prompt_pair_logps_equal_two_separate_sequences(tiny_model):

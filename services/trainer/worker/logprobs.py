@@ -2,7 +2,8 @@
 
 - ``decoder_hidden``: a batch's shared prefix runs once, the rest on top of its key/value cache.
 - ``lm_head_logits``: the LM head only where a next token is scored (no full-vocabulary logits for prompts).
-- ``response_token_logps`` / ``response_only_loss``: the trained tokens of padded SFT sequences.
+- ``response_token_logps`` / ``response_only_loss``: the trained tokens of padded SFT sequences (the mean loss
+  through ``chunked_cross_entropy``: the LM head a chunk of rows at a time, its gradient made in the forward).
 - ``sequence_logps``: summed response log-probabilities per sequence (DPO reference, held-out loss).
 - ``pair_logps``: a DPO pair's chosen and rejected answer in one packed row, the prompt run once.
 
@@ -312,10 +313,89 @@ def response_token_logps(causal_lm, input_ids, attention_mask, labels, prefix_le
 def response_only_loss(causal_lm, input_ids, attention_mask, labels, prefix_len: int = 0):
     """Mean cross-entropy over the trained (label != -100) tokens, and how many there were.
 
-    Equal to the causal-LM loss of ``causal_lm(input_ids, labels=labels)`` (``response_token_logps``).
+    Equal to the causal-LM loss of ``causal_lm(input_ids, labels=labels)``. With a plain frozen LM head the
+    loss and its gradient come from ``chunked_cross_entropy`` (no full-vocabulary tensor for the whole batch),
+    otherwise from ``response_token_logps``.
     """
-    token_logps, keep = response_token_logps(causal_lm, input_ids, attention_mask, labels, prefix_len)
-    return -token_logps.mean(), int(keep.sum())
+    weight = _frozen_plain_head(causal_lm)
+    if weight is None:
+        token_logps, keep = response_token_logps(causal_lm, input_ids, attention_mask, labels, prefix_len)
+        return -token_logps.mean(), int(keep.sum())
+    hidden = decoder_hidden(causal_lm, input_ids, attention_mask, prefix_len=prefix_len)
+    targets = labels[:, prefix_len + 1:]
+    keep = targets.ne(IGNORE_INDEX)
+    return chunked_cross_entropy(hidden[:, :-1][keep], weight, targets[keep]), int(keep.sum())
+
+
+LM_HEAD_CHUNK_ROWS = 128
+"""Rows of the LM head computed at once by ``chunked_cross_entropy``: [128, vocabulary] logits (24 MiB in fp32
+for a 49k vocabulary, within a CPU's last-level cache); fewer rows make the head's matmul slower per row."""
+
+
+def _frozen_plain_head(causal_lm):
+    """The LM head's weight when the head is a bias-free ``nn.Linear`` that takes no gradient and the model has
+    no logit soft-capping (what ``chunked_cross_entropy`` computes); else None."""
+    import torch
+
+    head = causal_lm.get_output_embeddings()
+    if (type(head) is not torch.nn.Linear or head.bias is not None or head.weight.requires_grad
+            or getattr(causal_lm.config, "final_logit_softcapping", None)):
+        return None
+    return head.weight
+
+
+@cache
+def _chunked_cross_entropy_class():
+    import math
+
+    import torch
+
+    from services.trainer.worker.cpu_linear import linear
+
+    class ChunkedCrossEntropy(torch.autograd.Function):
+        """Mean cross-entropy of ``hidden @ weight^T`` against ``targets``, ``LM_HEAD_CHUNK_ROWS`` rows at a time.
+
+        The loss is a scalar and the weight is frozen, so the gradient with respect to ``hidden`` is known in
+        the forward: each chunk's logits become ``(softmax - onehot) / n`` in place and are multiplied back
+        through the head at once. The backward scales that by the incoming gradient. Against the plain
+        ``cross_entropy`` of full logits this makes no [rows, vocabulary] tensor for the batch and skips the
+        separate log-softmax, its backward and the zero-filled gradient of the logits."""
+
+        @staticmethod
+        def forward(ctx, hidden, weight, targets):
+            n = hidden.shape[0]
+            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+            for start in range(0, n, LM_HEAD_CHUNK_ROWS):
+                rows = slice(start, start + LM_HEAD_CHUNK_ROWS)
+                target = targets[rows]
+                logits = linear(hidden[rows], weight).float()
+                lse = torch.logsumexp(logits, dim=-1)
+                total += (lse - logits.gather(1, target[:, None]).squeeze(1)).sum()
+                if grad is not None:
+                    logits.sub_((lse + math.log(n))[:, None]).exp_()  # softmax / n
+                    logits[torch.arange(len(target), device=logits.device), target] -= 1.0 / n
+                    grad[rows] = linear(logits.to(weight.dtype), weight.t())
+            ctx.save_for_backward(grad)
+            return total / n
+
+        @staticmethod
+        def backward(ctx, grad_loss):
+            (grad,) = ctx.saved_tensors
+            return grad * grad_loss.to(grad.dtype), None, None
+
+    return ChunkedCrossEntropy
+
+
+def chunked_cross_entropy(hidden, weight, targets):
+    """``F.cross_entropy(hidden @ weight^T, targets)`` (the mean over rows) for a frozen ``weight``, computed
+    chunk by chunk with the gradient of ``hidden`` made in the forward (``ChunkedCrossEntropy``); no rows: NaN,
+    like the plain mean."""
+    import torch
+
+    if hidden.shape[0] == 0:
+        return torch.full((), float("nan"), dtype=hidden.dtype, device=hidden.device)
+    return _chunked_cross_entropy_class().apply(hidden, weight, targets)
 
 
 def sequence_logps(causal_lm, seqs: list[tuple[list[int], int]], pad_id: int, device):
