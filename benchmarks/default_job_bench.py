@@ -18,6 +18,8 @@ Rows (each in its own subprocess, its peak RSS its own; ``run_job`` in-process, 
 - ``default-no-cache``: the dequantized forward without the kept copies (``TRAINER_DEQUANTIZED_CACHE=off``:
   each matmul dequantizes, forward and backward, as bitsandbytes' training path does): what a correct 4-bit
   step costs at the 4-bit memory footprint.
+- ``default-no-onednn``: the dequantized matmuls and the other frozen layers by torch's BLAS instead of oneDNN
+  (``TRAINER_CPU_LINEAR=torch``, ``worker/cpu_linear.py``).
 - ``bench-config``: ``quantization: none``, ``gradient_checkpointing: false`` (the training benchmark's setup).
 
 The held-out data is the sample debates' held-out split exported in-process (as the exporter serves it); the
@@ -60,6 +62,8 @@ ROWS = {
                              "train_only": True},
     "default-no-cache": {"quantization": "4bit", "gradient_checkpointing": True, "train_only": True,
                          "env": {"TRAINER_DEQUANTIZED_CACHE": "off"}},
+    "default-no-onednn": {"quantization": "4bit", "gradient_checkpointing": True, "train_only": True,
+                          "env": {"TRAINER_CPU_LINEAR": "torch"}},
     "default-no-eval-levers": {"quantization": "4bit", "gradient_checkpointing": True, "off": ["eval"]},
     "bench-config": {"quantization": "none", "gradient_checkpointing": False, "train_only": True},
 }
