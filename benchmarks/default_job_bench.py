@@ -275,12 +275,14 @@ def main(argv: list[str] | None = None) -> int:
         ratios = [a["tokens_per_second"] / b["tokens_per_second"]
                   for a, b in zip(results["default"], results["default-levers-off"])]
         evals = [b["eval_seconds"] / a["eval_seconds"]
-                 for a, b in zip(results["default"], results["default-levers-off"])]
+                 for a, b in zip(results["default"], results["default-levers-off"])
+                 if a["eval_seconds"] and b["eval_seconds"]]  # (a train-only row has no evaluation)
         print(f"\ndefault job, levers on vs off: training {_spread(ratios)}x tokens/s (per repeat: "
-              f"{', '.join(f'{x:.2f}' for x in ratios)}), evaluation {_spread(evals)}x faster")
+              f"{', '.join(f'{x:.2f}' for x in ratios)})"
+              + (f", evaluation {_spread(evals)}x faster" if evals else ""))
         d = results["default"]
         print("evaluation / training time with the levers: "
-              ", ".join(f"{r['eval_seconds'] / r['train_seconds']:.2f}" for r in d))
+              + ", ".join(f"{r['eval_seconds'] / r['train_seconds']:.2f}" for r in d))
     if args.json:
         args.json.write_text(json.dumps({"config": cfg, "results": results}, indent=1))
     print(f"work folder: {work}")
