@@ -242,6 +242,8 @@ def row_product(cfg: dict, name: str, method: str, quantization: str) -> dict:
     # Ablation rows: one lever off.
     if "no-prefix" in name:
         logprobs.MIN_SHARED_PREFIX = 10**9  # every row runs its whole sequence
+    if "plain-loss" in name:  # the loss through batch-wide logits (response_token_logps), not chunked
+        logprobs._frozen_plain_head = lambda causal_lm: None
     if "no-packing" in name:
         logprobs.packing_plan = lambda causal_lm: ("separate", "ablation row")  # the prompt twice per pair
 
@@ -676,10 +678,11 @@ def row_events(cfg: dict, watchers_list: list[int]) -> dict:
 
 ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit",
         "trl-sft-defaults", "product-dpo", "trl-dpo", "trl-dpo-precompute", "events", "product-sft-no-prefix",
-        "product-dpo-no-packing", "product-dpo-no-prefix", "product-sft-passive", "product-sft-no-onednn")
+        "product-dpo-no-packing", "product-dpo-no-prefix", "product-sft-passive", "product-sft-no-onednn",
+        "product-sft-plain-loss")
 PAIRED_ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit",
                "product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive",
-               "product-sft-no-onednn")
+               "product-sft-no-onednn", "product-sft-plain-loss")
 """Rows repeated ``--repeats`` times, interleaved. An SFT row name may end in ``@DATASET`` (``DATASETS``)."""
 
 
@@ -691,7 +694,8 @@ def run_row(full_name: str, config_path: Path) -> None:
         cfg = dict(cfg, sft_file=f"sft-{dataset}.jsonl",
                    max_seq_length=max(cfg["max_seq_length"], LONG_MAX_SEQ_LENGTH) if dataset == "long"
                    else cfg["max_seq_length"])
-    if name in ("product-sft", "product-sft-no-prefix", "product-sft-passive", "product-sft-no-onednn"):
+    if name in ("product-sft", "product-sft-no-prefix", "product-sft-passive", "product-sft-no-onednn",
+                "product-sft-plain-loss"):
         out = row_product(cfg, full_name, "sft", "none")
     elif name == "product-sft-4bit":
         out = row_product(cfg, name, "sft", "4bit")
@@ -958,7 +962,7 @@ def main(argv: list[str] | None = None) -> int:
         paired += [f"{row}@{ds}" for ds in args.datasets if ds != "sample"
                    for row in ("product-sft", "trl-sft-tuned")]
         paired += ["product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive",
-                   "product-sft-no-onednn@distinct"]
+                   "product-sft-no-onednn@distinct", "product-sft-plain-loss@distinct"]
         once = ["trl-sft-defaults", "trl-dpo", "product-dpo-no-packing", "product-dpo-no-prefix", "events"]
     plan = [r for _ in range(args.repeats) for r in paired] + once
     print(f"machine: {machine_description(device)}; model {args.model} ({params / 1e6:.1f} M parameters"
@@ -1032,6 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{spread('product-dpo', 'trl-dpo-precompute', e2e)}")
     for a, b in (("product-sft-no-prefix", "product-sft"), ("product-sft-passive", "product-sft"),
                  ("product-sft-no-onednn@distinct", "product-sft@distinct"),
+                 ("product-sft-plain-loss@distinct", "product-sft@distinct"),
                  ("product-dpo-no-packing", "product-dpo"), ("product-dpo-no-prefix", "product-dpo")):
         if ratio(a, b):
             print(f"ablation {a}: {ratio(a, b):.2f}x the tokens/s of {b}{spread(a, b)}")
