@@ -303,11 +303,18 @@ def response_token_logps(causal_lm, input_ids, attention_mask, labels, prefix_le
     """
     import torch.nn.functional as F
 
+    rows, targets, keep = _trained_rows(causal_lm, input_ids, attention_mask, labels, prefix_len)
+    logits = lm_head_logits(causal_lm, rows)
+    return -F.cross_entropy(logits.float(), targets, reduction="none"), keep
+
+
+def _trained_rows(causal_lm, input_ids, attention_mask, labels, prefix_len: int):
+    """The decoder's hidden states at the positions that predict a trained token, those tokens, and the mask of
+    where they sit (``[batch, width - prefix_len - 1]``)."""
     hidden = decoder_hidden(causal_lm, input_ids, attention_mask, prefix_len=prefix_len)
     targets = labels[:, prefix_len + 1:]
     keep = targets.ne(IGNORE_INDEX)
-    logits = lm_head_logits(causal_lm, hidden[:, :-1][keep])
-    return -F.cross_entropy(logits.float(), targets[keep], reduction="none"), keep
+    return hidden[:, :-1][keep], targets[keep], keep
 
 
 def response_only_loss(causal_lm, input_ids, attention_mask, labels, prefix_len: int = 0):
@@ -321,10 +328,8 @@ def response_only_loss(causal_lm, input_ids, attention_mask, labels, prefix_len:
     if weight is None:
         token_logps, keep = response_token_logps(causal_lm, input_ids, attention_mask, labels, prefix_len)
         return -token_logps.mean(), int(keep.sum())
-    hidden = decoder_hidden(causal_lm, input_ids, attention_mask, prefix_len=prefix_len)
-    targets = labels[:, prefix_len + 1:]
-    keep = targets.ne(IGNORE_INDEX)
-    return chunked_cross_entropy(hidden[:, :-1][keep], weight, targets[keep]), int(keep.sum())
+    rows, targets, keep = _trained_rows(causal_lm, input_ids, attention_mask, labels, prefix_len)
+    return chunked_cross_entropy(rows, weight, targets), int(keep.sum())
 
 
 LM_HEAD_CHUNK_ROWS = 128

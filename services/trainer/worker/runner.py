@@ -122,11 +122,10 @@ def _run(job: JobConfig, events: EventSink, guard: StopGuard, group) -> int:
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" and str(loaded.device) == "cpu"
     sleeping = " (idle OpenMP threads wait passively: a busy machine, or OMP_WAIT_POLICY)" if passive else ""
     cpu = loaded.cpu_linear
-    if cpu:
-        sleeping += (f"; frozen linear layers by oneDNN ({cpu['layers']})" if cpu["backend"] == "onednn"
-                     else f"; frozen linear layers by torch's BLAS ({cpu['reason']})")
+    linears = "" if not cpu else (f"; frozen linear layers by oneDNN ({cpu['layers']})" if cpu["backend"] == "onednn"
+                                  else f"; frozen linear layers by torch's BLAS ({cpu['reason']})")
     events.log(f"model ready: {loaded.quantization} weights{layers}, compute "
-               f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, {threads} threads{sleeping}; "
+               f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, {threads} threads{sleeping}{linears}; "
                f"LoRA r={spec.lora_r} alpha={spec.lora_alpha:g} on "
                f"{', '.join(spec.target_modules)}: {loaded.trainable_parameters:,} trainable of "
                f"{loaded.total_parameters:,} parameters; gradient checkpointing "
