@@ -50,14 +50,16 @@ if str(REPO) not in sys.path:
 from services.trainer.models import DEFAULT_MODEL_ID as DEFAULT_MODEL  # noqa: E402  (after the path)
 
 RESULT_PREFIX = "BENCH-RESULT "
-DROPOUT_SEED = 7919  # per-step reseeding so both trainers draw the same LoRA-dropout masks (see _step_seed)
+DROPOUT_SEED = 7919  # per-step reseeding: each row's LoRA-dropout masks reproducible (see _step_seed)
 
 
 def _step_seed(seed: int, step: int) -> int:
     """The RNG seed set right before optimizer step ``step`` (1-based) in every SFT row.
 
-    The product and TRL then draw identical LoRA-dropout masks, so their per-step losses are comparable to
-    rounding instead of differing by dropout noise. Reseeding costs microseconds and changes no other behaviour.
+    Each row's LoRA-dropout masks are then the same from run to run and across its ablations (the product's
+    ``product-sft-peft-lora`` row and TRL draw peft's masks; the product's fused LoRA step draws its own from raw
+    bits, ``worker/fused_lora.py``, so its per-step losses differ from TRL's by dropout noise; with
+    ``--lora-dropout 0`` they agree to rounding). Reseeding costs microseconds and changes no other behaviour.
     """
     return seed * DROPOUT_SEED + step
 
@@ -161,7 +163,7 @@ def matmul_tflops(device: str, threads: int) -> dict:
         from services.trainer.worker import cpu_linear
 
         if cpu_linear.backend()[0] == "onednn":  # the product's frozen layers compute by oneDNN: its rate counts
-            kernels[" oneDNN"] = lambda a, b: cpu_linear._onednn(a, b.t())  # a @ b
+            kernels[" oneDNN"] = lambda a, b: cpu_linear.onednn(a, b.t())  # a @ b
     for label, (m, k, n) in shapes.items():
         a = torch.randn(m, k, device=device, dtype=dtype)
         b = torch.randn(k, n, device=device, dtype=dtype)
@@ -679,10 +681,10 @@ def row_events(cfg: dict, watchers_list: list[int]) -> dict:
 ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit",
         "trl-sft-defaults", "product-dpo", "trl-dpo", "trl-dpo-precompute", "events", "product-sft-no-prefix",
         "product-dpo-no-packing", "product-dpo-no-prefix", "product-sft-passive", "product-sft-no-onednn",
-        "product-sft-plain-loss")
+        "product-sft-plain-loss", "product-sft-peft-lora")
 PAIRED_ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit",
                "product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive",
-               "product-sft-no-onednn", "product-sft-plain-loss")
+               "product-sft-no-onednn", "product-sft-plain-loss", "product-sft-peft-lora")
 """Rows repeated ``--repeats`` times, interleaved. An SFT row name may end in ``@DATASET`` (``DATASETS``)."""
 
 
@@ -695,7 +697,7 @@ def run_row(full_name: str, config_path: Path) -> None:
                    max_seq_length=max(cfg["max_seq_length"], LONG_MAX_SEQ_LENGTH) if dataset == "long"
                    else cfg["max_seq_length"])
     if name in ("product-sft", "product-sft-no-prefix", "product-sft-passive", "product-sft-no-onednn",
-                "product-sft-plain-loss"):
+                "product-sft-plain-loss", "product-sft-peft-lora"):
         out = row_product(cfg, full_name, "sft", "none")
     elif name == "product-sft-4bit":
         out = row_product(cfg, name, "sft", "4bit")
@@ -733,6 +735,8 @@ def spawn_row(name: str, config_path: Path, device: str, log_dir: Path) -> dict:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     if name.partition("@")[0].endswith("-no-onednn"):
         env["TRAINER_CPU_LINEAR"] = "torch"  # the frozen layers by torch's BLAS (worker/cpu_linear.py)
+    if name.partition("@")[0].endswith("-peft-lora"):
+        env["TRAINER_LORA_PATH"] = "peft"  # the LoRA layers by peft's forward (worker/fused_lora.py)
     log = log_dir / f"{name}.log"
     with open(log, "ab") as fh:
         proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--row", name,
@@ -962,7 +966,8 @@ def main(argv: list[str] | None = None) -> int:
         paired += [f"{row}@{ds}" for ds in args.datasets if ds != "sample"
                    for row in ("product-sft", "trl-sft-tuned")]
         paired += ["product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive",
-                   "product-sft-no-onednn@distinct", "product-sft-plain-loss@distinct"]
+                   "product-sft-no-onednn@distinct", "product-sft-plain-loss@distinct",
+                   "product-sft-peft-lora@distinct"]
         once = ["trl-sft-defaults", "trl-dpo", "product-dpo-no-packing", "product-dpo-no-prefix", "events"]
     plan = [r for _ in range(args.repeats) for r in paired] + once
     print(f"machine: {machine_description(device)}; model {args.model} ({params / 1e6:.1f} M parameters"
@@ -1037,6 +1042,7 @@ def main(argv: list[str] | None = None) -> int:
     for a, b in (("product-sft-no-prefix", "product-sft"), ("product-sft-passive", "product-sft"),
                  ("product-sft-no-onednn@distinct", "product-sft@distinct"),
                  ("product-sft-plain-loss@distinct", "product-sft@distinct"),
+                 ("product-sft-peft-lora@distinct", "product-sft@distinct"),
                  ("product-dpo-no-packing", "product-dpo"), ("product-dpo-no-prefix", "product-dpo")):
         if ratio(a, b):
             print(f"ablation {a}: {ratio(a, b):.2f}x the tokens/s of {b}{spread(a, b)}")

@@ -63,7 +63,9 @@ def backend() -> tuple[str, str]:
     return ("onednn", "oneDNN fp32 matmul") if ok else ("torch", "oneDNN linear gave a wrong result here")
 
 
-def _onednn(x2d, weight, bias=None):
+def onednn(x2d, weight, bias=None):
+    """``x2d @ weight^T + bias`` by oneDNN for a 2-D float32 CPU input (no checks, no autograd: callers check
+    ``applies`` and compute their own gradients). ``weight`` may be a strided view (``W.t()`` for ``grad @ W``)."""
     import torch
 
     return torch.ops.mkldnn._linear_pointwise(x2d, weight, bias, "none", [], "")
@@ -79,7 +81,7 @@ def _function():
         @staticmethod
         def forward(ctx, x, weight, bias):
             ctx.save_for_backward(weight)
-            out = _onednn(x.reshape(-1, x.shape[-1]), weight, bias)
+            out = onednn(x.reshape(-1, x.shape[-1]), weight, bias)
             return out.view(*x.shape[:-1], weight.shape[0])
 
         @staticmethod
@@ -88,7 +90,7 @@ def _function():
                 return None, None, None
             (weight,) = ctx.saved_tensors
             # W^T as a [in, out] view: oneDNN reads it strided, no copy.
-            grad_x = _onednn(grad.reshape(-1, grad.shape[-1]), weight.t())
+            grad_x = onednn(grad.reshape(-1, grad.shape[-1]), weight.t())
             return grad_x.view(*grad.shape[:-1], weight.shape[1]), None, None
 
     return FrozenLinear

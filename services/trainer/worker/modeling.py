@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.trainer.worker import fused_lora
 from services.trainer.worker.cpu_linear import use_onednn_linears
 from services.trainer.worker.events import EventSink
 from services.trainer.worker.job import WorkerError
@@ -36,6 +37,8 @@ class Loaded:
     """bitsandbytes layers of the base model by class name (``{"Linear4bit": 14}``); empty in full precision."""
     cpu_linear: dict = field(default_factory=dict)
     """How the frozen linear layers compute on a CPU (``cpu_linear.use_onednn_linears``); empty on a GPU."""
+    lora_path: dict = field(default_factory=dict)
+    """How the LoRA layers compute on a CPU (``fused_lora.install``); empty on a GPU."""
 
     @property
     def causal_lm(self):
@@ -259,8 +262,10 @@ def load_model(model_path: Path, spec, tokenizer, events: EventSink, auto_class=
         lora_config = lora_config(model)
     peft_model = get_peft_model(model, lora_config or spec.to_lora_config())
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    cpu = use_onednn_linears(peft_model) if torch.device(device).type == "cpu" else {}
-    return Loaded(peft_model, tokenizer, device, dtype, quantization, trainable, total, layers, cpu)
+    on_cpu = torch.device(device).type == "cpu"
+    cpu = use_onednn_linears(peft_model) if on_cpu else {}
+    lora_path = fused_lora.install(peft_model) if on_cpu else {}
+    return Loaded(peft_model, tokenizer, device, dtype, quantization, trainable, total, layers, cpu, lora_path)
 
 
 def _linear_names(model) -> str:

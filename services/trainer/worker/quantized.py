@@ -77,6 +77,18 @@ def _forward(self, x):
     return out.to(x.dtype)
 
 
+def kept_weight(module, dtype):
+    """The layer's dequantized weight where this layer keeps one (``use_dequantized_forward`` with the cache on),
+    made now if its first forward has not made it yet; None otherwise (a layer that dequantizes per matmul, or one
+    without the dequantized forward)."""
+    if not module.__dict__.get("_keep_dequantized"):
+        return None
+    weight = module.__dict__.get("_dequantized")
+    if weight is None:
+        weight = module.__dict__["_dequantized"] = _dequantize(module, dtype)
+    return weight
+
+
 def _float_forward(self, x):
     import torch
 

@@ -124,6 +124,10 @@ def _run(job: JobConfig, events: EventSink, guard: StopGuard, group) -> int:
     cpu = loaded.cpu_linear
     linears = "" if not cpu else (f"; frozen linear layers by oneDNN ({cpu['layers']})" if cpu["backend"] == "onednn"
                                   else f"; frozen linear layers by torch's BLAS ({cpu['reason']})")
+    lora = loaded.lora_path
+    if lora:
+        linears += (f"; LoRA layers fused ({lora['layers']})" if lora["path"] == "fused"
+                    else f"; LoRA layers by peft ({lora['reason']})")
     events.log(f"model ready: {loaded.quantization} weights{layers}, compute "
                f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, {threads} threads{sleeping}{linears}; "
                f"LoRA r={spec.lora_r} alpha={spec.lora_alpha:g} on "
@@ -195,6 +199,7 @@ def _run(job: JobConfig, events: EventSink, guard: StopGuard, group) -> int:
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "threads": threads,
         "cpu_linear": loaded.cpu_linear.get("backend"),
+        "lora_path": loaded.lora_path.get("path"),
         "trainable_parameters": loaded.trainable_parameters,
         "total_parameters": loaded.total_parameters,
         "training_config": spec.model_dump(mode="json"),
