@@ -39,6 +39,8 @@ class Loaded:
     """How the frozen linear layers compute on a CPU (``cpu_linear.use_onednn_linears``); empty on a GPU."""
     lora_path: dict = field(default_factory=dict)
     """How the LoRA layers compute on a CPU (``fused_lora.install``); empty on a GPU."""
+    grouped_attention: bool = False
+    """A CPU job's grouped-query attention grouped by torch's kernel (``group_gqa_attention``)."""
 
     @property
     def causal_lm(self):
@@ -265,7 +267,29 @@ def load_model(model_path: Path, spec, tokenizer, events: EventSink, auto_class=
     on_cpu = torch.device(device).type == "cpu"
     cpu = use_onednn_linears(peft_model) if on_cpu else {}
     lora_path = fused_lora.install(peft_model) if on_cpu else {}
-    return Loaded(peft_model, tokenizer, device, dtype, quantization, trainable, total, layers, cpu, lora_path)
+    grouped = group_gqa_attention(model.config) if on_cpu else False
+    return Loaded(peft_model, tokenizer, device, dtype, quantization, trainable, total, layers, cpu, lora_path,
+                  grouped)
+
+
+GQA_ENV = "TRANSFORMERS_SDPA_FORCE_GQA"
+
+
+def group_gqa_attention(config) -> bool:
+    """On a CPU: whether a grouped-query-attention model's SDPA attention lets torch's kernel group the query heads
+    (``enable_gqa``) instead of transformers repeating the key/value heads into a copy first.
+
+    transformers' own switch (``TRANSFORMERS_SDPA_FORCE_GQA=1``, read at each attention call; its default uses
+    ``enable_gqa`` only without a mask, for CUDA's kernels). torch's CPU flash kernel takes it with a mask: the
+    same attention without the copies and the backward's sums over them, 1.06x an SFT step of SmolLM2 (9 query
+    heads on 3 key/value heads; 24 steps interleaved in one process, distinct and long data alike). This process
+    is one job's worker, and the setting is made only for a CPU job; an explicit value in the environment wins
+    (``0`` keeps transformers' default)."""
+    heads, kv_heads = getattr(config, "num_attention_heads", None), getattr(config, "num_key_value_heads", None)
+    if not heads or not kv_heads or kv_heads == heads:
+        return False
+    os.environ.setdefault(GQA_ENV, "1")
+    return os.environ[GQA_ENV] == "1"
 
 
 def _linear_names(model) -> str:

@@ -38,6 +38,22 @@ def run_job(job_dir: Path, events: EventSink, guard: StopGuard, group=None) -> i
     return code
 
 
+def _cpu_paths(loaded) -> str:
+    """The model-ready log's note on how a CPU job computes (empty on a GPU)."""
+    notes = []
+    cpu = loaded.cpu_linear
+    if cpu:
+        notes.append(f"frozen linear layers by oneDNN ({cpu['layers']})" if cpu["backend"] == "onednn"
+                     else f"frozen linear layers by torch's BLAS ({cpu['reason']})")
+    lora = loaded.lora_path
+    if lora:
+        notes.append(f"LoRA layers fused ({lora['layers']})" if lora["path"] == "fused"
+                     else f"LoRA layers by peft ({lora['reason']})")
+    if loaded.grouped_attention:
+        notes.append("grouped-query attention by torch's kernel (enable_gqa)")
+    return "".join("; " + n for n in notes)
+
+
 def _run(job: JobConfig, events: EventSink, guard: StopGuard, group) -> int:
     started = time.monotonic()
     spec = job.spec
@@ -121,15 +137,9 @@ def _run(job: JobConfig, events: EventSink, guard: StopGuard, group) -> int:
     layers = "".join(f" ({n} bitsandbytes {name} layers)" for name, n in loaded.quantized_layers.items())
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" and str(loaded.device) == "cpu"
     sleeping = " (idle OpenMP threads wait passively: a busy machine, or OMP_WAIT_POLICY)" if passive else ""
-    cpu = loaded.cpu_linear
-    linears = "" if not cpu else (f"; frozen linear layers by oneDNN ({cpu['layers']})" if cpu["backend"] == "onednn"
-                                  else f"; frozen linear layers by torch's BLAS ({cpu['reason']})")
-    lora = loaded.lora_path
-    if lora:
-        linears += (f"; LoRA layers fused ({lora['layers']})" if lora["path"] == "fused"
-                    else f"; LoRA layers by peft ({lora['reason']})")
     events.log(f"model ready: {loaded.quantization} weights{layers}, compute "
-               f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, {threads} threads{sleeping}{linears}; "
+               f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, {threads} threads{sleeping}"
+               f"{_cpu_paths(loaded)}; "
                f"LoRA r={spec.lora_r} alpha={spec.lora_alpha:g} on "
                f"{', '.join(spec.target_modules)}: {loaded.trainable_parameters:,} trainable of "
                f"{loaded.total_parameters:,} parameters; gradient checkpointing "
@@ -200,6 +210,7 @@ def _run(job: JobConfig, events: EventSink, guard: StopGuard, group) -> int:
         "threads": threads,
         "cpu_linear": loaded.cpu_linear.get("backend"),
         "lora_path": loaded.lora_path.get("path"),
+        "grouped_attention": loaded.grouped_attention,
         "trainable_parameters": loaded.trainable_parameters,
         "total_parameters": loaded.total_parameters,
         "training_config": spec.model_dump(mode="json"),
