@@ -20,6 +20,9 @@ Rows (each in its own subprocess, its peak RSS its own; ``run_job`` in-process, 
   step costs at the 4-bit memory footprint.
 - ``default-no-onednn``: the dequantized matmuls and the other frozen layers by torch's BLAS instead of oneDNN
   (``TRAINER_CPU_LINEAR=torch``, ``worker/cpu_linear.py``).
+- ``default-peft-lora``: the LoRA layers by peft's forward instead of one fused step each
+  (``TRAINER_LORA_PATH=peft``, ``worker/fused_lora.py``) and the key/value heads repeated as transformers does by
+  default (``TRANSFORMERS_SDPA_FORCE_GQA=0``, ``modeling.group_gqa_attention``).
 - ``bench-config``: ``quantization: none``, ``gradient_checkpointing: false`` (the training benchmark's setup).
 
 The held-out data is the sample debates' held-out split exported in-process (as the exporter serves it); the
@@ -64,6 +67,8 @@ ROWS = {
                          "env": {"TRAINER_DEQUANTIZED_CACHE": "off"}},
     "default-no-onednn": {"quantization": "4bit", "gradient_checkpointing": True, "train_only": True,
                           "env": {"TRAINER_CPU_LINEAR": "torch"}},
+    "default-peft-lora": {"quantization": "4bit", "gradient_checkpointing": True, "train_only": True,
+                          "env": {"TRAINER_LORA_PATH": "peft", "TRANSFORMERS_SDPA_FORCE_GQA": "0"}},
     "default-no-eval-levers": {"quantization": "4bit", "gradient_checkpointing": True, "off": ["eval"]},
     "bench-config": {"quantization": "none", "gradient_checkpointing": False, "train_only": True},
 }
