@@ -48,3 +48,44 @@ def bench_data(tmp_path_factory) -> Path:
     (folder / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sft_records(24)), encoding="utf-8")
     (folder / "dpo.jsonl").write_text("".join(json.dumps(r) + "\n" for r in dpo_pairs(16)), encoding="utf-8")
     return folder
+
+
+def load_for_training(tiny_model: Path, spec):
+    """``(tokenizer, loaded)``: the worker's own ``load_model`` with every LoRA B drawn non-zero (so every LoRA
+    gradient is), in training mode."""
+    import io
+
+    import torch
+
+    from services.trainer.worker.events import EventSink
+    from services.trainer.worker.modeling import load_model, load_tokenizer
+
+    tok = load_tokenizer(tiny_model)
+    loaded = load_model(tiny_model, spec, tok, EventSink(io.StringIO()))
+    with torch.no_grad():
+        for name, p in loaded.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    loaded.model.train()
+    return tok, loaded
+
+
+def sft_batch(tok, n: int = 4):
+    """``(examples, batch)``: ``n`` encoded SFT examples of ``sft_records`` and their collated batch."""
+    from services.trainer.worker import encoding
+
+    examples, _ = encoding.encode_records(tok, sft_records(8), 128)
+    return examples[:n], encoding.collate(examples[:n], tok.pad_token_id)
+
+
+def sft_loss_and_grads(loaded, examples, batch):
+    """The SFT loss of ``batch`` (shared prefix, response only) and every trained parameter's gradient, the
+    gradients cleared after."""
+    from services.trainer.worker import logprobs
+
+    loss, _ = logprobs.response_only_loss(loaded.causal_lm, batch["input_ids"], batch["attention_mask"],
+                                          batch["labels"], logprobs.batch_prefix_len(examples))
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in loaded.model.named_parameters() if p.requires_grad}
+    loaded.model.zero_grad(set_to_none=True)
+    return loss.detach(), grads

@@ -4,8 +4,6 @@ by it. The speed is measured by ``benchmarks/train_bench.py`` (the ``product-sft
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from services.trainer.worker import cpu_linear
@@ -88,33 +86,18 @@ def test_training_loss_and_lora_gradients_unchanged(tiny_model, checkpointing):
     import torch
 
     from services.trainer.spec import TrainingSpec
-    from services.trainer.worker import encoding, logprobs
-    from services.trainer.worker.events import EventSink
-    from services.trainer.worker.modeling import load_model, load_tokenizer
-    from tests.speed.conftest import sft_records
+    from tests.speed.conftest import load_for_training, sft_batch, sft_loss_and_grads
 
-    tok = load_tokenizer(tiny_model)
     spec = TrainingSpec(gradient_checkpointing=checkpointing, lora_dropout=0.0,
                         target_modules=["q_proj", "v_proj", "down_proj"])
-    loaded = load_model(tiny_model, spec, tok, EventSink(io.StringIO()))
+    tok, loaded = load_for_training(tiny_model, spec)
     frozen = [m for m in loaded.model.modules() if type(m) is torch.nn.Linear and not m.weight.requires_grad]
     assert loaded.cpu_linear == {"backend": "onednn", "layers": len(frozen), "reason": "oneDNN fp32 matmul"}
     assert all("forward" in m.__dict__ for m in frozen)  # every frozen layer, the LM head included
-    with torch.no_grad():
-        for name, p in loaded.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
-    loaded.model.train()
-    examples, _ = encoding.encode_records(tok, sft_records(8), 128)
-    batch = encoding.collate(examples[:4], tok.pad_token_id)
+    examples, batch = sft_batch(tok)
 
     def loss_and_grads():
-        loss, _ = logprobs.response_only_loss(loaded.causal_lm, batch["input_ids"], batch["attention_mask"],
-                                              batch["labels"], logprobs.batch_prefix_len(examples[:4]))
-        loss.backward()
-        grads = {n: p.grad.clone() for n, p in loaded.model.named_parameters() if p.requires_grad}
-        loaded.model.zero_grad(set_to_none=True)
-        return loss.detach(), grads
+        return sft_loss_and_grads(loaded, examples, batch)
 
     loss, grads = loss_and_grads()
     for m in frozen:

@@ -5,8 +5,6 @@ measured by ``benchmarks/train_bench.py`` (the ``product-sft-peft-lora`` ablatio
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from services.trainer.worker import cpu_linear, fused_lora
@@ -151,35 +149,18 @@ def test_training_loss_and_lora_gradients_unchanged(tiny_model, checkpointing, q
     """The worker's own load (which installs the fused forward) against the same model with peft's forward put
     back: the same SFT loss and LoRA gradients (dropout 0, where both compute the same numbers). In 4 bits the
     fused step computes with the layer's kept dequantized weight, peft's through the layer's own forward."""
-    import torch
-
     from services.trainer.spec import TrainingSpec
-    from services.trainer.worker import encoding, logprobs
-    from services.trainer.worker.events import EventSink
-    from services.trainer.worker.modeling import load_model, load_tokenizer
-    from tests.speed.conftest import sft_records
+    from tests.speed.conftest import load_for_training, sft_batch, sft_loss_and_grads
 
-    tok = load_tokenizer(tiny_model)
     spec = TrainingSpec(gradient_checkpointing=checkpointing, lora_dropout=0.0, quantization=quantization,
                         target_modules=["q_proj", "v_proj", "down_proj"])
-    loaded = load_model(tiny_model, spec, tok, EventSink(io.StringIO()))
+    tok, loaded = load_for_training(tiny_model, spec)
     assert loaded.quantization == quantization
     assert loaded.lora_path == {"path": "fused", "layers": 3 * 2, "reason": "one autograd step per LoRA layer"}
-    with torch.no_grad():
-        for name, p in loaded.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
-    loaded.model.train()
-    examples, _ = encoding.encode_records(tok, sft_records(8), 128)
-    batch = encoding.collate(examples[:4], tok.pad_token_id)
+    examples, batch = sft_batch(tok)
 
     def loss_and_grads():
-        loss, _ = logprobs.response_only_loss(loaded.causal_lm, batch["input_ids"], batch["attention_mask"],
-                                              batch["labels"], logprobs.batch_prefix_len(examples[:4]))
-        loss.backward()
-        grads = {n: p.grad.clone() for n, p in loaded.model.named_parameters() if p.requires_grad}
-        loaded.model.zero_grad(set_to_none=True)
-        return loss.detach(), grads
+        return sft_loss_and_grads(loaded, examples, batch)
 
     calls = []
     step = fused_lora._function()
@@ -208,30 +189,16 @@ def test_checkpointing_redraws_the_same_mask(tiny_model):
     import torch
 
     from services.trainer.spec import TrainingSpec
-    from services.trainer.worker import encoding, logprobs
-    from services.trainer.worker.events import EventSink
-    from services.trainer.worker.modeling import load_model, load_tokenizer
-    from tests.speed.conftest import sft_records
+    from tests.speed.conftest import load_for_training, sft_batch, sft_loss_and_grads
 
-    tok = load_tokenizer(tiny_model)
-    examples, _ = encoding.encode_records(tok, sft_records(8), 128)
-    batch = encoding.collate(examples[:4], tok.pad_token_id)
     results = []
     for checkpointing in (False, True):
         spec = TrainingSpec(gradient_checkpointing=checkpointing, lora_dropout=0.3, target_modules=["q_proj", "v_proj"])
-        loaded = load_model(tiny_model, spec, tok, EventSink(io.StringIO()))
+        tok, loaded = load_for_training(tiny_model, spec)
         assert loaded.lora_path["path"] == "fused"
-        with torch.no_grad():
-            for name, p in loaded.model.named_parameters():
-                if "lora_B" in name:
-                    p.normal_(0, 0.02)
-        loaded.model.train()
+        examples, batch = sft_batch(tok)
         torch.manual_seed(11)
-        loss, _ = logprobs.response_only_loss(loaded.causal_lm, batch["input_ids"], batch["attention_mask"],
-                                              batch["labels"], logprobs.batch_prefix_len(examples[:4]))
-        loss.backward()
-        results.append((loss.detach(), {n: p.grad.clone() for n, p in loaded.model.named_parameters()
-                                        if p.requires_grad}))
+        results.append(sft_loss_and_grads(loaded, examples, batch))
     (loss, grads), (ck_loss, ck_grads) = results
     _close(ck_loss, loss, 1e-6)
     for name in grads:

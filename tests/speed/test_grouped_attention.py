@@ -5,8 +5,6 @@ measured in the module's text (steps interleaved in one process)."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from services.trainer.worker import modeling
@@ -41,24 +39,15 @@ def test_loss_and_gradients_equal_repeated_heads(tiny_model, gqa_env):
 
     from services.trainer.spec import TrainingSpec
     from services.trainer.worker import encoding, logprobs
-    from services.trainer.worker.events import EventSink
-    from services.trainer.worker.modeling import load_model, load_tokenizer
-    from tests.speed.conftest import dpo_pairs, sft_records
+    from tests.speed.conftest import dpo_pairs, load_for_training, sft_batch
 
-    tok = load_tokenizer(tiny_model)
     spec = TrainingSpec(quantization="none", gradient_checkpointing=False, lora_dropout=0.0,
                         target_modules=["q_proj", "k_proj", "v_proj"])
-    loaded = load_model(tiny_model, spec, tok, EventSink(io.StringIO()))
+    tok, loaded = load_for_training(tiny_model, spec)
     config = loaded.causal_lm.config
     assert config.num_key_value_heads < config.num_attention_heads  # the tiny model is a GQA model
     assert loaded.grouped_attention and os.environ[modeling.GQA_ENV] == "1"
-    with torch.no_grad():
-        for name, p in loaded.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
-    loaded.model.train()
-    examples, _ = encoding.encode_records(tok, sft_records(8), 128)
-    batch = encoding.collate(examples[:4], tok.pad_token_id)
+    examples, batch = sft_batch(tok)
     pairs, _ = encoding.encode_pairs(tok, dpo_pairs(4), 128)
     seen = []
     import transformers.integrations.sdpa_attention as sdpa
@@ -73,7 +62,7 @@ def test_loss_and_gradients_equal_repeated_heads(tiny_model, gqa_env):
 
     def loss_and_grads():
         loss, _ = logprobs.response_only_loss(loaded.causal_lm, batch["input_ids"], batch["attention_mask"],
-                                              batch["labels"], logprobs.batch_prefix_len(examples[:4]))
+                                              batch["labels"], logprobs.batch_prefix_len(examples))
         sums, _ = logprobs.pair_logps(loaded.causal_lm, pairs, tok.pad_token_id, torch.device("cpu"))
         chosen, rejected = sums.chunk(2)
         total = loss + chosen.sum() * 1e-3 - rejected.sum() * 1e-3
