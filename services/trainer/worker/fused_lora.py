@@ -33,6 +33,7 @@ off.
 
 from __future__ import annotations
 
+import math
 import os
 import types
 from functools import cache
@@ -54,9 +55,7 @@ def dropout_bits(shape):
     """16 uniformly random bits per element of ``shape`` (an int16 tensor), from torch's default CPU generator."""
     import torch
 
-    n = 1
-    for d in shape:
-        n *= d
+    n = math.prod(shape)
     bits = torch.empty(-(-n // 4) * 4, dtype=torch.int16)
     bits.view(torch.int64).random_(-(1 << 63), None)  # whole 64-bit words: four uniform 16-bit lanes each
     return bits[:n].view(shape)
@@ -151,9 +150,9 @@ def _plan(layer, x):
         p = 0.0
     else:
         return None
-    if round(p * _LEVELS) >= _LEVELS:
+    if drop_probability(p) >= 1.0:
         return None
-    if round(p * _LEVELS) == 0:
+    if drop_probability(p) == 0.0:
         p = 0.0
     return weight, base.bias, a.weight, b.weight, float(layer.scaling[name]), p
 
