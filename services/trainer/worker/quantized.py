@@ -65,9 +65,7 @@ def _matmul_class():
 
 
 def _forward(self, x):
-    weight = self.__dict__.get("_dequantized")
-    if weight is None and self.__dict__.get("_keep_dequantized"):
-        weight = self.__dict__["_dequantized"] = _dequantize(self, x.dtype)
+    weight = kept_weight(self, x.dtype)
     if weight is not None:
         out = linear(x.to(weight.dtype), weight)
     else:
