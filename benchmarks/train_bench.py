@@ -120,9 +120,21 @@ def derived_datasets(out_dir: Path, model_path: Path, seed: int = 0) -> None:
         (out_dir / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
-def random_init_model(source: Path, target: Path, seed: int) -> Path:
-    """A model folder with the architecture of ``source/config.json``, seeded random weights, and ``source``'s
-    tokenizer files (for machines the weights cannot be carried to). Every row loads this same folder."""
+ARCHITECTURES = {
+    # SmolLM2-1.7B's published shape (the same tokenizer and vocabulary as the 135M): 1.71 B parameters.
+    "smollm2-1.7b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24,
+                     "num_attention_heads": 32, "num_key_value_heads": 32, "head_dim": 64, "rope_theta": 130000,
+                     "max_position_embeddings": 8192, "tie_word_embeddings": True},
+}
+"""``--architecture``: config values laid over the model folder's ``config.json`` for a random-init model of
+another size (``--random-init``), so a GPU run measures a larger model without its weights."""
+
+
+def random_init_model(source: Path, target: Path, seed: int, overrides: dict | None = None,
+                      dtype: str = "float32") -> Path:
+    """A model folder with the architecture of ``source/config.json`` (``overrides`` laid over it), seeded random
+    weights saved in ``dtype``, and ``source``'s tokenizer files (for machines the weights cannot be carried to).
+    Every row loads this same folder."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -132,8 +144,10 @@ def random_init_model(source: Path, target: Path, seed: int) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     config = AutoConfig.from_pretrained(source)
+    for key, value in (overrides or {}).items():
+        setattr(config, key, value)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     model.save_pretrained(tmp)
     for f in source.iterdir():
         if f.is_file() and not f.name.endswith((".safetensors", ".bin")) and f.name != "config.json":
@@ -257,6 +271,10 @@ def row_product(cfg: dict, name: str, method: str, quantization: str) -> dict:
             self.events: list[tuple[float, dict]] = []
 
         def emit(self, type: str, message: str = "", **fields) -> None:
+            if type == "status" and fields.get("status") == "training" and cfg["device"] == "cuda":
+                import torch
+
+                torch.cuda.reset_peak_memory_stats()  # the training's peak, like the TRL rows (load excluded)
             super().emit(type, message, **fields)
             self.events.append((time.perf_counter(), {"type": type, "message": message, **fields}))
 
@@ -520,7 +538,14 @@ def row_trl_sft(cfg: dict, name: str, quantization: str, defaults: bool) -> dict
         dataset = Dataset.from_dict({
             "input_ids": [e.input_ids for e in encoded],
             "completion_mask": [[0] * e.prompt_len + [1] * (len(e.input_ids) - e.prompt_len) for e in encoded]})
-        args = SFTConfig(**_common_trl_args(cfg, name, steps), completion_only_loss=True)
+        kernels = {}
+        if name == "trl-sft-liger":
+            try:  # Liger's Triton kernels (RMSNorm, SwiGLU, RoPE) patched into the model by the Trainer
+                import liger_kernel  # noqa: F401
+            except ImportError as exc:
+                raise RuntimeError(f"liger-kernel is not installed here ({exc})") from None
+            kernels["use_liger_kernel"] = True
+        args = SFTConfig(**_common_trl_args(cfg, name, steps), completion_only_loss=True, **kernels)
         model = _load_trl_model(torch, cfg, quantization)
         peft_config = None
         sampler = ProductOrderSampler([len(e.input_ids) for e in encoded], cfg["batch_size"], cfg["seed"])
@@ -678,11 +703,12 @@ def row_events(cfg: dict, watchers_list: list[int]) -> dict:
     return {"runs": results, "worker_emit_us": emit_us, "tiny_steps": steps}
 
 
-ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit",
+ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "trl-sft-liger", "product-sft-4bit", "trl-sft-4bit",
         "trl-sft-defaults", "product-dpo", "trl-dpo", "trl-dpo-precompute", "events", "product-sft-no-prefix",
         "product-dpo-no-packing", "product-dpo-no-prefix", "product-sft-passive", "product-sft-no-onednn",
         "product-sft-plain-loss", "product-sft-peft-lora")
-PAIRED_ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "product-sft-4bit", "trl-sft-4bit",
+PAIRED_ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "trl-sft-liger", "product-sft-4bit",
+               "trl-sft-4bit",
                "product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive",
                "product-sft-no-onednn", "product-sft-plain-loss", "product-sft-peft-lora")
 """Rows repeated ``--repeats`` times, interleaved. An SFT row name may end in ``@DATASET`` (``DATASETS``)."""
@@ -703,7 +729,7 @@ def run_row(full_name: str, config_path: Path) -> None:
         out = row_product(cfg, name, "sft", "4bit")
     elif name in ("product-dpo", "product-dpo-no-packing", "product-dpo-no-prefix"):
         out = row_product(cfg, name, "dpo", "none")
-    elif name in ("trl-sft-tuned", "trl-sft-tuned-passive"):
+    elif name in ("trl-sft-tuned", "trl-sft-tuned-passive", "trl-sft-liger"):
         out = row_trl_sft(cfg, name, "none", defaults=False)
     elif name == "trl-sft-4bit":
         out = row_trl_sft(cfg, name, "4bit", defaults=False)
@@ -878,6 +904,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="model folder (default: MODELS_DIR/<model id with / as -->)")
     parser.add_argument("--random-init", action="store_true",
                         help="build the model from the folder's config.json + tokenizer with seeded random weights")
+    parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default=None,
+                        help="with --random-init: another model shape over the folder's config (its tokenizer)")
     parser.add_argument("--sft-records", type=_positive, default=64)
     parser.add_argument("--dpo-pairs", type=_positive, default=32)
     parser.add_argument("--steps", type=_positive, default=20, help="SFT optimizer steps (product and tuned TRL)")
@@ -905,6 +933,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.row:
         run_row(args.row, args.config)
         return 0
+    if args.architecture and not args.random_init:
+        parser.error("--architecture: only with --random-init (the weights are random for another shape)")
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -922,7 +952,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (model_path / "config.json").is_file():
         parser.error(f"no model folder with config.json at {model_path} (run `make provision`, or pass --model-path)")
     if args.random_init:
-        model_path = random_init_model(model_path, work / "model-random-init", seed=1234)
+        # On CUDA every row computes in bf16: the weights are saved so (half the disk and load time of fp32).
+        model_path = random_init_model(model_path, work / f"model-random-init-{args.architecture or 'as-is'}",
+                                       seed=1234, overrides=ARCHITECTURES.get(args.architecture),
+                                       dtype="bfloat16" if device == "cuda" else "float32")
     t0 = time.perf_counter()
     if args.data_dir:
         # Records exported by an earlier run of this script (for machines without the exporter's packages).
@@ -950,7 +983,7 @@ def main(argv: list[str] | None = None) -> int:
 
     paired = ["product-sft", "trl-sft-tuned"]
     if device == "cuda":
-        paired += ["product-sft-4bit", "trl-sft-4bit"]
+        paired += ["trl-sft-liger", "product-sft-4bit", "trl-sft-4bit"]
     else:
         paired += ["trl-sft-tuned-passive"]
     if args.rows:  # any rows, 4-bit ones on CPU too (bitsandbytes runs there, slowly)
@@ -970,7 +1003,8 @@ def main(argv: list[str] | None = None) -> int:
                    "product-sft-peft-lora@distinct"]
         once = ["trl-sft-defaults", "trl-dpo", "product-dpo-no-packing", "product-dpo-no-prefix", "events"]
     plan = [r for _ in range(args.repeats) for r in paired] + once
-    print(f"machine: {machine_description(device)}; model {args.model} ({params / 1e6:.1f} M parameters"
+    print(f"machine: {machine_description(device)}; model {args.model}"
+          f"{' shaped as ' + args.architecture if args.architecture else ''} ({params / 1e6:.1f} M parameters"
           f"{', random init' if args.random_init else ''}), batch {args.batch_size}, max_seq_length "
           f"{args.max_seq_length}, LoRA r=8 q_proj/v_proj, gradient checkpointing off (except TRL defaults)",
           flush=True)
@@ -993,6 +1027,9 @@ def main(argv: list[str] | None = None) -> int:
             events = res
         else:
             results.setdefault(name, []).append(res)
+        if args.json:  # the rows so far, raw: a run stopped part-way (a time limit) keeps what it measured
+            args.json.write_text(json.dumps({"partial": True, "device": device, "params": params, "config": cfg,
+                                             "matmul_gflops": flops, "runs": results, "failed_rows": failed}))
         print(f"  {name}: done in {time.perf_counter() - t:.0f} s (load average {os.getloadavg()[0]:.1f})", flush=True)
 
     peak = statistics.median(f["peak"] for f in flops)
@@ -1032,6 +1069,13 @@ def main(argv: list[str] | None = None) -> int:
                   f" of the tokens): product {ratio(a, b):.2f}x tuned TRL{spread(a, b)}; real work "
                   f"{r.get('work_share', 0):.0%} vs TRL {by[b].get('work_share', 0):.0%} of the matmul peak; "
                   f"peak RSS {r['peak_rss_gib']:.2f} vs {by[b]['peak_rss_gib']:.2f} GiB")
+        trl_rows = [r for r in (b, b.replace("trl-sft-tuned", "trl-sft-liger")) if r in by]
+        if a in by and len(trl_rows) > 1:  # the goal on a GPU: the product against TRL's best row
+            best = max(trl_rows, key=lambda r: by[r]["tokens_per_second"])
+            mem = "gpu_peak_gib" if device == "cuda" else "peak_rss_gib"
+            print(f"SFT on {ds} data: product {ratio(a, best):.2f}x the best TRL row ({best}{spread(a, best)}); "
+                  f"peak {'GPU memory' if device == 'cuda' else 'RSS'} {by[a][mem] or 0:.2f} vs "
+                  f"{by[best][mem] or 0:.2f} GiB")
     e2e = "tokens_per_second_with_reference"
     if ratio("product-dpo", "trl-dpo-precompute", e2e):
         print(f"DPO end to end (each side's reference pass included; TRL precompute_ref_log_probs=True, its "
@@ -1048,8 +1092,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ablation {a}: {ratio(a, b):.2f}x the tokens/s of {b}{spread(a, b)}")
 
     print()
-    for a, b in (("product-sft", "trl-sft-tuned"), ("product-sft", "trl-sft-tuned-passive"),
-                 ("product-sft", "trl-sft-defaults"), ("product-sft-4bit", "trl-sft-4bit")):
+    suffixes = [""] + [f"@{ds}" for ds in DATASETS[1:]]
+    for a, b in [(x + sfx, y + sfx) for sfx in suffixes for x, y in (
+            ("product-sft", "trl-sft-tuned"), ("product-sft", "trl-sft-tuned-passive"),
+            ("product-sft", "trl-sft-liger"), ("product-sft", "trl-sft-defaults"),
+            ("product-sft-4bit", "trl-sft-4bit"))]:
         if ratio(a, b):
             print(f"{a} vs {b}: {ratio(a, b):.2f}x tokens/s "
                   f"({ratio(a, b, 'tokens_per_second_median_step'):.2f}x on median steps)")
@@ -1058,8 +1105,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{ratio('product-dpo', 'trl-dpo', 'tokens_per_second_with_reference'):.2f}x counting the product's "
               f"one-off reference pass ({by['product-dpo']['reference_seconds']:.1f} s)")
     comparisons = {}
-    for a, b in (("product-sft", "trl-sft-tuned"), ("product-sft", "trl-sft-tuned-passive"),
-                 ("product-sft-4bit", "trl-sft-4bit"), ("product-dpo", "trl-dpo")):
+    for a, b in [(x + sfx, y + sfx) for sfx in suffixes for x, y in (
+            ("product-sft", "trl-sft-tuned"), ("product-sft", "trl-sft-tuned-passive"),
+            ("product-sft", "trl-sft-liger"), ("product-sft-4bit", "trl-sft-4bit"))] + [("product-dpo", "trl-dpo")]:
         if a in results and b in results:
             c = compare_losses(results[a][0], results[b][0])
             comparisons[f"{a} vs {b}"] = c
