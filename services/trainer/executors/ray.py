@@ -23,7 +23,6 @@ How a job runs there:
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import math
 import os
@@ -52,6 +51,7 @@ from services.trainer.protocol import (
     encode_line,
 )
 from services.trainer.supervisor import LINE_DROPPED, MAX_LINE_BYTES, MemoryForensics, signal_group
+from services.trainer.worker.signals import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,9 @@ def describe(bundle: dict) -> str:
 # -- on the node: the relay actor ------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the worker, before exec: SIGKILL when the relay (its parent) dies, e.g. with its node."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+def _worker_preexec() -> None:
+    """In the worker, before exec: SIGKILL when the relay (its parent) dies, e.g. with its node; its own session."""
+    die_with_parent()
     os.setsid()
 
 
@@ -168,7 +165,7 @@ class JobRelay:
             with open(Path(self.job_dir) / "worker.log", "ab") as log_file:
                 self.proc = subprocess.Popen([sys.executable, "-m", "services.trainer.worker", self.job_dir],
                                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
-                                             env=self.env, preexec_fn=_die_with_parent)
+                                             env=self.env, preexec_fn=_worker_preexec)
         except Exception as exc:
             self._spawn_error = f"{type(exc).__name__}: {exc}"
             self._spawned.set()

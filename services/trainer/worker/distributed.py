@@ -39,7 +39,7 @@ from pathlib import Path
 
 from services.trainer.worker.events import EventSink
 from services.trainer.worker.job import JobConfig, WorkerError
-from services.trainer.worker.signals import STOP_SIGNALS
+from services.trainer.worker.signals import STOP_SIGNALS, die_with_parent
 
 MASTER_ADDR = "127.0.0.1"
 TIMEOUT = timedelta(hours=2)
@@ -310,22 +310,9 @@ def launch(job: JobConfig, events: EventSink, world: int) -> Group:
     return group
 
 
-def _die_with_parent() -> None:
-    """Linux: this process gets SIGKILL when its parent (rank 0) ends, however it ends."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    if os.getppid() == 1:  # the parent ended before prctl
-        os._exit(1)
-
-
 def _rank_main(rank: int, world: int, port: int, job_dir: str, threads: int, errors) -> None:
     """A spawned rank: joins the group, trains its shard, reports a failure to rank 0 through ``errors``."""
-    _die_with_parent()
+    die_with_parent()  # rank 0 is the parent
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)  # rank 0 handles the stop; this process ends with it
     os.environ.update(MASTER_ADDR=MASTER_ADDR, MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),

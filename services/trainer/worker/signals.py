@@ -20,6 +20,21 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 
 
+def die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when its parent ends, however it ends (``PR_SET_PDEATHSIG``); if the
+    parent already ended before the call (this process was re-parented to init), it exits now. Elsewhere (no
+    glibc) nothing. For a data-parallel rank (its parent: rank 0) and a Ray node's worker (its parent: the
+    job's relay, which dies with its node)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() == 1:
+        os._exit(1)
+
+
 class StopGuard:
     def __init__(self) -> None:
         self.lock = threading.RLock()
