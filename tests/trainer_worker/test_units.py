@@ -137,3 +137,39 @@ def test_finding_a_method_and_reading_its_data_imports_no_ml_library():
             "assert not heavy, heavy\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_missing_or_unreadable_data_is_named_without_the_servers_paths(tmp_path, tiny_model):
+    """A dataset file removed after the job was created, and a resumed job's saved data that cannot be read:
+    the failure (shown to API users) names the file as the user or the job knows it, not where the server
+    keeps it."""
+    import io
+    import json
+
+    from services.trainer.worker.events import EventSink
+    from services.trainer.worker.job import JobConfig, WorkerError
+    from services.trainer.worker.sources import SFT_RECORDS, load_training_records, read_jsonl
+    from tests.trainer_worker.conftest import make_job, write_jsonl
+
+    data_root = tmp_path / "data"
+    write_jsonl(data_root / "sets" / "a.jsonl", sft_records(4))
+    job_dir = make_job(tmp_path, "j1", tiny_model, {"dataset_path": "sets/a.jsonl"}, data_root=data_root)
+    (data_root / "sets" / "a.jsonl").unlink()
+    events = EventSink(io.StringIO())
+    with pytest.raises(WorkerError) as exc:
+        load_training_records(JobConfig.load(job_dir), events, SFT_RECORDS)
+    assert str(exc.value) == "training_config.dataset_path: no such file in the data root: sets/a.jsonl"
+
+    job = json.loads((job_dir / "job.json").read_text())
+    (job_dir / "job.json").write_text(json.dumps(dict(job, resume=True)))
+    saved = job_dir / "data" / "train.jsonl"  # what a resumed job reads back: here damaged
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_bytes(json.dumps(sft_records(1)[0]).encode() + b"\n" + b'{"instruction": "caf\xe9"}\n')
+    with pytest.raises(WorkerError) as exc:
+        load_training_records(JobConfig.load(job_dir), events, SFT_RECORDS)
+    assert str(exc.value) == "the job's data/train.jsonl: 1 bad record: line 2: not UTF-8 text (byte 21 of the line)"
+    assert str(tmp_path) not in str(exc.value)
+
+    with pytest.raises(WorkerError) as exc:  # a file that cannot be opened (a folder in its place)
+        read_jsonl(tmp_path, SFT_RECORDS, label="dataset_path x.jsonl")
+    assert str(exc.value) == "dataset_path x.jsonl: cannot read the file: Is a directory"

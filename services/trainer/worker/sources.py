@@ -138,19 +138,24 @@ def read_jsonl(path: Path, kind: RecordKind, label: str) -> list[dict]:
     """Reads and validates a JSONL file of ``kind`` records; every bad line is reported (up to a few)."""
     records, errors, bad = [], [], 0
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, "rb")  # decoded line by line: a line that is not UTF-8 is a bad line, not a crash
     except OSError as exc:
-        raise WorkerError(f"{label}: cannot read {path}: {exc.strerror}") from None
+        raise WorkerError(f"{label}: cannot read the file: {exc.strerror}") from None
     with fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
+        for lineno, raw in enumerate(fh, start=1):
             try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                record, reason = None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                record, reason = None, f"not UTF-8 text (byte {exc.start + 1} of the line)"
             else:
-                record, reason = kind.check(obj)
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError as exc:
+                    record, reason = None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+                else:
+                    record, reason = kind.check(obj)
             if record is None:
                 bad += 1
                 if len(errors) < MAX_REPORTED_ERRORS:
@@ -188,7 +193,8 @@ def load_training_records(job: JobConfig, events: EventSink, kind: RecordKind) -
     """
     saved = job.data_dir / TRAIN_FILE
     if job.resume and saved.is_file():
-        return read_jsonl(saved, kind, label=str(saved)), f"{saved.relative_to(job.job_dir)} (resumed job)"
+        where = saved.relative_to(job.job_dir)  # the job's own folder: no server path in a user-facing message
+        return read_jsonl(saved, kind, label=f"the job's {where}"), f"{where} (resumed job)"
     spec = job.spec
     if spec.dataset_path:
         try:
@@ -196,7 +202,7 @@ def load_training_records(job: JobConfig, events: EventSink, kind: RecordKind) -
         except ValueError as exc:
             raise WorkerError(f"training_config.dataset_path {spec.dataset_path!r} {exc}") from None
         if not path.is_file():
-            raise WorkerError(f"training_config.dataset_path: no such file: {path}")
+            raise WorkerError(f"training_config.dataset_path: no such file in the data root: {spec.dataset_path}")
         records = read_jsonl(path, kind, label=f"dataset_path {spec.dataset_path}{kind.label_suffix}")
         if not records:
             raise WorkerError(f"no training data: dataset_path {spec.dataset_path} holds no {kind.none}")
@@ -329,8 +335,8 @@ def load_heldout(job: JobConfig, events: EventSink, settings) -> HeldOut:
         return HeldOut(skipped="evaluation sets capped at 0 (TRAINER_EVAL_MAX_SFT_RECORDS, TRAINER_EVAL_MAX_PAIRS)")
     sft_file, dpo_file = job.data_dir / HELDOUT_SFT_FILE, job.data_dir / HELDOUT_DPO_FILE
     if job.resume and sft_file.is_file() and dpo_file.is_file():
-        sft = read_jsonl(sft_file, SFT_RECORDS, label=str(sft_file))
-        pairs = read_jsonl(dpo_file, DPO_PAIRS, label=str(dpo_file))
+        sft = read_jsonl(sft_file, SFT_RECORDS, label=f"the job's {sft_file.relative_to(job.job_dir)}")
+        pairs = read_jsonl(dpo_file, DPO_PAIRS, label=f"the job's {dpo_file.relative_to(job.job_dir)}")
         return HeldOut(sft, pairs, len(sft), len(pairs), source="data/ (resumed job)")
     retry = not job.spec.dataset_path
     try:
