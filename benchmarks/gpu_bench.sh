@@ -58,7 +58,7 @@ for size in ${SIZES:-135m 1.7b}; do
     1.7b) extra=(--architecture smollm2-1.7b); batch=${BATCH_1_7B:-32} ;;
     *) echo "SIZES: unknown size $size (135m, 1.7b)" >&2; exit 2 ;;
   esac
-  timeout --signal=INT "${ROW_TIMEOUT:-280}" "$PY" benchmarks/train_bench.py --device "$DEVICE" --random-init \
+  timeout --signal=INT --kill-after=20 "${ROW_TIMEOUT:-280}" "$PY" benchmarks/train_bench.py --device "$DEVICE" --random-init \
     "${extra[@]}" --model-path "$GPU_DIR/model" --data-dir "$GPU_DIR/data" --batch-size "$batch" \
     --steps "${STEPS:-12}" --dpo-steps "${DPO_STEPS:-6}" --rows "$ROWS" --work-dir "/tmp/gpu-bench-work-$size" \
     --json "$OUT/bench-$size.json" 2>&1 | tee "$OUT/bench-$size.log" || status=1
