@@ -258,7 +258,7 @@ def row_product(cfg: dict, name: str, method: str, quantization: str) -> dict:
     # Ablation rows: one lever off.
     if "no-prefix" in name:
         logprobs.MIN_SHARED_PREFIX = 10**9  # every row runs its whole sequence
-    if "plain-loss" in name:  # the loss through batch-wide logits (response_token_logps), not chunked
+    if "plain-loss" in name:  # the head's log-probabilities through batch-wide logits, not chunked
         logprobs._frozen_plain_head = lambda causal_lm: None
     if "no-packing" in name:
         logprobs.packing_plan = lambda causal_lm: ("separate", "ablation row")  # the prompt twice per pair
@@ -706,11 +706,11 @@ def row_events(cfg: dict, watchers_list: list[int]) -> dict:
 ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "trl-sft-liger", "product-sft-4bit", "trl-sft-4bit",
         "trl-sft-defaults", "product-dpo", "trl-dpo", "trl-dpo-precompute", "events", "product-sft-no-prefix",
         "product-dpo-no-packing", "product-dpo-no-prefix", "product-sft-passive", "product-sft-no-onednn",
-        "product-sft-plain-loss", "product-sft-peft-lora")
+        "product-sft-plain-loss", "product-sft-peft-lora", "product-dpo-plain-loss")
 PAIRED_ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "trl-sft-liger", "product-sft-4bit",
                "trl-sft-4bit",
                "product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive",
-               "product-sft-no-onednn", "product-sft-plain-loss", "product-sft-peft-lora")
+               "product-sft-no-onednn", "product-sft-plain-loss", "product-sft-peft-lora", "product-dpo-plain-loss")
 """Rows repeated ``--repeats`` times, interleaved. An SFT row name may end in ``@DATASET`` (``DATASETS``)."""
 
 
@@ -727,7 +727,7 @@ def run_row(full_name: str, config_path: Path) -> None:
         out = row_product(cfg, full_name, "sft", "none")
     elif name == "product-sft-4bit":
         out = row_product(cfg, name, "sft", "4bit")
-    elif name in ("product-dpo", "product-dpo-no-packing", "product-dpo-no-prefix"):
+    elif name in ("product-dpo", "product-dpo-no-packing", "product-dpo-no-prefix", "product-dpo-plain-loss"):
         out = row_product(cfg, name, "dpo", "none")
     elif name in ("trl-sft-tuned", "trl-sft-tuned-passive", "trl-sft-liger"):
         out = row_trl_sft(cfg, name, "none", defaults=False)
@@ -1087,7 +1087,8 @@ def main(argv: list[str] | None = None) -> int:
                  ("product-sft-no-onednn@distinct", "product-sft@distinct"),
                  ("product-sft-plain-loss@distinct", "product-sft@distinct"),
                  ("product-sft-peft-lora@distinct", "product-sft@distinct"),
-                 ("product-dpo-no-packing", "product-dpo"), ("product-dpo-no-prefix", "product-dpo")):
+                 ("product-dpo-no-packing", "product-dpo"), ("product-dpo-no-prefix", "product-dpo"),
+                 ("product-dpo-plain-loss", "product-dpo")):
         if ratio(a, b):
             print(f"ablation {a}: {ratio(a, b):.2f}x the tokens/s of {b}{spread(a, b)}")
 

@@ -48,6 +48,20 @@ def _lora_model(model_path: Path, dropout: float = 0.0):
     return peft_model
 
 
+def _graph_has(tensor, name: str) -> bool:
+    """Whether the autograd graph behind ``tensor`` holds a node whose type name contains ``name``."""
+    seen, todo = set(), [tensor.grad_fn]
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if name in type(fn).__name__:
+            return True
+        todo.extend(f for f, _ in fn.next_functions)
+    return False
+
+
 @pytest.mark.parametrize("chunk_rows", [128, 7])  # 7: many chunks of the LM head, the last one partial
 def test_response_only_loss_has_the_plain_causal_lm_loss_and_gradients(tiny_model, monkeypatch, chunk_rows):
     import torch
@@ -76,7 +90,7 @@ def test_response_only_loss_has_the_plain_causal_lm_loss_and_gradients(tiny_mode
     assert trained == sum(len(e.input_ids) - e.prompt_len for e in encoded)
     if chunk_rows < 128:
         assert trained > 2 * chunk_rows and trained % chunk_rows  # several chunks, the last one partial
-    assert "ChunkedCrossEntropy" in type(fast.grad_fn).__name__
+    assert _graph_has(fast, "ChunkedTokenLogps")
     assert torch.allclose(fast, plain, rtol=1e-5, atol=1e-6), (float(fast), float(plain))
     assert any(float(g.abs().max()) > 0 for g in plain_grads)
     for a, b in zip(fast_grads, plain_grads):
@@ -84,7 +98,7 @@ def test_response_only_loss_has_the_plain_causal_lm_loss_and_gradients(tiny_mode
 
 
 def test_a_trained_lm_head_takes_the_plain_loss(tiny_model):
-    """A head that takes a gradient (``modules_to_save``) is not the frozen head ``chunked_cross_entropy`` is
+    """A head that takes a gradient (``modules_to_save``) is not the frozen head ``chunked_token_logps`` is
     for: the loss is the plain one and the head's weight gets its gradient."""
     import torch
 
@@ -99,7 +113,7 @@ def test_a_trained_lm_head_takes_the_plain_loss(tiny_model):
     head = causal.get_output_embeddings()
     head.weight.requires_grad_(True)
     loss, _ = response_only_loss(causal, batch["input_ids"], batch["attention_mask"], batch["labels"])
-    assert "ChunkedCrossEntropy" not in type(loss.grad_fn).__name__
+    assert not _graph_has(loss, "ChunkedTokenLogps")
     (grad,) = torch.autograd.grad(loss, [head.weight])
     assert float(grad.abs().max()) > 0
 
@@ -144,6 +158,66 @@ def test_shared_prompt_pair_logps_equal_two_separate_sequences(tiny_model):
     n = len(pairs)
     assert torch.allclose(again[:n], separate[n:].detach(), rtol=1e-5, atol=1e-4)
     assert torch.allclose(again[n:], separate[:n].detach(), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk_rows", [128, 7])
+def test_pair_and_sequence_logps_through_the_chunked_head_equal_full_logits(tiny_model, monkeypatch, chunk_rows):
+    """DPO's packed pairs, and sequences as the reference pass and the evaluation score them: the head's
+    log-probabilities a chunk of rows at a time (``chunked_token_logps``, each row's gradient made in the
+    forward and scaled by its own incoming gradient in the backward) give the values and LoRA gradients of
+    full-vocabulary logits; under ``no_grad`` no gradient is made."""
+    import torch
+
+    from services.trainer.worker import logprobs
+    from services.trainer.worker.encoding import encode_pairs
+    from services.trainer.worker.logprobs import pair_logps, sequence_logps
+    from services.trainer.worker.modeling import load_tokenizer
+    from tests.speed.conftest import dpo_pairs
+
+    monkeypatch.setattr(logprobs, "LM_HEAD_CHUNK_ROWS", chunk_rows)
+    tok = load_tokenizer(tiny_model)
+    pairs, _ = encode_pairs(tok, dpo_pairs(6, seed=4), max_len=512)
+    model = _lora_model(tiny_model)
+    causal = model.get_base_model()
+    params = [p for p in model.parameters() if p.requires_grad]
+    cpu = torch.device("cpu")
+    seqs = [p.sequences()[0] for p in pairs]
+    weights = torch.linspace(-1.0, 2.0, 2 * len(pairs))  # a different weight for every sequence, signs too
+
+    def run():
+        sums, _ = pair_logps(causal, pairs, tok.pad_token_id, cpu)
+        singles, _ = sequence_logps(causal, seqs, tok.pad_token_id, cpu)
+        loss = (sums * weights).sum() + (singles * weights[:len(seqs)]).sum()
+        return sums, singles, torch.autograd.grad(loss, params), loss
+
+    chunked = run()
+    assert _graph_has(chunked[3], "ChunkedTokenLogps")
+    scored = sum(len(p.chosen) + len(p.rejected) for p in pairs)
+    if chunk_rows < 128:
+        assert scored > 2 * chunk_rows and scored % chunk_rows  # several chunks, the last one partial
+    monkeypatch.setattr(logprobs, "_frozen_plain_head", lambda causal_lm: None)  # full logits
+    plain = run()
+    assert not _graph_has(plain[3], "ChunkedTokenLogps")
+    for a, b in zip(chunked[:2], plain[:2]):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-4), float((a - b).abs().max())
+    assert any(float(g.abs().max()) > 0 for g in plain[2])
+    for a, b in zip(chunked[2], plain[2]):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), float((a - b).abs().max())
+    monkeypatch.undo()
+
+    from services.trainer.worker import cpu_linear  # the chunked head's matmuls, counted
+
+    made, real = [], cpu_linear.linear
+    monkeypatch.setattr(cpu_linear, "linear", lambda x, w, b=None: made.append(tuple(w.shape)) or real(x, w, b))
+    logprobs._chunked_token_logps_class.cache_clear()
+    try:
+        with torch.no_grad():
+            sequence_logps(causal, seqs, tok.pad_token_id, cpu)
+        head = tuple(causal.get_output_embeddings().weight.shape)
+        assert made and set(made) == {head}  # only the head's forward: no gradient through W^T
+    finally:
+        monkeypatch.undo()
+        logprobs._chunked_token_logps_class.cache_clear()
 
 
 def _long_instruction_records(n: int, seed: int) -> list[dict]:

@@ -2,8 +2,10 @@
 
 - ``decoder_hidden``: a batch's shared prefix runs once, the rest on top of its key/value cache.
 - ``lm_head_logits``: the LM head only where a next token is scored (no full-vocabulary logits for prompts).
-- ``response_token_logps`` / ``response_only_loss``: the trained tokens of padded SFT sequences (the mean loss
-  through ``chunked_cross_entropy``: the LM head a chunk of rows at a time, its gradient made in the forward).
+- ``token_logps``: the log-probabilities of the scored tokens; with a plain frozen LM head through
+  ``chunked_token_logps`` (the head a chunk of rows at a time, no [rows, vocabulary] tensor for the batch, the
+  gradient made in the forward), which SFT's loss, DPO's pairs and the evaluation all take.
+- ``response_token_logps`` / ``response_only_loss``: the trained tokens of padded SFT sequences.
 - ``sequence_logps``: summed response log-probabilities per sequence (DPO reference, held-out loss).
 - ``pair_logps``: a DPO pair's chosen and rejected answer in one packed row, the prompt run once.
 
@@ -301,11 +303,19 @@ def response_token_logps(causal_lm, input_ids, attention_mask, labels, prefix_le
     ``token_logps`` flat, in row-major order of ``keep`` (``[batch, width - prefix_len - 1]``, True where a
     trained token is predicted).
     """
+    rows, targets, keep = _trained_rows(causal_lm, input_ids, attention_mask, labels, prefix_len)
+    return token_logps(causal_lm, rows, targets), keep
+
+
+def token_logps(causal_lm, hidden, targets):
+    """``log softmax(LM head(hidden))[targets]`` per row (float32): through ``chunked_token_logps`` when the
+    head is a plain frozen linear layer (``_frozen_plain_head``), else through the head's full logits."""
     import torch.nn.functional as F
 
-    rows, targets, keep = _trained_rows(causal_lm, input_ids, attention_mask, labels, prefix_len)
-    logits = lm_head_logits(causal_lm, rows)
-    return -F.cross_entropy(logits.float(), targets, reduction="none"), keep
+    weight = _frozen_plain_head(causal_lm)
+    if weight is not None:
+        return chunked_token_logps(hidden, weight, targets)
+    return -F.cross_entropy(lm_head_logits(causal_lm, hidden).float(), targets, reduction="none")
 
 
 def _trained_rows(causal_lm, input_ids, attention_mask, labels, prefix_len: int):
@@ -320,26 +330,21 @@ def _trained_rows(causal_lm, input_ids, attention_mask, labels, prefix_len: int)
 def response_only_loss(causal_lm, input_ids, attention_mask, labels, prefix_len: int = 0):
     """Mean cross-entropy over the trained (label != -100) tokens, and how many there were.
 
-    Equal to the causal-LM loss of ``causal_lm(input_ids, labels=labels)``. With a plain frozen LM head the
-    loss and its gradient come from ``chunked_cross_entropy`` (no full-vocabulary tensor for the whole batch),
-    otherwise from ``response_token_logps``.
+    Equal to the causal-LM loss of ``causal_lm(input_ids, labels=labels)``, with the head's logits a chunk at
+    a time (``token_logps``); no trained token: NaN, like the plain mean.
     """
-    weight = _frozen_plain_head(causal_lm)
-    if weight is None:
-        token_logps, keep = response_token_logps(causal_lm, input_ids, attention_mask, labels, prefix_len)
-        return -token_logps.mean(), int(keep.sum())
-    rows, targets, keep = _trained_rows(causal_lm, input_ids, attention_mask, labels, prefix_len)
-    return chunked_cross_entropy(rows, weight, targets), int(keep.sum())
+    logps, keep = response_token_logps(causal_lm, input_ids, attention_mask, labels, prefix_len)
+    return -logps.mean(), int(keep.sum())
 
 
 LM_HEAD_CHUNK_ROWS = 128
-"""Rows of the LM head computed at once by ``chunked_cross_entropy``: [128, vocabulary] logits (24 MiB in fp32
+"""Rows of the LM head computed at once by ``chunked_token_logps``: [128, vocabulary] logits (24 MiB in fp32
 for a 49k vocabulary, within a CPU's last-level cache); fewer rows make the head's matmul slower per row."""
 
 
 def _frozen_plain_head(causal_lm):
     """The LM head's weight when the head is a bias-free ``nn.Linear`` that takes no gradient and the model has
-    no logit soft-capping (what ``chunked_cross_entropy`` computes); else None."""
+    no logit soft-capping (what ``chunked_token_logps`` computes); else None."""
     import torch
 
     head = causal_lm.get_output_embeddings()
@@ -350,57 +355,53 @@ def _frozen_plain_head(causal_lm):
 
 
 @cache
-def _chunked_cross_entropy_class():
-    import math
-
+def _chunked_token_logps_class():
     import torch
 
     from services.trainer.worker.cpu_linear import linear
 
-    class ChunkedCrossEntropy(torch.autograd.Function):
-        """Mean cross-entropy of ``hidden @ weight^T`` against ``targets``, ``LM_HEAD_CHUNK_ROWS`` rows at a time.
+    class ChunkedTokenLogps(torch.autograd.Function):
+        """``log softmax(hidden @ weight^T)[targets]`` per row, ``LM_HEAD_CHUNK_ROWS`` rows at a time.
 
-        The loss is a scalar and the weight is frozen, so the gradient with respect to ``hidden`` is known in
-        the forward: each chunk's logits become ``(softmax - onehot) / n`` in place and are multiplied back
-        through the head at once. The backward scales that by the incoming gradient. Against the plain
-        ``cross_entropy`` of full logits this makes no [rows, vocabulary] tensor for the batch and skips the
-        separate log-softmax, its backward and the zero-filled gradient of the logits."""
+        The weight is frozen and each output depends on its own row only, so the gradient of each row's output
+        with respect to its hidden state is known in the forward: ``(onehot - softmax) @ weight``, made from the
+        chunk's logits in place and multiplied back through the head at once (kept negated, as
+        ``(softmax - onehot) @ weight``, which saves a pass). The backward scales each row's by its incoming
+        gradient (``-1/n`` for a mean loss; a DPO sequence's weight for its tokens). Against
+        ``cross_entropy(reduction="none")`` of full logits this makes no [rows, vocabulary] tensor for the batch
+        and skips the separate log-softmax, its backward and the zero-filled gradient of the logits. Without a
+        gradient to make (the reference pass, the evaluation) only the log-probabilities are computed."""
 
         @staticmethod
         def forward(ctx, hidden, weight, targets):
             n = hidden.shape[0]
-            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            out = torch.empty(n, dtype=torch.float32, device=hidden.device)
             grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
             for start in range(0, n, LM_HEAD_CHUNK_ROWS):
                 rows = slice(start, start + LM_HEAD_CHUNK_ROWS)
                 target = targets[rows]
                 logits = linear(hidden[rows], weight).float()
                 lse = torch.logsumexp(logits, dim=-1)
-                total += (lse - logits.gather(1, target[:, None]).squeeze(1)).sum()
+                out[rows] = logits.gather(1, target[:, None]).squeeze(1) - lse
                 if grad is not None:
-                    logits.sub_((lse + math.log(n))[:, None]).exp_()  # softmax / n
-                    logits[torch.arange(len(target), device=logits.device), target] -= 1.0 / n
+                    logits.sub_(lse[:, None]).exp_()  # softmax
+                    logits[torch.arange(len(target), device=logits.device), target] -= 1.0
                     grad[rows] = linear(logits.to(weight.dtype), weight.t())
             ctx.save_for_backward(grad)
-            return total / n
+            return out
 
         @staticmethod
-        def backward(ctx, grad_loss):
+        def backward(ctx, grad_out):
             (grad,) = ctx.saved_tensors
-            return grad * grad_loss.to(grad.dtype), None, None
+            return grad * grad_out.neg().to(grad.dtype)[:, None], None, None
 
-    return ChunkedCrossEntropy
+    return ChunkedTokenLogps
 
 
-def chunked_cross_entropy(hidden, weight, targets):
-    """``F.cross_entropy(hidden @ weight^T, targets)`` (the mean over rows) for a frozen ``weight``, computed
-    chunk by chunk with the gradient of ``hidden`` made in the forward (``ChunkedCrossEntropy``); no rows: NaN,
-    like the plain mean."""
-    import torch
-
-    if hidden.shape[0] == 0:
-        return torch.full((), float("nan"), dtype=hidden.dtype, device=hidden.device)
-    return _chunked_cross_entropy_class().apply(hidden, weight, targets)
+def chunked_token_logps(hidden, weight, targets):
+    """``-F.cross_entropy(hidden @ weight^T, targets, reduction="none")`` (float32) for a frozen ``weight``,
+    computed chunk by chunk with each row's gradient made in the forward (``ChunkedTokenLogps``)."""
+    return _chunked_token_logps_class().apply(hidden, weight, targets)
 
 
 def sequence_logps(causal_lm, seqs: list[tuple[list[int], int]], pad_id: int, device):
@@ -415,12 +416,12 @@ def sequence_logps(causal_lm, seqs: list[tuple[list[int], int]], pad_id: int, de
     examples = [Encoded(list(ids), plen) for ids, plen in seqs]
     batch = collate(examples, pad_id)
     mask = batch["attention_mask"]
-    token_logps, keep = response_token_logps(causal_lm, batch["input_ids"].to(device),
+    logps, keep = response_token_logps(causal_lm, batch["input_ids"].to(device),
                                              None if mask is None else mask.to(device),
                                              batch["labels"].to(device), batch_prefix_len(examples))
     n = len(seqs)
     rows = torch.arange(n, device=keep.device).unsqueeze(1).expand_as(keep)[keep]
-    sums = torch.zeros(n, dtype=torch.float32, device=keep.device).index_add(0, rows, token_logps)
+    sums = torch.zeros(n, dtype=torch.float32, device=keep.device).index_add(0, rows, logps)
     return sums, keep.sum(dim=1).to(torch.float32)
 
 
@@ -439,7 +440,6 @@ def pair_logps(causal_lm, pairs: list[EncodedPair], pad_id: int, device):
     ``sequence_logps([chosen sequences] + [rejected sequences])``).
     """
     import torch
-    import torch.nn.functional as F
 
     if packing_plan(causal_lm)[0] == "separate":
         return sequence_logps(causal_lm, [p.sequences()[0] for p in pairs] + [p.sequences()[1] for p in pairs],
@@ -476,10 +476,9 @@ def pair_logps(causal_lm, pairs: list[EncodedPair], pad_id: int, device):
                        if hasattr(causal_lm.get_decoder(), "embed_tokens") else torch.float32)
     hidden = decoder_hidden(causal_lm, ids.to(device), mask, positions, prefix_len=prefix_len)
     picked = hidden[torch.tensor(rows, device=device), torch.tensor(at, device=device) - prefix_len]
-    logits = lm_head_logits(causal_lm, picked)
-    token_logps = -F.cross_entropy(logits.float(), torch.tensor(targets, device=device), reduction="none")
+    logps = token_logps(causal_lm, picked, torch.tensor(targets, device=device))
     slot_index = torch.tensor(slots, device=device)
-    sums = torch.zeros(2 * n, dtype=torch.float32, device=device).index_add(0, slot_index, token_logps)
+    sums = torch.zeros(2 * n, dtype=torch.float32, device=device).index_add(0, slot_index, logps)
     counts = torch.tensor([float(len(p.chosen)) for p in pairs] + [float(len(p.rejected)) for p in pairs])
     return sums, counts.to(device)
 
