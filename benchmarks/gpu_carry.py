@@ -102,14 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         unpack(wheels, site)
         with tarfile.open(out / "site.tar.gz", "w:gz", compresslevel=9) as tar:
             tar.add(site, arcname="site")
-    model = out / "model"
-    model.mkdir()
-    for f in args.model_path.iterdir():
-        if f.is_file() and not f.name.endswith((".safetensors", ".bin", ".gguf")):
-            shutil.copy2(f, model / f.name)
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from train_bench import export_samples
+    from train_bench import copy_model_files, export_samples
 
+    (out / "model").mkdir()
+    copy_model_files(args.model_path, out / "model")
     export_samples(out / "data", args.sft_records, args.dpo_pairs)
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
     tree = sum((REPO / p).stat().st_size for p in tracked.decode().split("\0") if p and (REPO / p).is_file())

@@ -130,6 +130,13 @@ ARCHITECTURES = {
 another size (``--random-init``), so a GPU run measures a larger model without its weights."""
 
 
+def copy_model_files(source: Path, target: Path, skip: tuple[str, ...] = ()) -> None:
+    """A model folder's files without its weights (config, tokenizer, chat template), except ``skip``."""
+    for f in source.iterdir():
+        if f.is_file() and not f.name.endswith((".safetensors", ".bin", ".gguf")) and f.name not in skip:
+            shutil.copy2(f, target / f.name)
+
+
 def random_init_model(source: Path, target: Path, seed: int, overrides: dict | None = None,
                       dtype: str = "float32") -> Path:
     """A model folder with the architecture of ``source/config.json`` (``overrides`` laid over it), seeded random
@@ -149,9 +156,7 @@ def random_init_model(source: Path, target: Path, seed: int, overrides: dict | N
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     model.save_pretrained(tmp)
-    for f in source.iterdir():
-        if f.is_file() and not f.name.endswith((".safetensors", ".bin")) and f.name != "config.json":
-            shutil.copy2(f, tmp / f.name)
+    copy_model_files(source, tmp, skip=("config.json",))
     os.replace(tmp, target)
     return target
 
@@ -708,8 +713,7 @@ ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "trl-sft-liger"
         "product-dpo-no-packing", "product-dpo-no-prefix", "product-sft-passive", "product-sft-no-onednn",
         "product-sft-plain-loss", "product-sft-peft-lora", "product-dpo-plain-loss")
 PAIRED_ROWS = ("product-sft", "trl-sft-tuned", "trl-sft-tuned-passive", "trl-sft-liger", "product-sft-4bit",
-               "trl-sft-4bit",
-               "product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive",
+               "trl-sft-4bit", "product-dpo", "trl-dpo-precompute", "product-sft-no-prefix", "product-sft-passive",
                "product-sft-no-onednn", "product-sft-plain-loss", "product-sft-peft-lora", "product-dpo-plain-loss")
 """Rows repeated ``--repeats`` times, interleaved. An SFT row name may end in ``@DATASET`` (``DATASETS``)."""
 

@@ -5,6 +5,8 @@ measured in the module's text (steps interleaved in one process)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from services.trainer.worker import modeling
@@ -22,8 +24,6 @@ def test_only_for_a_gqa_model(gqa_env, monkeypatch):
 
     assert not modeling.group_gqa_attention(SimpleNamespace(num_attention_heads=4, num_key_value_heads=4))
     assert not modeling.group_gqa_attention(SimpleNamespace(num_attention_heads=4))
-    import os
-
     assert modeling.GQA_ENV not in os.environ
     monkeypatch.setenv(modeling.GQA_ENV, "0")  # an explicit value wins
     assert not modeling.group_gqa_attention(SimpleNamespace(num_attention_heads=4, num_key_value_heads=2))
@@ -32,10 +32,9 @@ def test_only_for_a_gqa_model(gqa_env, monkeypatch):
     assert os.environ[modeling.GQA_ENV] == "1"
 
 
-def test_loss_and_gradients_equal_repeated_heads(tiny_model, gqa_env):
-    import os
-
+def test_loss_and_gradients_equal_repeated_heads(tiny_model, gqa_env, monkeypatch):
     import torch
+    import transformers.integrations.sdpa_attention as sdpa
 
     from services.trainer.spec import TrainingSpec
     from services.trainer.worker import encoding, logprobs
@@ -50,15 +49,13 @@ def test_loss_and_gradients_equal_repeated_heads(tiny_model, gqa_env):
     examples, batch = sft_batch(tok)
     pairs, _ = encoding.encode_pairs(tok, dpo_pairs(4), 128)
     seen = []
-    import transformers.integrations.sdpa_attention as sdpa
-
     original = sdpa.use_gqa_in_sdpa
 
     def spy(*args, **kwargs):
         seen.append(original(*args, **kwargs))
         return seen[-1]
 
-    sdpa.use_gqa_in_sdpa = spy
+    monkeypatch.setattr(sdpa, "use_gqa_in_sdpa", spy)
 
     def loss_and_grads():
         loss, _ = logprobs.response_only_loss(loaded.causal_lm, batch["input_ids"], batch["attention_mask"],
@@ -71,15 +68,12 @@ def test_loss_and_gradients_equal_repeated_heads(tiny_model, gqa_env):
         loaded.model.zero_grad(set_to_none=True)
         return loss.detach(), chosen.detach(), rejected.detach(), grads
 
-    try:
-        grouped = loss_and_grads()
-        assert seen and all(seen)
-        os.environ[modeling.GQA_ENV] = "0"
-        seen.clear()
-        repeated = loss_and_grads()
-        assert seen and not all(seen)  # transformers' default: the heads repeated wherever there is a mask
-    finally:
-        sdpa.use_gqa_in_sdpa = original
+    grouped = loss_and_grads()
+    assert seen and all(seen)
+    os.environ[modeling.GQA_ENV] = "0"
+    seen.clear()
+    repeated = loss_and_grads()
+    assert seen and not all(seen)  # transformers' default: the heads repeated wherever there is a mask
     for a, b in zip(grouped[:3], repeated[:3]):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-5), (a, b)
     for name in grouped[3]:

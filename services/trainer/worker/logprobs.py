@@ -299,8 +299,8 @@ def response_token_logps(causal_lm, input_ids, attention_mask, labels, prefix_le
 
     The LM head runs only on the positions that predict a trained token (no full-vocabulary logits for prompt
     tokens), and the first ``prefix_len`` tokens (the same in every row, before the first trained token's
-    predecessor) run once for the whole batch (``decoder_hidden``). Returns ``(token_logps, keep)``:
-    ``token_logps`` flat, in row-major order of ``keep`` (``[batch, width - prefix_len - 1]``, True where a
+    predecessor) run once for the whole batch (``decoder_hidden``). Returns ``(logps, keep)``:
+    ``logps`` flat, in row-major order of ``keep`` (``[batch, width - prefix_len - 1]``, True where a
     trained token is predicted).
     """
     rows, targets, keep = _trained_rows(causal_lm, input_ids, attention_mask, labels, prefix_len)
@@ -417,8 +417,8 @@ def sequence_logps(causal_lm, seqs: list[tuple[list[int], int]], pad_id: int, de
     batch = collate(examples, pad_id)
     mask = batch["attention_mask"]
     logps, keep = response_token_logps(causal_lm, batch["input_ids"].to(device),
-                                             None if mask is None else mask.to(device),
-                                             batch["labels"].to(device), batch_prefix_len(examples))
+                                       None if mask is None else mask.to(device),
+                                       batch["labels"].to(device), batch_prefix_len(examples))
     n = len(seqs)
     rows = torch.arange(n, device=keep.device).unsqueeze(1).expand_as(keep)[keep]
     sums = torch.zeros(n, dtype=torch.float32, device=keep.device).index_add(0, rows, logps)

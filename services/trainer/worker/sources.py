@@ -143,19 +143,10 @@ def read_jsonl(path: Path, kind: RecordKind, label: str) -> list[dict]:
         raise WorkerError(f"{label}: cannot read the file: {exc.strerror}") from None
     with fh:
         for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                record, reason = None, f"not UTF-8 text (byte {exc.start + 1} of the line)"
-            else:
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError as exc:
-                    record, reason = None, f"invalid JSON ({exc.msg} at column {exc.colno})"
-                else:
-                    record, reason = kind.check(obj)
+            checked = _check_line(raw, kind)
+            if checked is None:
+                continue
+            record, reason = checked
             if record is None:
                 bad += 1
                 if len(errors) < MAX_REPORTED_ERRORS:
@@ -166,6 +157,27 @@ def read_jsonl(path: Path, kind: RecordKind, label: str) -> list[dict]:
         more = f" (and {bad - len(errors)} more)" if bad > len(errors) else ""
         raise WorkerError(f"{label}: {bad} bad {kind.bad}{'s' if bad > 1 else ''}: " + "; ".join(errors) + more)
     return records
+
+
+def _check_line(raw: bytes, kind: RecordKind) -> tuple[dict | None, str] | None:
+    """A line's ``(record, reason)`` as ``kind.check`` gives it (record None: the reason it is bad); None for a
+    blank line. A line that is not UTF-8 or not JSON is bad, not a crash."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text (byte {exc.start + 1} of the line)"
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        return None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+    return kind.check(obj)
+
+
+def _in_job(job: JobConfig, path: Path) -> str:
+    """A file of the job's folder as a user-facing message names it (no server path)."""
+    return f"the job's {path.relative_to(job.job_dir)}"
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
@@ -193,8 +205,7 @@ def load_training_records(job: JobConfig, events: EventSink, kind: RecordKind) -
     """
     saved = job.data_dir / TRAIN_FILE
     if job.resume and saved.is_file():
-        where = saved.relative_to(job.job_dir)  # the job's own folder: no server path in a user-facing message
-        return read_jsonl(saved, kind, label=f"the job's {where}"), f"{where} (resumed job)"
+        return read_jsonl(saved, kind, label=_in_job(job, saved)), f"{saved.relative_to(job.job_dir)} (resumed job)"
     spec = job.spec
     if spec.dataset_path:
         try:
@@ -335,8 +346,8 @@ def load_heldout(job: JobConfig, events: EventSink, settings) -> HeldOut:
         return HeldOut(skipped="evaluation sets capped at 0 (TRAINER_EVAL_MAX_SFT_RECORDS, TRAINER_EVAL_MAX_PAIRS)")
     sft_file, dpo_file = job.data_dir / HELDOUT_SFT_FILE, job.data_dir / HELDOUT_DPO_FILE
     if job.resume and sft_file.is_file() and dpo_file.is_file():
-        sft = read_jsonl(sft_file, SFT_RECORDS, label=f"the job's {sft_file.relative_to(job.job_dir)}")
-        pairs = read_jsonl(dpo_file, DPO_PAIRS, label=f"the job's {dpo_file.relative_to(job.job_dir)}")
+        sft = read_jsonl(sft_file, SFT_RECORDS, label=_in_job(job, sft_file))
+        pairs = read_jsonl(dpo_file, DPO_PAIRS, label=_in_job(job, dpo_file))
         return HeldOut(sft, pairs, len(sft), len(pairs), source="data/ (resumed job)")
     retry = not job.spec.dataset_path
     try:
